@@ -1,0 +1,1 @@
+"""Backtesting: the candle store, the engine, metrics and built-in strategies."""

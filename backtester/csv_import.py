@@ -1,0 +1,141 @@
+"""Parsing and validating kline CSV files: Binance public-data layout and plain OHLCV with a header.
+
+Two layouts are accepted:
+- Binance public data (data.binance.vision): 12 columns, no header, open time in milliseconds
+  or (spot files since 2025) microseconds;
+- plain: a header `timestamp,open,high,low,close,volume`, where timestamp is epoch seconds,
+  milliseconds or microseconds, or a date/time string read as UTC.
+A file is accepted whole or not at all: the first bad row is reported with its line number.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from utils.errors import InvalidInput
+from utils.intervals import INTERVALS, floor_open_time, interval_ms
+
+PLAIN_HEADER = ("timestamp", "open", "high", "low", "close", "volume")
+_FILE_NAME = re.compile(
+    r"^(?P<symbol>[A-Z0-9]{5,20})-(?P<interval>" + "|".join(INTERVALS) + r")(?:-.*)?\.csv$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedCsv:
+    rows: np.ndarray  # (n, 6): open_time ms, open, high, low, close, volume; ascending
+    layout: str  # "binance" or "plain"
+
+
+def parse_file_name(name: str) -> tuple[str, str] | None:
+    """(symbol, interval) for names like `BTCUSDT-1h.csv` or `BTCUSDT-1h-2024-01.csv`, else None."""
+    match = _FILE_NAME.match(name)
+    return (match["symbol"], match["interval"]) if match else None
+
+
+def parse_klines_csv(data: bytes, interval: str) -> ParsedCsv:
+    """Parse and validate a whole file; raises InvalidInput naming the first bad line."""
+    text = data.decode("utf-8-sig", errors="strict") if data else ""
+    lines = text.splitlines()
+    first = next((line for line in lines if line.strip()), None)
+    if first is None:
+        raise InvalidInput("The file is empty.", code="invalid_csv")
+    has_header = not _looks_numeric(first.split(",")[0])
+    if has_header:
+        header = tuple(cell.strip().lower() for cell in first.split(","))
+        if header[:6] != PLAIN_HEADER and header[:1] != ("open_time",):
+            raise InvalidInput(
+                f"Line 1: unrecognised header; expected {','.join(PLAIN_HEADER)} "
+                "or a header-less Binance kline file.",
+                code="invalid_csv",
+            )
+    layout = "plain" if has_header and header[:6] == PLAIN_HEADER else "binance"
+    n_cols = 6 if layout == "plain" else 12
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            header=None,
+            skiprows=1 if has_header else 0,
+            dtype=str,
+            skip_blank_lines=False,
+            names=list(range(n_cols)),
+            index_col=False,
+            on_bad_lines="error",
+        )
+    except pd.errors.ParserError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        line = f"Line {match[1]}" if match else "A line"
+        raise InvalidInput(f"{line}: expected {n_cols} comma-separated fields.", code="invalid_csv") from None
+    offset = 2 if has_header else 1  # frame row i is file line i + offset
+    return ParsedCsv(_validate(frame, interval, offset, layout), layout)
+
+
+def _looks_numeric(cell: str) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False
+
+
+def _fail(row: int, offset: int, reason: str) -> InvalidInput:
+    return InvalidInput(f"Line {row + offset}: {reason}", code="invalid_csv", details={"line": row + offset})
+
+
+def _validate(frame: pd.DataFrame, interval: str, offset: int, layout: str) -> np.ndarray:
+    if frame.empty:
+        raise InvalidInput("The file has no candle rows.", code="invalid_csv")
+    missing = frame.iloc[:, :6].isna().any(axis=1).to_numpy()
+    if missing.any():
+        raise _fail(int(np.argmax(missing)), offset, "a field is empty or the row is too short.")
+    times = _parse_times(frame[0], offset, layout)
+    values = frame.iloc[:, 1:6].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        raise _fail(int(np.argmax(bad)), offset, "open, high, low, close and volume must be finite numbers.")
+    o, h, low, c, v = values.T
+    checks = (
+        (low <= 0, "prices must be positive."),
+        (v < 0, "volume must not be negative."),
+        (h < np.maximum(o, c), "high is below open or close."),
+        (np.minimum(o, c) < low, "low is above open or close."),
+    )
+    for mask, reason in checks:
+        if mask.any():
+            raise _fail(int(np.argmax(mask)), offset, reason)
+    if len(times) > 1:
+        not_ascending = np.concatenate([[False], np.diff(times) <= 0])
+        if not_ascending.any():
+            raise _fail(int(np.argmax(not_ascending)), offset, "open time is not after the previous row's.")
+    aligned = _aligned(times, interval)
+    if not aligned.all():
+        raise _fail(int(np.argmax(~aligned)), offset, f"open time is not on a {interval} candle boundary.")
+    return np.column_stack([times.astype(np.float64), values])
+
+
+def _parse_times(column: pd.Series, offset: int, layout: str) -> np.ndarray:
+    numeric = pd.to_numeric(column, errors="coerce")
+    if layout == "plain" and numeric.isna().all():
+        parsed = pd.to_datetime(column, utc=True, errors="coerce", format="mixed")
+        bad = parsed.isna().to_numpy()
+        if bad.any():
+            raise _fail(int(np.argmax(bad)), offset, "timestamp is not a date/time.")
+        return parsed.dt.as_unit("ms").astype("int64").to_numpy(dtype=np.int64)
+    bad = numeric.isna().to_numpy() | (numeric.to_numpy(dtype=np.float64, na_value=np.nan) % 1 != 0)
+    if bad.any():
+        raise _fail(int(np.argmax(bad)), offset, "open time must be an integer epoch timestamp.")
+    raw = numeric.to_numpy(dtype=np.int64)
+    # Binance's spot files switched from milliseconds to microseconds in 2025; seconds appear in
+    # hand-made files. Magnitudes tell them apart for any date between 1973 and 5138.
+    return np.where(raw >= 10**14, raw // 1000, np.where(raw < 10**11, raw * 1000, raw))
+
+
+def _aligned(times: np.ndarray, interval: str) -> np.ndarray:
+    if interval in ("1M", "1w"):
+        return np.array([floor_open_time(int(t), interval) == t for t in times], dtype=bool)
+    return times % interval_ms(interval) == 0

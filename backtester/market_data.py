@@ -1,0 +1,447 @@
+"""Market data service: candles, prices and symbols from the store first, the exchange when needed.
+
+Rules:
+- Only closed candles are stored. A request fetches from the exchange only the ranges the store
+  has not covered yet (coverage is recorded per series), so repeating a request costs nothing.
+- When the exchange is unreachable, stored candles are served with `stale=True`; with none at
+  all the request fails with 503.
+- Provenance is never mixed: one answer comes from one partition, in this order of preference:
+  "binance" (fetched; reported as "binance" when this request fetched new candles, else "cache"),
+  "file" (imported CSVs), then "sample" (generated, synthetic).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from backtester.csv_import import parse_file_name, parse_klines_csv
+from backtester.data import Candles, CandleStore, Gap, find_gaps
+from backtester.sample_data import PROFILES, SAMPLE_INTERVAL, generate
+from db import storage
+from db.models import Job
+from utils.errors import DataUnavailable, ExchangeUnavailable, InvalidInput, NotFound
+from utils.exchange import Clock, Exchange, SymbolFilters
+from utils.intervals import floor_open_time, interval_ms
+from utils.jobs import JobRunner
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+_FLUSH_ROWS = 100_000  # write a long sync to disk in slices so progress survives a crash
+# Filters of the sample symbols, as Binance publishes them for the real pairs, so paper trading
+# works on a fresh offline install.
+SAMPLE_FILTERS: tuple[SymbolFilters, ...] = (
+    SymbolFilters("BTCUSDT", "TRADING", "BTC", "USDT", "0.01", "0.00001", "0.00001", "9000", "5"),
+    SymbolFilters("ETHUSDT", "TRADING", "ETH", "USDT", "0.01", "0.0001", "0.0001", "9000", "5"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CandleAnswer:
+    candles: Candles
+    source: str  # binance, cache, file or sample
+    stale: bool
+    gaps: list[Gap]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    symbol: str
+    interval: str
+    start: int
+    end: int
+    added: int
+    requests: int
+    stored: int
+    gaps: list[Gap] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    symbol: str
+    interval: str
+    layout: str
+    rows: int
+    added: int
+    first_open_time: int
+    last_open_time: int
+    gaps: list[Gap]
+
+
+@dataclass(frozen=True, slots=True)
+class PriceAnswer:
+    symbol: str
+    price: float
+    source: str
+    stale: bool
+    as_of: int | None  # open time of the candle whose close was used, when not a live ticker
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolsAnswer:
+    symbols: list[SymbolFilters]
+    source: str  # binance, cache or sample
+    stale: bool
+
+
+class MarketData:
+    """Candles, prices and symbols, combining the store with an optional exchange."""
+
+    def __init__(
+        self,
+        store: CandleStore,
+        exchange: Exchange | None,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        data_dir: Path,
+    ) -> None:
+        self.store = store
+        self.exchange = exchange  # None when OFFLINE
+        self.sessions = sessions
+        self.clock = clock
+        self.data_dir = data_dir
+
+    # --- candles ------------------------------------------------------------------------------
+
+    def candles(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        limit: int,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> CandleAnswer:
+        """Up to `limit` closed candles: the first ones from `start_ms`, or the latest up to `end_ms`/now."""
+        if start_ms is not None and end_ms is not None and start_ms > end_ms:
+            raise InvalidInput("start must not be after end.", details={"field": "start"})
+        lo, hi = self._window(interval, limit, start_ms, end_ms)
+        source, stale = None, False
+        if self.exchange is not None and lo <= hi:
+            try:
+                report = self.sync(symbol, interval, lo, hi)
+                source = "binance" if report.added else "cache"
+            except ExchangeUnavailable:
+                log.warning("Binance unreachable; serving stored candles for %s %s", symbol, interval)
+                stale = True
+            except NotFound:
+                # Binance does not list it, but the user may have imported it from a file.
+                if not self._local_partition(symbol, interval):
+                    raise
+        partition = "binance" if source else self._local_partition(symbol, interval)
+        if partition is None:
+            raise DataUnavailable(
+                f"No {interval} candles for {symbol} are stored"
+                + (
+                    " and Binance is unreachable."
+                    if stale
+                    else (" (offline mode)." if not self.exchange else ".")
+                ),
+                details={"symbol": symbol, "interval": interval},
+            )
+        stored = self.store.load(partition, symbol, interval, start_ms, end_ms)
+        candles = (
+            stored.slice(0, limit)
+            if start_ms is not None
+            else stored.slice(max(0, len(stored) - limit), None)
+        )
+        return CandleAnswer(
+            candles=candles,
+            source=source or ("cache" if partition == "binance" else partition),
+            stale=stale,
+            gaps=find_gaps(candles.open_time, interval),
+        )
+
+    def _window(self, interval: str, limit: int, start_ms: int | None, end_ms: int | None) -> tuple[int, int]:
+        """The open-time range a request needs: never past the last closed candle."""
+        step = interval_ms(interval)
+        last_closed = floor_open_time(self.clock(), interval) - 1
+        hi = last_closed if end_ms is None else min(end_ms, last_closed)
+        if start_ms is None:
+            return max(0, hi - (limit - 1) * step - step // 2), hi
+        return start_ms, min(hi, start_ms + (limit - 1) * step + step // 2)
+
+    def _local_partition(self, symbol: str, interval: str) -> str | None:
+        self._import_data_dir(symbol, interval)
+        for partition in ("binance", "file", "sample"):
+            if self.store.exists(partition, symbol, interval):
+                return partition
+        return None
+
+    # --- sync ---------------------------------------------------------------------------------
+
+    def missing_ranges(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
+        """Sub-ranges of [start_ms, end_ms] the store has not yet covered from the exchange."""
+        covered = self.store.meta("binance", symbol, interval).get("coverage", [])
+        return _subtract(start_ms, end_ms, covered)
+
+    def estimate_missing(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> int:
+        step = interval_ms(interval)
+        return sum((b - a) // step + 1 for a, b in self.missing_ranges(symbol, interval, start_ms, end_ms))
+
+    def sync(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int, progress: Progress | None = None
+    ) -> SyncReport:
+        """Fetch every missing closed candle in [start_ms, end_ms] into the store."""
+        if self.exchange is None:
+            raise ExchangeUnavailable("Offline mode: Binance is never called.", code="offline")
+        last_closed = floor_open_time(self.clock(), interval) - 1
+        end_ms = min(end_ms, last_closed)
+        added = 0
+        requests_before = self.exchange.request_count
+        with self.store.lock("binance", symbol, interval):
+            missing = self.missing_ranges(symbol, interval, start_ms, end_ms)
+            total = sum(b - a + 1 for a, b in missing) or 1
+            done = 0
+            for lo, hi in missing:
+                buffer: list[np.ndarray] = []
+                cursor = lo
+                try:
+                    for page in self.exchange.iter_klines(symbol, interval, lo, hi):
+                        buffer.append(page.rows)
+                        cursor = int(page.rows[-1, 0])
+                        if sum(len(rows) for rows in buffer) >= _FLUSH_ROWS:
+                            added += self._flush(symbol, interval, buffer, lo, cursor)
+                            buffer = []
+                        if progress:
+                            progress(min(1.0, (done + cursor - lo) / total), f"{added} candles added so far")
+                except Exception:
+                    # Keep what arrived: it is covered up to the last candle received.
+                    if buffer:
+                        self._flush(symbol, interval, buffer, lo, cursor)
+                    raise
+                # The whole range is now covered: what the exchange did not return does not exist.
+                added += self._flush(symbol, interval, buffer, lo, hi)
+                done += hi - lo + 1
+        requests = self.exchange.request_count - requests_before
+        stored = self.store.load("binance", symbol, interval, start_ms, end_ms)
+        return SyncReport(
+            symbol,
+            interval,
+            start_ms,
+            end_ms,
+            added,
+            requests,
+            len(stored),
+            find_gaps(stored.open_time, interval),
+        )
+
+    def _flush(self, symbol: str, interval: str, buffer: list[np.ndarray], lo: int, hi: int) -> int:
+        rows = np.concatenate(buffer) if buffer else np.empty((0, 6))
+
+        def cover(meta: dict[str, Any]) -> dict[str, Any]:
+            meta["coverage"] = _union([*meta.get("coverage", []), [lo, hi]], interval_ms(interval))
+            return meta
+
+        return self.store.merge("binance", symbol, interval, rows, cover)
+
+    # --- files and samples --------------------------------------------------------------------
+
+    def import_csv(self, symbol: str, interval: str, data: bytes, name: str = "upload.csv") -> ImportReport:
+        """Validate a whole CSV and add it to the "file" partition; a rejected file stores nothing."""
+        parsed = parse_klines_csv(data, interval)
+        with self.store.lock("file", symbol, interval):
+            added = self.store.merge(
+                "file", symbol, interval, parsed.rows, lambda meta: _remember_file(meta, name, len(data))
+            )
+        times = parsed.rows[:, 0].astype(np.int64)
+        return ImportReport(
+            symbol,
+            interval,
+            parsed.layout,
+            len(times),
+            added,
+            int(times[0]),
+            int(times[-1]),
+            find_gaps(times, interval),
+        )
+
+    def _import_data_dir(self, symbol: str, interval: str) -> None:
+        """Pick up new `SYMBOL-interval*.csv` files dropped into DATA_DIR (a bad file is logged, skipped)."""
+        if not self.data_dir.is_dir():
+            return
+        files = [
+            p
+            for p in sorted(self.data_dir.glob(f"{symbol}-*.csv"))
+            if p.is_file() and parse_file_name(p.name) == (symbol, interval)
+        ]
+        if not files:
+            return
+        seen = self.store.meta("file", symbol, interval).get("files", {})
+        for path in files:
+            stat = path.stat()
+            if seen.get(path.name) == _fingerprint(stat.st_size, stat.st_mtime_ns):
+                continue
+            try:
+                with self.store.lock("file", symbol, interval):
+                    parsed = parse_klines_csv(path.read_bytes(), interval)
+                    self.store.merge(
+                        "file",
+                        symbol,
+                        interval,
+                        parsed.rows,
+                        lambda meta, p=path, s=stat: _remember_file(meta, p.name, s.st_size, s.st_mtime_ns),
+                    )
+                log.info("imported %s into the file store", path.name)
+            except InvalidInput as exc:
+                log.error("skipped %s: %s", path.name, exc.message)
+
+    def ensure_samples(self) -> None:
+        """Generate the offline sample candles and symbol filters once (cheap, deterministic)."""
+        for symbol, profile in PROFILES.items():
+            if not self.store.exists("sample", symbol, SAMPLE_INTERVAL):
+                with self.store.lock("sample", symbol, SAMPLE_INTERVAL):
+                    self.store.merge("sample", symbol, SAMPLE_INTERVAL, generate(profile), _label_sample)
+        known = {row.symbol for row in storage.list_symbols(self.sessions)}
+        missing = [f for f in SAMPLE_FILTERS if f.symbol not in known]
+        if missing:
+            storage.upsert_symbols(self.sessions, [_symbol_row(f, "sample") for f in missing])
+
+    # --- prices and symbols -------------------------------------------------------------------
+
+    def price(self, symbol: str) -> PriceAnswer:
+        if self.exchange is not None:
+            try:
+                return PriceAnswer(symbol, self.exchange.price(symbol), "binance", False, None)
+            except ExchangeUnavailable:
+                log.warning("Binance unreachable; pricing %s from stored candles", symbol)
+        return self._last_close(symbol, stale=self.exchange is not None)
+
+    def _last_close(self, symbol: str, stale: bool) -> PriceAnswer:
+        for partition in ("binance", "file", "sample"):
+            for interval in ("1m", "5m", "15m", "1h", "4h", "1d"):
+                if self.store.exists(partition, symbol, interval):
+                    candles = self.store.load(partition, symbol, interval)
+                    if len(candles):
+                        source = "cache" if partition == "binance" else partition
+                        return PriceAnswer(
+                            symbol, float(candles.close[-1]), source, stale, int(candles.open_time[-1])
+                        )
+        raise DataUnavailable(
+            f"No price for {symbol}: Binance is not available and no candles are stored.",
+            details={"symbol": symbol},
+        )
+
+    def symbols(self) -> SymbolsAnswer:
+        if self.exchange is not None:
+            try:
+                fresh = self.exchange.symbols()
+                storage.upsert_symbols(self.sessions, [_symbol_row(f, "binance") for f in fresh])
+                return SymbolsAnswer(fresh, "binance", False)
+            except ExchangeUnavailable:
+                log.warning("Binance unreachable; serving stored symbols")
+        rows = storage.list_symbols(self.sessions)
+        stored = [_filters_of(r) for r in rows]
+        source = "cache" if any(r.source == "binance" for r in rows) else "sample"
+        return SymbolsAnswer(stored, source, self.exchange is not None)
+
+    def symbol_filters(self, symbol: str) -> SymbolFilters | None:
+        row = storage.get_symbol(self.sessions, symbol)
+        return _filters_of(row) if row else None
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _union(ranges: Sequence[Sequence[int]], step: int) -> list[list[int]]:
+    """Merge ranges that overlap or touch (a gap smaller than one candle is no gap)."""
+    merged: list[list[int]] = []
+    for a, b in sorted((int(a), int(b)) for a, b in ranges):
+        if merged and a <= merged[-1][1] + step:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return merged
+
+
+def _subtract(lo: int, hi: int, covered: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
+    missing: list[tuple[int, int]] = []
+    cursor = lo
+    for a, b in sorted((int(a), int(b)) for a, b in covered):
+        if b < cursor or a > hi:
+            continue
+        if a > cursor:
+            missing.append((cursor, a - 1))
+        cursor = max(cursor, b + 1)
+    if cursor <= hi:
+        missing.append((cursor, hi))
+    return missing
+
+
+def _fingerprint(size: int, mtime_ns: int | None) -> str:
+    return f"{size}:{mtime_ns}"
+
+
+def _remember_file(meta: dict[str, Any], name: str, size: int, mtime_ns: int | None = None) -> dict[str, Any]:
+    meta.setdefault("files", {})[name] = _fingerprint(size, mtime_ns)
+    return meta
+
+
+def _label_sample(meta: dict[str, Any]) -> dict[str, Any]:
+    meta["synthetic"] = "SAMPLE DATA: generated by backtester/sample_data.py, not real market data"
+    return meta
+
+
+def _symbol_row(f: SymbolFilters, source: str) -> dict[str, Any]:
+    return {
+        "symbol": f.symbol,
+        "status": f.status,
+        "base_asset": f.base_asset,
+        "quote_asset": f.quote_asset,
+        "tick_size": f.tick_size,
+        "step_size": f.step_size,
+        "min_qty": f.min_qty,
+        "max_qty": f.max_qty,
+        "min_notional": f.min_notional,
+        "source": source,
+    }
+
+
+def _filters_of(row: Any) -> SymbolFilters:
+    return SymbolFilters(
+        row.symbol,
+        row.status,
+        row.base_asset,
+        row.quote_asset,
+        row.tick_size,
+        row.step_size,
+        row.min_qty,
+        row.max_qty,
+        row.min_notional,
+    )
+
+
+def request_sync(
+    market: MarketData,
+    jobs: JobRunner,
+    symbol: str,
+    interval: str,
+    start_ms: int,
+    end_ms: int | None,
+    inline_max: int,
+) -> SyncReport | Job:
+    """Sync at once when few candles are missing, else start a background job and return it."""
+    if market.exchange is None:
+        raise ExchangeUnavailable(
+            "Offline mode: Binance is never called, so nothing can be synced.", code="offline"
+        )
+    end = end_ms if end_ms is not None else market.clock()
+    if start_ms > end:
+        raise InvalidInput("start must not be after end.", details={"field": "start"})
+    if market.estimate_missing(symbol, interval, start_ms, end) <= inline_max:
+        return market.sync(symbol, interval, start_ms, end)
+    params = {"symbol": symbol, "interval": interval, "start": start_ms, "end": end}
+    return jobs.submit(
+        "sync", params, lambda report: _report_dict(market.sync(symbol, interval, start_ms, end, report))
+    )
+
+
+def _report_dict(report: SyncReport) -> dict[str, Any]:
+    return asdict(report)

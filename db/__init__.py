@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, engine/sessions, repository functions and migrations."""

@@ -1,0 +1,129 @@
+"""Database engine, sessions, migrations to head, and the small repository functions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, func, select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import Job, SymbolInfo, utcnow
+
+log = logging.getLogger(__name__)
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def make_engine(database_url: str) -> Engine:
+    """An engine for `database_url`; SQLite gets WAL, a busy timeout and foreign keys."""
+    if database_url.startswith("sqlite"):
+        path = database_url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(database_url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_engine(database_url, pool_pre_ping=True)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One session, one transaction: committed on success, rolled back on any error."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def upgrade_to_head(engine: Engine) -> None:
+    """Apply every Alembic migration not yet applied."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def database_answers(engine: Engine) -> bool:
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+    except Exception:  # any driver error means "no"; health must never raise
+        log.warning("database health check failed", exc_info=True)
+        return False
+
+
+# --- jobs -----------------------------------------------------------------------------------------
+
+def create_job(factory: sessionmaker[Session], job_id: str, kind: str, params: dict[str, Any]) -> Job:
+    with transaction(factory) as session:
+        job = Job(id=job_id, kind=kind, status="queued", progress=0.0, message="queued", params=params)
+        session.add(job)
+    return job
+
+
+def get_job(factory: sessionmaker[Session], job_id: str) -> Job | None:
+    with factory() as session:
+        return session.get(Job, job_id)
+
+
+def list_jobs(factory: sessionmaker[Session], limit: int, offset: int) -> tuple[Sequence[Job], int]:
+    with factory() as session:
+        rows = session.scalars(
+            select(Job).order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
+        ).all()
+        total = session.scalar(select(func.count()).select_from(Job)) or 0
+        return rows, total
+
+
+def update_job(factory: sessionmaker[Session], job_id: str, **fields: Any) -> None:
+    with transaction(factory) as session:
+        session.execute(update(Job).where(Job.id == job_id).values(**fields))
+
+
+def fail_interrupted_jobs(factory: sessionmaker[Session], now: datetime | None = None) -> int:
+    """Mark jobs left queued/running by a previous process as failed; returns how many."""
+    with transaction(factory) as session:
+        result = session.execute(
+            update(Job)
+            .where(Job.status.in_(("queued", "running")))
+            .values(status="failed", message="interrupted by a server restart", finished_at=now or utcnow())
+        )
+        return int(result.rowcount or 0)
+
+
+# --- symbols --------------------------------------------------------------------------------------
+
+def upsert_symbols(factory: sessionmaker[Session], symbols: Sequence[dict[str, Any]]) -> None:
+    """Insert or replace symbol rows (portable: merge by primary key, no dialect-specific upsert)."""
+    with transaction(factory) as session:
+        for row in symbols:
+            session.merge(SymbolInfo(**row, updated_at=utcnow()))
+
+
+def list_symbols(factory: sessionmaker[Session]) -> Sequence[SymbolInfo]:
+    with factory() as session:
+        return session.scalars(select(SymbolInfo).order_by(SymbolInfo.symbol)).all()
+
+
+def get_symbol(factory: sessionmaker[Session], symbol: str) -> SymbolInfo | None:
+    with factory() as session:
+        return session.get(SymbolInfo, symbol)

@@ -1,0 +1,299 @@
+"""The FastAPI application: `create_app(settings)` wires settings, storage, services and routers.
+
+`uvicorn main:app` serves the module-level `app`, built from the environment and `.env`.
+Building the app has no side effects; start-up (migrations, API-key generation, sample data,
+failing interrupted jobs) happens in the lifespan, so tests and tools can import freely.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from backtester.data import CandleStore
+from backtester.market_data import MarketData
+from db import storage
+from routes import binance, system
+from routes.common import AppContext, require_api_key
+from utils.binance_api import BinanceExchange, wall_clock_ms
+from utils.errors import AppError
+from utils.exchange import Clock, Sleep
+from utils.jobs import JobRunner
+from utils.logger import add_secrets, redact, request_id_var, setup_logging
+from utils.settings import Settings
+
+log = logging.getLogger("app")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_DEFAULT_BODY_LIMIT = 1024 * 1024
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Clock | None = None, sleep: Sleep | None = None
+) -> FastAPI:
+    settings = settings or Settings()
+    clock = clock or wall_clock_ms
+    setup_logging(settings.log_level, settings.secret_values())
+    ctx = _build_context(settings, clock, sleep or time.sleep)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _start(ctx)
+        yield
+        ctx.jobs.shutdown()
+        ctx.engine.dispose()
+
+    app = FastAPI(
+        title="AI Trading Backend",
+        version=system.VERSION,
+        description="Self-hosted trading backend: Binance market data, backtests, JSON strategies, ML agents "
+        "and a Mother AI. Paper trading by default. Click **Authorize** and paste your API_KEY.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    authed = [Depends(require_api_key)]
+    app.include_router(system.public)
+    app.include_router(system.router)
+    app.include_router(binance.router, dependencies=authed)
+    _install_error_handlers(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type"],
+    )
+    app.add_middleware(_BodyLimit, limits={"/api/binance/import": settings.upload_max_bytes})
+    app.add_middleware(_RequestContext)
+    return app
+
+
+def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext:
+    engine = storage.make_engine(settings.database_url)
+    sessions = storage.make_session_factory(engine)
+    exchange = None
+    if not settings.offline:
+        exchange = BinanceExchange(
+            api_url=settings.effective_binance_url,
+            api_key=settings.binance_api_key.get_secret_value() if settings.binance_api_key else None,
+            api_secret=settings.binance_api_secret.get_secret_value()
+            if settings.binance_api_secret
+            else None,
+            timeout_s=settings.binance_timeout_seconds,
+            max_retries=settings.binance_max_retries,
+            weight_limit=settings.binance_weight_limit,
+            clock=clock,
+            sleep=sleep,
+        )
+    store = CandleStore(settings.data_dir / "store")
+    market = MarketData(store, exchange, sessions, clock, settings.data_dir)
+    return AppContext(settings, engine, sessions, market, JobRunner(sessions), clock)
+
+
+def _start(ctx: AppContext) -> None:
+    storage.upgrade_to_head(ctx.engine)
+    failed = storage.fail_interrupted_jobs(ctx.sessions)
+    if failed:
+        log.warning("marked %d job(s) interrupted by the last shutdown as failed", failed)
+    ctx.api_key = ensure_api_key(ctx.settings)
+    add_secrets([ctx.api_key])
+    if ctx.settings.sample_data:
+        ctx.market.ensure_samples()
+    log.info(
+        "ready: trading_mode=%s offline=%s database=%s",
+        ctx.settings.trading_mode,
+        ctx.settings.offline,
+        redact(ctx.engine.url.render_as_string(hide_password=True)),
+    )
+
+
+def ensure_api_key(settings: Settings) -> str:
+    """The configured API key, or a new strong one written to .env and printed once."""
+    if settings.api_key is not None and settings.api_key.get_secret_value():
+        return settings.api_key.get_secret_value()
+    key = secrets.token_urlsafe(32)
+    path: Path = settings.env_file_path
+    lines = path.read_text().splitlines() if path.exists() else []
+    lines = [line for line in lines if not line.strip().startswith("API_KEY=")]
+    lines.append(f"API_KEY={key}")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # an existing .env keeps its mode otherwise
+        handle.write("\n".join(lines) + "\n")
+    # Printed once, straight to the terminal: the logs never carry it.
+    print(
+        f"\n  Generated API key (saved to {path}):\n\n    {key}\n\n"
+        "  Use it as 'Authorization: Bearer <key>' or in Swagger UI's Authorize button.\n",
+        file=sys.stderr,
+        flush=True,
+    )
+    return key
+
+
+def _error(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return _error(exc.status_code, exc.code, exc.message, exc.details, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {
+                "field": ".".join(str(part) for part in err.get("loc", ())),
+                "message": err.get("msg", "invalid"),
+            }
+            for err in exc.errors()
+        ]
+        first = problems[0] if problems else {"field": "request", "message": "invalid"}
+        message = f"Invalid {first['field']}: {first['message']}."
+        return _error(422, "validation_error", message, problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"No endpoint at {request.url.path}; see /docs for the API."
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}."
+        return _error(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+
+class _RequestContext:
+    """Gives every request an id (echoed in X-Request-ID, present on every log line), logs it, and
+    turns any unexpected exception into the error body: no stack trace ever reaches a client."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex[:12]
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500  # until a response starts
+        responded = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, responded
+            if message["type"] == "http.response.start":
+                status, responded = message["status"], True
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error")
+            if not responded:
+                message = f"Internal error; the server log has the details (request id {request_id})."
+                await _error(500, "internal_error", message)(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "%s %s -> %d (%.1f ms)",
+                scope["method"],
+                scope["path"],
+                status,
+                (time.perf_counter() - started) * 1000,
+            )
+            request_id_var.reset(token)
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    """An HTTPException, so FastAPI's body parsing re-raises it instead of turning it into a 400."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"Request body is larger than {limit} bytes.")
+
+
+class _BodyLimit:
+    """Rejects request bodies over a per-path limit with 413 before they are buffered."""
+
+    def __init__(self, app: ASGIApp, limits: dict[str, int]) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limits.get(scope["path"], _DEFAULT_BODY_LIMIT)
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _error(413, "payload_too_large", f"Request body is larger than {limit} bytes.")(
+                scope, receive, send
+            )
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await _error(413, "payload_too_large", f"Request body is larger than {limit} bytes.")(
+                    scope, receive, send
+                )
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn main:app` looks the app up lazily, so importing `create_app` in tests or tools
+    # never reads .env or builds a second app.
+    if name == "app":
+        globals()["app"] = built = create_app()
+        return built
+    raise AttributeError(name)

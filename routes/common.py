@@ -1,0 +1,147 @@
+"""Web-layer pieces every router shares (not a router): the app context, auth, error body, parsers."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from backtester.market_data import MarketData
+from db.models import Job
+from utils.errors import InvalidInput, Unauthorized
+from utils.exchange import Clock
+from utils.jobs import JobRunner
+from utils.settings import Settings
+
+SYMBOL_PATTERN = r"^[A-Z0-9]{5,20}$"
+Interval = Literal[
+    "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M"
+]
+Symbol = Annotated[
+    str,
+    Field(
+        pattern=SYMBOL_PATTERN,
+        description="Binance symbol: 5-20 capital letters or digits.",
+        examples=["BTCUSDT"],
+    ),
+]
+
+
+@dataclass
+class AppContext:
+    """Everything a request may need, built once per app."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    market: MarketData
+    jobs: JobRunner
+    clock: Clock
+    api_key: str = ""
+
+
+def get_ctx(request: Request) -> AppContext:
+    return request.app.state.ctx
+
+
+Ctx = Annotated[AppContext, Depends(get_ctx)]
+
+_bearer = HTTPBearer(auto_error=False, description="The API_KEY from .env (printed on first start).")
+
+
+def require_api_key(
+    ctx: Ctx, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """Every endpoint but /api/health: `Authorization: Bearer <API_KEY>`, compared in constant time."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("Missing API key: send the header 'Authorization: Bearer <API_KEY>'.")
+    if not ctx.api_key or not hmac.compare_digest(credentials.credentials.encode(), ctx.api_key.encode()):
+        raise Unauthorized("Invalid API key.")
+
+
+# --- the one error body --------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Machine-readable error code.", examples=["invalid_input"])
+    message: str = Field(description="What went wrong, in a sentence.")
+    details: Any | None = Field(default=None, description="Optional structured context.")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses an endpoint can answer with."""
+    names = {
+        400: "Bad request",
+        401: "Missing or invalid API key",
+        404: "Not found",
+        409: "Conflict with the current state",
+        413: "Payload too large",
+        422: "Invalid input (the message names the field)",
+        502: "The exchange rejected the request",
+        503: "Data or exchange unavailable",
+    }
+    return {status: {"model": ErrorBody, "description": names.get(status, "Error")} for status in statuses}
+
+
+# --- query parsing --------------------------------------------------------------------------------
+
+
+def parse_time(value: str | None, field: str) -> int | None:
+    """Epoch milliseconds from an integer (ms) or an ISO-8601 date/time (UTC if no zone is given)."""
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    if text.lstrip("-").isdigit():
+        ms = int(text)
+        if not 0 <= ms <= 32_503_680_000_000:  # year 3000
+            raise InvalidInput(f"{field}: milliseconds out of range.", details={"field": field})
+        return ms
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(
+            f"{field}: expected epoch milliseconds or an ISO-8601 date/time such as 2024-01-31T00:00:00Z.",
+            details={"field": field},
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    if parsed.year < 1970:
+        raise InvalidInput(f"{field}: dates before 1970 are not supported.", details={"field": field})
+    return int(parsed.timestamp() * 1000)
+
+
+SymbolQuery = Annotated[
+    str, Query(pattern=SYMBOL_PATTERN, description="5-20 capital letters or digits.", examples=["BTCUSDT"])
+]
+IntervalQuery = Annotated[Interval, Query(description="One of Binance's kline intervals.", examples=["1h"])]
+
+
+# --- jobs -----------------------------------------------------------------------------------------
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str = Field(examples=["sync"])
+    status: Literal["queued", "running", "done", "failed"]
+    progress: float = Field(ge=0, le=1)
+    message: str
+    params: dict[str, Any] | None
+    result: dict[str, Any] | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+def job_out(job: Job) -> JobOut:
+    return JobOut.model_validate(job, from_attributes=True)

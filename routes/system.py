@@ -1,0 +1,72 @@
+"""Health and background-job endpoints (/api/health, /api/jobs)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+
+from db import storage
+from routes.common import Ctx, JobOut, error_responses, job_out, require_api_key
+from utils.errors import NotFound
+
+VERSION = "0.1.0"
+
+public = APIRouter(prefix="/api", tags=["system"])
+router = APIRouter(prefix="/api", tags=["jobs"], dependencies=[Depends(require_api_key)])
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "degraded"] = Field(description="degraded when the database does not answer.")
+    version: str = Field(examples=[VERSION])
+    trading_mode: Literal["paper", "live"]
+    offline: bool
+    database: bool = Field(description="Whether the database answered a trivial query.")
+
+
+class JobList(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    jobs: list[JobOut]
+
+
+@public.get("/health", response_model=HealthResponse, summary="Liveness and basic state (no auth)")
+def health(ctx: Ctx) -> HealthResponse:
+    db_ok = storage.database_answers(ctx.engine)
+    return HealthResponse(
+        status="ok" if db_ok else "degraded",
+        version=VERSION,
+        trading_mode=ctx.settings.trading_mode,
+        offline=ctx.settings.offline,
+        database=db_ok,
+    )
+
+
+@router.get(
+    "/jobs",
+    response_model=JobList,
+    summary="Recent background jobs, newest first",
+    responses=error_responses(401, 422),
+)
+def list_jobs(
+    ctx: Ctx,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> JobList:
+    rows, total = storage.list_jobs(ctx.sessions, limit, offset)
+    return JobList(total=total, limit=limit, offset=offset, jobs=[job_out(j) for j in rows])
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobOut,
+    summary="One job's status, progress and result",
+    responses=error_responses(401, 404),
+)
+def get_job(ctx: Ctx, job_id: Annotated[str, Field(max_length=64)]) -> JobOut:
+    job = storage.get_job(ctx.sessions, job_id)
+    if job is None:
+        raise NotFound(f"No job with id {job_id!r}.", code="job_not_found")
+    return job_out(job)

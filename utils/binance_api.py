@@ -1,0 +1,223 @@
+"""Binance through python-binance: klines (paged), ticker prices and exchange info, politely.
+
+Every call has a timeout. 429/418 and 5xx answers and timeouts are retried with exponential
+backoff that honours `Retry-After`; the request weight Binance reports in
+`X-MBX-USED-WEIGHT-1M` is watched so a long sync pauses before the limit instead of
+being banned. Other Binance errors become project errors with Binance's code and message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import numpy as np
+import requests
+from binance.client import Client
+from binance.exceptions import BinanceAPIException, BinanceRequestException
+
+from utils.errors import ExchangeError, ExchangeUnavailable, NotFound
+from utils.exchange import Clock, KlinePage, Sleep, SymbolFilters
+from utils.intervals import interval_ms
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+KLINES_PAGE = 1000  # Binance's maximum per request
+KLINES_WEIGHT = 2
+_RETRIABLE_STATUS = {418, 429}
+_MAX_BACKOFF_S = 30.0
+_MAX_RETRY_AFTER_S = 120.0  # beyond this we fail fast rather than hold a request for minutes
+_WEIGHT_HEADROOM = 0.9  # pause at 90% of the minute's budget
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class BinanceExchange:
+    """The Binance adapter. Thread-safe: calls are serialised, so weight accounting stays exact."""
+
+    name = "binance"
+
+    def __init__(
+        self,
+        *,
+        api_url: str,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        timeout_s: float = 10.0,
+        max_retries: int = 5,
+        weight_limit: int = 6000,
+        clock: Clock = wall_clock_ms,
+        sleep: Sleep = time.sleep,
+    ) -> None:
+        # Connect timeout is short so an offline machine fails fast; read timeout is the setting.
+        timeout = (min(3.05, timeout_s), timeout_s)
+        self._client = Client(api_key, api_secret, requests_params={"timeout": timeout}, ping=False)
+        self._client.API_URL = api_url.rstrip("/")
+        self._max_retries = max_retries
+        self._weight_limit = weight_limit
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self.used_weight: int | None = None
+        self.request_count = 0
+
+    # --- public interface ---------------------------------------------------------------------
+
+    def iter_klines(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> Iterator[KlinePage]:
+        """Closed candles with start_ms <= open_time <= end_ms, paging with `get_klines` ourselves
+        (python-binance's `get_historical_klines` sleeps after every third page)."""
+        step = interval_ms(interval)
+        cursor = start_ms
+        while cursor <= end_ms:
+            raw = self._call(
+                lambda c=cursor: self._client.get_klines(
+                    symbol=symbol, interval=interval, startTime=c, endTime=end_ms, limit=KLINES_PAGE
+                ),
+                weight=KLINES_WEIGHT,
+            )
+            if not isinstance(raw, list):
+                raise ExchangeError(
+                    "Binance returned klines in an unexpected shape.", code="exchange_bad_response"
+                )
+            rows = _parse_klines(raw)
+            now = self._clock()
+            # The newest candle may still be forming: only closed candles are ever stored.
+            closed = rows[_close_times(raw) < now] if len(rows) else rows
+            if len(closed):
+                yield KlinePage(closed, self.used_weight)
+            if len(rows) < KLINES_PAGE or len(closed) < len(rows):
+                return
+            cursor = int(rows[-1, 0]) + step
+
+    def price(self, symbol: str) -> float:
+        raw = self._call(lambda: self._client.get_symbol_ticker(symbol=symbol), weight=2)
+        try:
+            return float(raw["price"])
+        except (KeyError, TypeError, ValueError):
+            raise ExchangeError(
+                "Binance returned a ticker in an unexpected shape.", code="exchange_bad_response"
+            ) from None
+
+    def symbols(self) -> list[SymbolFilters]:
+        raw = self._call(self._client.get_exchange_info, weight=20)
+        try:
+            return [_symbol_filters(item) for item in raw["symbols"]]
+        except (KeyError, TypeError, ValueError):
+            raise ExchangeError(
+                "Binance returned exchange info in an unexpected shape.", code="exchange_bad_response"
+            ) from None
+
+    # --- retries, backoff and weight ----------------------------------------------------------
+
+    def _call(self, fn: Callable[[], T], *, weight: int) -> T:
+        with self._lock:
+            self._respect_weight(weight)
+            attempt = 0
+            while True:
+                try:
+                    self.request_count += 1
+                    result = fn()
+                    self._read_weight(self._client.response)
+                    return result
+                except BinanceAPIException as exc:
+                    self._read_weight(exc.response)
+                    if not (exc.status_code in _RETRIABLE_STATUS or exc.status_code >= 500):
+                        raise _project_error(exc) from None
+                    delay = _retry_after(exc.response)
+                    if delay is not None and delay > _MAX_RETRY_AFTER_S:
+                        raise ExchangeUnavailable(
+                            f"Binance asks us to wait {delay:.0f} s (HTTP {exc.status_code}); "
+                            "try again later.",
+                            details={"status": exc.status_code, "retry_after_s": delay},
+                        ) from None
+                    reason = f"HTTP {exc.status_code} from Binance"
+                except BinanceRequestException:
+                    delay, reason = None, "a malformed response from Binance"
+                except requests.Timeout:
+                    delay, reason = None, "a timeout talking to Binance"
+                except requests.ConnectionError:
+                    # Unreachable (no network, DNS failure): retrying only slows the fallback.
+                    raise ExchangeUnavailable("Binance is unreachable from this machine.") from None
+                if attempt >= self._max_retries:
+                    raise ExchangeUnavailable(
+                        f"Gave up after {attempt + 1} attempts: {reason}.", details={"attempts": attempt + 1}
+                    )
+                wait = delay if delay is not None else min(_MAX_BACKOFF_S, 0.5 * 2**attempt)
+                log.warning(
+                    "retrying Binance call after %s (attempt %d, waiting %.1f s)", reason, attempt + 1, wait
+                )
+                self._sleep(wait)
+                attempt += 1
+
+    def _read_weight(self, response: Any) -> None:
+        headers = getattr(response, "headers", None) or {}
+        value = headers.get("X-MBX-USED-WEIGHT-1M") or headers.get("x-mbx-used-weight-1m")
+        if value is not None:
+            with contextlib.suppress(ValueError):
+                self.used_weight = int(value)
+
+    def _respect_weight(self, next_weight: int) -> None:
+        """Pause until the next minute when this call would take us past the budget's headroom."""
+        if self.used_weight is None:
+            return
+        if self.used_weight + next_weight <= self._weight_limit * _WEIGHT_HEADROOM:
+            return
+        now = self._clock()
+        wait_s = (60_000 - now % 60_000) / 1000 + 0.5
+        log.info("request weight %d of %d used; pausing %.1f s", self.used_weight, self._weight_limit, wait_s)
+        self._sleep(wait_s)
+        self.used_weight = 0
+
+
+def _parse_klines(raw: list[Any]) -> np.ndarray:
+    if not raw:
+        return np.empty((0, 6), dtype=np.float64)
+    try:
+        return np.array([row[:6] for row in raw], dtype=np.float64)
+    except (TypeError, ValueError, IndexError):
+        raise ExchangeError("Binance returned malformed kline rows.", code="exchange_bad_response") from None
+
+
+def _close_times(raw: list[Any]) -> np.ndarray:
+    return np.fromiter((int(row[6]) for row in raw), dtype=np.int64, count=len(raw))
+
+
+def _retry_after(response: Any) -> float | None:
+    headers = getattr(response, "headers", None) or {}
+    value = headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _project_error(exc: BinanceAPIException) -> Exception:
+    details = {"binance_code": exc.code, "binance_message": exc.message, "status": exc.status_code}
+    if exc.code == -1121:
+        return NotFound("Binance does not know this symbol.", details=details, code="unknown_symbol")
+    return ExchangeError(f"Binance rejected the request: {exc.message} (code {exc.code}).", details=details)
+
+
+def _symbol_filters(item: dict[str, Any]) -> SymbolFilters:
+    filters = {f["filterType"]: f for f in item.get("filters", [])}
+    price = filters.get("PRICE_FILTER", {})
+    lot = filters.get("LOT_SIZE", {})
+    notional = filters.get("NOTIONAL") or filters.get("MIN_NOTIONAL") or {}
+    return SymbolFilters(
+        symbol=item["symbol"],
+        status=item.get("status", "UNKNOWN"),
+        base_asset=item.get("baseAsset", ""),
+        quote_asset=item.get("quoteAsset", ""),
+        tick_size=str(price.get("tickSize", "0")),
+        step_size=str(lot.get("stepSize", "0")),
+        min_qty=str(lot.get("minQty", "0")),
+        max_qty=str(lot.get("maxQty", "0")),
+        min_notional=str(notional.get("minNotional", "0")),
+    )

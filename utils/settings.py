@@ -1,0 +1,92 @@
+"""Typed application settings, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_BINANCE_API_URL = "https://api.binance.com/api"
+BINANCE_TESTNET_API_URL = "https://testnet.binance.vision/api"
+
+
+class Settings(BaseSettings):
+    """Every knob of the backend. Each field is documented in `.env.example`."""
+
+    model_config = SettingsConfigDict(
+        env_file=PROJECT_ROOT / ".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        case_sensitive=False,
+        env_ignore_empty=True,  # `KEY=` in .env means "use the default"
+    )
+
+    database_url: str = Field(
+        default=f"sqlite:///{PROJECT_ROOT / 'storage' / 'trading.db'}",
+        description="SQLAlchemy URL; SQLite by default, postgresql+psycopg://... works unchanged.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="Bearer token for every endpoint but /api/health; generated if unset."
+    )
+    binance_api_key: SecretStr | None = None
+    binance_api_secret: SecretStr | None = None
+    binance_api_url: str = Field(default=DEFAULT_BINANCE_API_URL, description="Binance REST base URL.")
+    binance_testnet: bool = False
+    offline: bool = Field(default=False, description="Never call Binance; serve local data only.")
+    trading_mode: Literal["paper", "live"] = "paper"
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://localhost:3000", "http://127.0.0.1:3000"]
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    data_dir: Path = Field(default=PROJECT_ROOT / "backtester" / "data")
+
+    # Tuning knobs with safe defaults; documented in .env.example too.
+    env_file_path: Path = Field(
+        default=PROJECT_ROOT / ".env", description="Where a generated API_KEY is written on first start."
+    )
+    binance_timeout_seconds: float = Field(default=10.0, gt=0)
+    binance_max_retries: int = Field(default=5, ge=0, le=10)
+    binance_weight_limit: int = Field(default=6000, gt=0, description="Binance's REQUEST_WEIGHT per minute.")
+    sync_inline_max_candles: int = Field(
+        default=5000, gt=0, description="Larger syncs run as a background job (202)."
+    )
+    upload_max_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    sample_data: bool = Field(default=True, description="Generate the offline sample candles on start.")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("data_dir", "env_file_path", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value if value.is_absolute() else (PROJECT_ROOT / value)
+
+    @cached_property
+    def effective_binance_url(self) -> str:
+        """The REST base actually used: the testnet's when BINANCE_TESTNET and no custom URL."""
+        if self.binance_testnet and self.binance_api_url == DEFAULT_BINANCE_API_URL:
+            return BINANCE_TESTNET_API_URL
+        return self.binance_api_url.rstrip("/")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, so the log filter can scrub them."""
+        secrets = [self.api_key, self.binance_api_key, self.binance_api_secret]
+        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
