@@ -62,9 +62,9 @@ def create_app(
     settings: Settings | None = None, *, clock: Clock | None = None, sleep: Sleep | None = None
 ) -> FastAPI:
     settings = settings or Settings()
-    clock = clock or wall_clock_ms
+    clock = clock if clock is not None else wall_clock_ms
     setup_logging(settings.log_level, settings.secret_values())
-    ctx = _build_context(settings, clock, sleep or time.sleep)
+    ctx = _build_context(settings, clock, sleep if sleep is not None else time.sleep)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -42,9 +42,9 @@ def parse_klines_csv(data: bytes, interval: str) -> ParsedCsv:
     """Parse and validate a whole file; raises InvalidInput naming the first bad line."""
     text = data.decode("utf-8-sig", errors="strict") if data else ""
     lines = text.splitlines()
-    first = next((line for line in lines if line.strip()), None)
-    if first is None:
-        raise InvalidInput("The file is empty.", code="invalid_csv")
+    if not lines or not lines[0].strip():
+        raise InvalidInput("Line 1: the file is empty or starts with a blank line.", code="invalid_csv")
+    first = lines[0]
     has_header = not _looks_numeric(first.split(",")[0])
     if has_header:
         header = tuple(cell.strip().lower() for cell in first.split(","))
@@ -56,21 +56,26 @@ def parse_klines_csv(data: bytes, interval: str) -> ParsedCsv:
             )
     layout = "plain" if has_header and header[:6] == PLAIN_HEADER else "binance"
     n_cols = 6 if layout == "plain" else 12
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text),
-            header=None,
-            skiprows=1 if has_header else 0,
-            dtype=str,
-            skip_blank_lines=False,
-            names=list(range(n_cols)),
-            index_col=False,
-            on_bad_lines="error",
+    start = 1 if has_header else 0
+    while lines and not lines[-1].strip():
+        lines.pop()  # trailing blank lines are harmless; blank lines inside the data are not
+    body = lines[start:]
+    fields = np.fromiter((line.count(",") + 1 for line in body), dtype=np.int64, count=len(body))
+    wrong = fields != n_cols
+    if wrong.any():
+        line = int(np.argmax(wrong)) + start + 1
+        raise InvalidInput(
+            f"Line {line}: expected {n_cols} comma-separated fields, found {int(fields[line - start - 1])}.",
+            code="invalid_csv",
+            details={"line": line},
         )
-    except pd.errors.ParserError as exc:
-        match = re.search(r"line (\d+)", str(exc))
-        line = f"Line {match[1]}" if match else "A line"
-        raise InvalidInput(f"{line}: expected {n_cols} comma-separated fields.", code="invalid_csv") from None
+    frame = pd.read_csv(
+        io.StringIO("\n".join(body)),
+        header=None,
+        dtype=str,
+        names=list(range(n_cols)),
+        skip_blank_lines=False,
+    )
     offset = 2 if has_header else 1  # frame row i is file line i + offset
     return ParsedCsv(_validate(frame, interval, offset, layout), layout)
 

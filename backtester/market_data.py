@@ -161,12 +161,13 @@ class MarketData:
 
     def _window(self, interval: str, limit: int, start_ms: int | None, end_ms: int | None) -> tuple[int, int]:
         """The open-time range a request needs: never past the last closed candle."""
-        step = interval_ms(interval)
+        # Months vary in length: one month of slack, and the answer is trimmed to `limit` anyway.
+        span = limit * interval_ms(interval) + (interval_ms(interval) if interval == "1M" else 0)
         last_closed = floor_open_time(self.clock(), interval) - 1
         hi = last_closed if end_ms is None else min(end_ms, last_closed)
         if start_ms is None:
-            return max(0, hi - (limit - 1) * step - step // 2), hi
-        return start_ms, min(hi, start_ms + (limit - 1) * step + step // 2)
+            return max(0, hi - span + 1), hi
+        return start_ms, min(hi, start_ms + span - 1)
 
     def _local_partition(self, symbol: str, interval: str) -> str | None:
         self._import_data_dir(symbol, interval)

@@ -65,9 +65,7 @@ def sleeps() -> RecordedSleeps:
 
 
 @pytest.fixture
-def online_app(
-    tmp_path: Path, fake_binance: FakeBinance, sleeps: RecordedSleeps
-) -> Callable[..., FastAPI]:
+def online_app(tmp_path: Path, fake_binance: FakeBinance, sleeps: RecordedSleeps) -> Callable[..., FastAPI]:
     """A factory for the real app talking to the fake Binance, with the fake's clock."""
 
     def build(**overrides: Any) -> FastAPI:

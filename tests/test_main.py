@@ -38,7 +38,12 @@ def test_every_route_lives_under_api(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong-key"}, {"Authorization": f"Basic {API_KEY}"}, {"Authorization": API_KEY}],
+    [
+        {},
+        {"Authorization": "Bearer wrong-key"},
+        {"Authorization": f"Basic {API_KEY}"},
+        {"Authorization": API_KEY},
+    ],
     ids=["missing", "wrong", "wrong-scheme", "no-scheme"],
 )
 def test_every_route_but_health_refuses_without_the_key(client: TestClient, headers: dict[str, str]) -> None:
@@ -56,8 +61,13 @@ def test_every_route_but_health_refuses_without_the_key(client: TestClient, head
 
 def test_health_is_public_and_reports_state(client: TestClient) -> None:
     body = client.get("/api/health").json()
-    assert body == {"status": "ok", "version": body["version"], "trading_mode": "paper", "offline": True,
-                    "database": True}
+    assert body == {
+        "status": "ok",
+        "version": body["version"],
+        "trading_mode": "paper",
+        "offline": True,
+        "database": True,
+    }
     assert re.fullmatch(r"\d+\.\d+\.\d+", body["version"])
 
 
@@ -83,8 +93,9 @@ def test_unknown_path_and_method_use_the_error_body(client: TestClient) -> None:
 
 
 def test_validation_errors_name_the_field(client: TestClient) -> None:
-    response = client.get("/api/binance/candles", params={"symbol": "BTCUSDT", "interval": "1h", "limit": 0},
-                          headers=AUTH)
+    response = client.get(
+        "/api/binance/candles", params={"symbol": "BTCUSDT", "interval": "1h", "limit": 0}, headers=AUTH
+    )
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "validation_error"
@@ -118,15 +129,19 @@ def test_every_response_carries_a_request_id(client: TestClient) -> None:
 def test_cors_allows_only_the_configured_origins(tmp_path: Path) -> None:
     app = create_app(make_settings(tmp_path, cors_origins=["http://dash.local"]))
     with TestClient(app) as client:
-        allowed = client.options("/api/health", headers={"Origin": "http://dash.local",
-                                                         "Access-Control-Request-Method": "GET"})
-        refused = client.options("/api/health", headers={"Origin": "http://evil.example",
-                                                         "Access-Control-Request-Method": "GET"})
+        allowed = client.options(
+            "/api/health", headers={"Origin": "http://dash.local", "Access-Control-Request-Method": "GET"}
+        )
+        refused = client.options(
+            "/api/health", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"}
+        )
     assert allowed.headers.get("access-control-allow-origin") == "http://dash.local"
     assert "access-control-allow-origin" not in refused.headers
 
 
-def test_first_start_generates_writes_and_prints_a_key_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_first_start_generates_writes_and_prints_a_key_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("LOG_LEVEL=INFO\nAPI_KEY=\n")
     settings = make_settings(tmp_path, api_key=None)
