@@ -26,7 +26,7 @@ from backtester.data import Candles, CandleStore, Gap, find_gaps
 from backtester.sample_data import PROFILES, SAMPLE_INTERVAL, generate
 from db import storage
 from db.models import Job
-from utils.errors import DataUnavailable, ExchangeUnavailable, InvalidInput, NotFound
+from utils.errors import Conflict, DataUnavailable, ExchangeUnavailable, InvalidInput, NotFound
 from utils.exchange import Clock, Exchange, SymbolFilters
 from utils.intervals import floor_open_time, interval_ms
 from utils.jobs import JobRunner
@@ -137,15 +137,12 @@ class MarketData:
                     raise
         partition = "binance" if source else self._local_partition(symbol, interval)
         if partition is None:
-            raise DataUnavailable(
-                f"No {interval} candles for {symbol} are stored"
-                + (
-                    " and Binance is unreachable."
-                    if stale
-                    else (" (offline mode)." if not self.exchange else ".")
-                ),
-                details={"symbol": symbol, "interval": interval},
-            )
+            missing = f"No {interval} candles for {symbol} are stored"
+            details = {"symbol": symbol, "interval": interval}
+            if stale:  # transient: Binance may answer again soon
+                raise DataUnavailable(f"{missing} and Binance is unreachable.", details=details)
+            suffix = " (offline mode)." if self.exchange is None else " in this range."
+            raise NotFound(missing + suffix, details=details, code="no_data")
         stored = self.store.load(partition, symbol, interval, start_ms, end_ms)
         candles = (
             stored.slice(0, limit)
@@ -192,7 +189,7 @@ class MarketData:
     ) -> SyncReport:
         """Fetch every missing closed candle in [start_ms, end_ms] into the store."""
         if self.exchange is None:
-            raise ExchangeUnavailable("Offline mode: Binance is never called.", code="offline")
+            raise Conflict("Offline mode: Binance is never called.", code="offline")
         last_closed = floor_open_time(self.clock(), interval) - 1
         end_ms = min(end_ms, last_closed)
         added = 0
@@ -325,9 +322,15 @@ class MarketData:
                         return PriceAnswer(
                             symbol, float(candles.close[-1]), source, stale, int(candles.open_time[-1])
                         )
-        raise DataUnavailable(
-            f"No price for {symbol}: Binance is not available and no candles are stored.",
+        if stale:
+            raise DataUnavailable(
+                f"No price for {symbol}: Binance is unreachable and no candles are stored.",
+                details={"symbol": symbol},
+            )
+        raise NotFound(
+            f"No price for {symbol}: offline mode and no candles are stored.",
             details={"symbol": symbol},
+            code="no_data",
         )
 
     def symbols(self) -> SymbolsAnswer:
@@ -430,8 +433,8 @@ def request_sync(
 ) -> SyncReport | Job:
     """Sync at once when few candles are missing, else start a background job and return it."""
     if market.exchange is None:
-        raise ExchangeUnavailable(
-            "Offline mode: Binance is never called, so nothing can be synced.", code="offline"
+        raise Conflict(
+            "Offline mode (OFFLINE=true): Binance is never called, so nothing can be synced.", code="offline"
         )
     end = end_ms if end_ms is not None else market.clock()
     if start_ms > end:

@@ -201,7 +201,7 @@ def get_symbols(ctx: Ctx) -> SymbolsResponse:
     summary="Download a range into the local store",
     description="Small ranges answer at once; large ones answer 202 with a job to poll at /api/jobs/{id}.",
     responses={202: {"model": JobOut, "description": "Started as a background job"}}
-    | error_responses(401, 404, 422, 502, 503),
+    | error_responses(400, 401, 404, 409, 422, 502, 503),
 )
 def post_sync(ctx: Ctx, body: SyncRequest) -> SyncResponse | JSONResponse:
     start = parse_time(str(body.start), "start")
@@ -225,7 +225,7 @@ def post_sync(ctx: Ctx, body: SyncRequest) -> SyncResponse | JSONResponse:
     response_model=ImportResponse,
     status_code=201,
     summary="Import a kline CSV (Binance public-data or timestamp,open,high,low,close,volume)",
-    responses=error_responses(401, 413, 422),
+    responses=error_responses(400, 401, 413, 422),
 )
 def post_import(
     ctx: Ctx,

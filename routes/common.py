@@ -82,7 +82,7 @@ class ErrorBody(BaseModel):
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses an endpoint can answer with."""
     names = {
-        400: "Bad request",
+        400: "Malformed request body",
         401: "Missing or invalid API key",
         404: "Not found",
         409: "Conflict with the current state",

@@ -315,8 +315,11 @@ def test_offline_mode_never_calls_binance(tmp_path: Path, fake_binance: FakeBina
     assert body["stale"] is False
     assert len(body["candles"]) == 24
     assert price["source"] == "sample"
-    assert sync.status_code == 503
+    assert sync.status_code == 409
     assert sync.json()["error"]["code"] == "offline"
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "no_data"
+    assert "offline" in unknown.json()["error"]["message"]
     assert fake_binance.requests == []
 
 
@@ -342,7 +345,9 @@ def test_sample_data_is_labelled_and_never_mixed_with_real(online_client: TestCl
     real = candles(online_client, limit=10)
     assert real["source"] == "binance"
     sample_after = store.load("sample", "BTCUSDT", "1h")
-    assert np.array_equal(sample_after.close, sample_before.close), "real candles never enter the sample series"
+    assert np.array_equal(sample_after.close, sample_before.close), (
+        "real candles never enter the sample series"
+    )
     assert "not real market data" in store.meta("sample", "BTCUSDT", "1h")["synthetic"]
     assert "synthetic" not in store.meta("binance", "BTCUSDT", "1h")
     assert len(store.load("binance", "BTCUSDT", "1h")) == 10

@@ -1,0 +1,62 @@
+"""utils/logger.py: no secret in any log line, a request id on every request's lines."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+
+from main import create_app
+from tests.conftest import API_KEY, AUTH, make_settings
+from utils.logger import redact, setup_logging
+
+
+@pytest.mark.parametrize(
+    ("line", "secret"),
+    [
+        ("GET /api/v3/order?symbol=BTCUSDT&timestamp=1&signature=9f86d081884c7d659a2feaa0c55ad015", "9f86d0"),
+        (
+            "headers={'X-MBX-APIKEY': 'vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A'}",
+            "vmPUZE",
+        ),
+        ("Authorization: Bearer abc.def-ghi_jkl", "abc.def"),
+        ('{"api_key": "k-123456", "password": "hunter22"}', "k-123456"),
+        ("api_secret=s3cr3tvalue&x=1", "s3cr3t"),
+    ],
+)
+def test_secret_patterns_are_redacted(line: str, secret: str) -> None:
+    cleaned = redact(line)
+    assert secret not in cleaned
+    assert "***" in cleaned
+
+
+def test_configured_secrets_never_reach_the_log(capfd: pytest.CaptureFixture[str]) -> None:
+    setup_logging("DEBUG", ["binance-secret-value", "binance-key-value"])
+    log = logging.getLogger("test")
+    log.info("using key %s with secret %s", "binance-key-value", "binance-secret-value")
+    try:
+        raise RuntimeError("failed with binance-secret-value in the message")
+    except RuntimeError:
+        log.exception("request failed")
+    err = capfd.readouterr().err
+    assert "binance-secret-value" not in err
+    assert "binance-key-value" not in err
+    assert "RuntimeError" in err, "tracebacks are kept, only scrubbed"
+    assert err.count("***") >= 3
+
+
+def test_request_lines_carry_a_request_id_and_no_api_key(tmp_path, capfd: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(
+        tmp_path, binance_api_key="live-key-abcdef", binance_api_secret="live-secret-abcdef"
+    )
+    with TestClient(create_app(settings)) as client:
+        capfd.readouterr()
+        response = client.get("/api/binance/candles?symbol=BTCUSDT&interval=1h&limit=2", headers=AUTH)
+        logging.getLogger("test").warning("echo %s %s", API_KEY, "live-secret-abcdef")
+    err = capfd.readouterr().err
+    request_id = response.headers["x-request-id"]
+    request_lines = [line for line in err.splitlines() if "app: GET /api/binance/candles" in line]
+    assert request_lines and all(f"[{request_id}]" in line for line in request_lines)
+    assert API_KEY not in err
+    assert "live-secret-abcdef" not in err
