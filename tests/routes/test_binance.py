@@ -37,6 +37,7 @@ def stored(client: TestClient, symbol: str = "BTCUSDT", interval: str = "1h") ->
 def test_latest_candles_come_from_binance_then_from_the_cache(
     online_client: TestClient, fake_binance: FakeBinance
 ) -> None:
+    assert fake_binance.requests == [], "starting the app must not call Binance (no ping on construction)"
     first = candles(online_client, limit=50)
     assert first["source"] == "binance"
     assert first["stale"] is False
