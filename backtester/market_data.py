@@ -137,12 +137,7 @@ class MarketData:
                     raise
         partition = "binance" if source else self._local_partition(symbol, interval)
         if partition is None:
-            missing = f"No {interval} candles for {symbol} are stored"
-            details = {"symbol": symbol, "interval": interval}
-            if stale:  # transient: Binance may answer again soon
-                raise DataUnavailable(f"{missing} and Binance is unreachable.", details=details)
-            suffix = " (offline mode)." if self.exchange is None else " in this range."
-            raise NotFound(missing + suffix, details=details, code="no_data")
+            raise self._no_data(symbol, interval, stale)
         stored = self.store.load(partition, symbol, interval, start_ms, end_ms)
         candles = (
             stored.slice(0, limit)
@@ -155,6 +150,72 @@ class MarketData:
             stale=stale,
             gaps=find_gaps(candles.open_time, interval),
         )
+
+    def history(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        sync_max: int = 50_000,
+        default_bars: int = 5000,
+    ) -> CandleAnswer:
+        """Every closed candle in a range, for backtests: synced first when online.
+
+        Without `start_ms`, the whole stored series (or, with nothing stored yet, the latest
+        `default_bars`). A range missing more than `sync_max` candles is refused with a pointer
+        to the sync endpoint, so a request never turns into an unbounded download.
+        """
+        if start_ms is not None and end_ms is not None and start_ms > end_ms:
+            raise InvalidInput("start must not be after end.", details={"field": "start"})
+        stale, fetched = False, False
+        if self.exchange is not None:
+            stored = self.store.load("binance", symbol, interval)
+            lo = (
+                start_ms
+                if start_ms is not None
+                else (
+                    int(stored.open_time[0])
+                    if len(stored)
+                    else self._window(interval, default_bars, None, end_ms)[0]
+                )
+            )
+            hi = end_ms if end_ms is not None else self.clock()
+            missing = self.estimate_missing(symbol, interval, lo, hi)
+            if missing > sync_max:
+                raise Conflict(
+                    f"{missing} {interval} candles of {symbol} are not stored yet; download them first with "
+                    "POST /api/binance/sync (it runs as a background job).",
+                    code="sync_required",
+                    details={"missing": missing, "start": lo, "end": hi},
+                )
+            try:
+                fetched = self.sync(symbol, interval, lo, hi).added > 0
+                start_ms = lo
+            except ExchangeUnavailable:
+                stale = True
+            except NotFound:
+                if not self._local_partition(symbol, interval):
+                    raise
+        partition = (
+            "binance"
+            if self.exchange is not None and not stale and self.store.exists("binance", symbol, interval)
+            else self._local_partition(symbol, interval)
+        )
+        if partition is None:
+            raise self._no_data(symbol, interval, stale)
+        candles = self.store.load(partition, symbol, interval, start_ms, end_ms)
+        source = ("binance" if fetched else "cache") if partition == "binance" else partition
+        return CandleAnswer(candles, source, stale, find_gaps(candles.open_time, interval))
+
+    def _no_data(self, symbol: str, interval: str, stale: bool) -> Exception:
+        missing = f"No {interval} candles for {symbol} are stored"
+        details = {"symbol": symbol, "interval": interval}
+        if stale:  # transient: Binance may answer again soon
+            return DataUnavailable(f"{missing} and Binance is unreachable.", details=details)
+        suffix = " (offline mode)." if self.exchange is None else " in this range."
+        return NotFound(missing + suffix, details=details, code="no_data")
 
     def _window(self, interval: str, limit: int, start_ms: int | None, end_ms: int | None) -> tuple[int, int]:
         """The open-time range a request needs: never past the last closed candle."""

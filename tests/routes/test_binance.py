@@ -312,6 +312,9 @@ def test_offline_mode_never_calls_binance(tmp_path: Path, fake_binance: FakeBina
         sync = client.post(
             "/api/binance/sync", json={"symbol": "BTCUSDT", "interval": "1h", "start": 0}, headers=AUTH
         )
+        unknown = client.get(
+            "/api/binance/candles", params={"symbol": "SOLUSDT", "interval": "1h"}, headers=AUTH
+        )
     assert body["source"] == "sample"
     assert body["stale"] is False
     assert len(body["candles"]) == 24
