@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Float, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -73,4 +85,102 @@ class SymbolInfo(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-__all__ = ["Base", "Job", "SymbolInfo", "UTCDateTime", "utcnow"]
+class BacktestRun(Base):
+    """One stored backtest: its inputs, metrics, trades and the full equity curve."""
+
+    __tablename__ = "backtests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    symbol: Mapped[str] = mapped_column(String(20), index=True)
+    interval: Mapped[str] = mapped_column(String(4))
+    strategy: Mapped[str] = mapped_column(String(100), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    data_source: Mapped[str] = mapped_column(String(16))
+    start_time: Mapped[int] = mapped_column(BigInteger)
+    end_time: Mapped[int] = mapped_column(BigInteger)
+    n_bars: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    trades: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    open_trade: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Open times and equity per bar as compressed float64/int64 bytes: a 1M-bar curve as JSON
+    # would be tens of megabytes.
+    equity_blob: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class StrategyRecord(Base):
+    """A saved JSON strategy; its versions live in `strategy_versions` and its latest in a JSON file."""
+
+    __tablename__ = "strategies"
+    __table_args__ = (UniqueConstraint("symbol", "slug", name="uq_strategies_symbol_slug"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    slug: Mapped[str] = mapped_column(String(80))
+    symbol: Mapped[str] = mapped_column(String(20), index=True)
+    interval: Mapped[str] = mapped_column(String(4))
+    version: Mapped[int] = mapped_column(Integer)  # latest version number
+    health_score: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StrategyVersion(Base):
+    """One immutable version of a saved strategy: the spec and its health report when saved."""
+
+    __tablename__ = "strategy_versions"
+
+    strategy_id: Mapped[int] = mapped_column(
+        ForeignKey("strategies.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    health: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AgentRecord(Base):
+    """A symbol agent's configuration; agents for new symbols are rows, not code."""
+
+    __tablename__ = "agents"
+
+    symbol: Mapped[str] = mapped_column(String(20), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # btc, eth or generic: which defaults it started from
+    interval: Mapped[str] = mapped_column(String(4))
+    horizon: Mapped[int] = mapped_column(Integer)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)  # thresholds, feature set, max model age...
+    active_version: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelVersion(Base):
+    """A trained model artifact registered by checksum; only registered files are ever loaded."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("symbol", "version", name="uq_model_versions_symbol_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    symbol: Mapped[str] = mapped_column(String(20), index=True)
+    version: Mapped[str] = mapped_column(String(40))
+    path: Mapped[str] = mapped_column(String(300))  # relative to the models root
+    sha256: Mapped[str] = mapped_column(String(64))
+    interval: Mapped[str] = mapped_column(String(4))
+    horizon: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    trained_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+__all__ = [
+    "AgentRecord",
+    "BacktestRun",
+    "Base",
+    "Job",
+    "ModelVersion",
+    "StrategyRecord",
+    "StrategyVersion",
+    "SymbolInfo",
+    "UTCDateTime",
+    "utcnow",
+]

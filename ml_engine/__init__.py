@@ -1,0 +1,1 @@
+"""ML engine: indicators, features and models shared by the backtester, the strategy engine and the agents."""
