@@ -12,9 +12,9 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, func, select, text, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
-from db.models import Job, SymbolInfo, utcnow
+from db.models import BacktestRun, Job, SymbolInfo, utcnow
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -73,6 +73,7 @@ def database_answers(engine: Engine) -> bool:
 
 # --- jobs -----------------------------------------------------------------------------------------
 
+
 def create_job(factory: sessionmaker[Session], job_id: str, kind: str, params: dict[str, Any]) -> Job:
     with transaction(factory) as session:
         job = Job(id=job_id, kind=kind, status="queued", progress=0.0, message="queued", params=params)
@@ -112,6 +113,7 @@ def fail_interrupted_jobs(factory: sessionmaker[Session], now: datetime | None =
 
 # --- symbols --------------------------------------------------------------------------------------
 
+
 def upsert_symbols(factory: sessionmaker[Session], symbols: Sequence[dict[str, Any]]) -> None:
     """Insert or replace symbol rows (portable: merge by primary key, no dialect-specific upsert)."""
     with transaction(factory) as session:
@@ -127,3 +129,32 @@ def list_symbols(factory: sessionmaker[Session]) -> Sequence[SymbolInfo]:
 def get_symbol(factory: sessionmaker[Session], symbol: str) -> SymbolInfo | None:
     with factory() as session:
         return session.get(SymbolInfo, symbol)
+
+
+# --- backtests ------------------------------------------------------------------------------------
+
+
+def save_backtest(factory: sessionmaker[Session], run: BacktestRun) -> None:
+    with transaction(factory) as session:
+        session.add(run)
+
+
+def get_backtest(factory: sessionmaker[Session], backtest_id: str) -> BacktestRun | None:
+    with factory() as session:
+        return session.get(BacktestRun, backtest_id)
+
+
+def list_backtests(
+    factory: sessionmaker[Session], limit: int, offset: int
+) -> tuple[Sequence[BacktestRun], int]:
+    """Newest first, without loading the (large) equity blobs and trade lists."""
+    with factory() as session:
+        rows = session.scalars(
+            select(BacktestRun)
+            .options(defer(BacktestRun.equity_blob), defer(BacktestRun.trades))
+            .order_by(BacktestRun.created_at.desc(), BacktestRun.id)
+            .limit(limit)
+            .offset(offset)
+        ).all()
+        total = session.scalar(select(func.count()).select_from(BacktestRun)) or 0
+        return rows, total
