@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from backtester.data import CandleStore
 from backtester.market_data import MarketData
 from db import storage
-from routes import binance, system
+from routes import backtest, binance, system
 from routes.common import AppContext, require_api_key
 from utils.binance_api import BinanceExchange, wall_clock_ms
 from utils.errors import AppError
@@ -85,6 +85,7 @@ def create_app(
     app.include_router(system.public)
     app.include_router(system.router)
     app.include_router(binance.router, dependencies=authed)
+    app.include_router(backtest.router, dependencies=authed)
     _install_error_handlers(app)
     app.add_middleware(
         CORSMiddleware,

@@ -1,0 +1,172 @@
+"""Backtest metrics: the definition of every number a backtest reports, computed from equity and trades.
+
+Conventions: returns, drawdowns, rates and exposure are fractions (0.12 means 12%); durations are in bars;
+money is in quote currency. A metric that is undefined for the input is None, never a huge or fake number.
+
+Inputs: ``equity`` is the per-bar equity marked at each bar's close (the engine starts it at
+``initial_capital``), ``trade_pnl`` / ``trade_returns`` are the closed trades' pnl (after fees) and returns.
+
+Definitions (r = per-bar equity returns ``equity[t] / equity[t-1] - 1`` for t >= 1, risk-free rate 0;
+N = bars_per_year(interval) on a 365-day crypto calendar):
+
+* total_return: ``equity[-1] / initial_capital - 1`` (an open position valued at the last close).
+* cagr: ``(equity[-1] / initial_capital) ** (1 / years) - 1``; years = (last open time + one interval -
+  first open time) / 365 days, i.e. from the first bar's open to the last bar's close. -1 when equity ends
+  at 0 or below; None when the result overflows (a tiny span annualised).
+* sharpe: ``mean(r) / std(r, ddof=1) * sqrt(N)``; None with fewer than 2 returns or zero variance (a
+  standard deviation below 1e-9 of |mean(r)| is float noise and counts as zero).
+* sortino: ``mean(r) / sqrt(mean(min(r, 0) ** 2)) * sqrt(N)``; None with no returns or no negative return.
+  Both ratios are None when any per-bar return is not finite (equity at 0 or bad prices).
+* max_drawdown: largest ``1 - equity / running peak`` as a positive magnitude (0.25 = 25%); the running
+  peak starts at initial_capital. 0.0 when equity never falls below a previous peak.
+* max_drawdown_duration: most consecutive bars with equity below its running peak. 0 when never below.
+* calmar: ``cagr / max_drawdown``; None when cagr is None or max_drawdown is 0.
+* win_rate: closed trades with pnl > 0 / closed trades; None without closed trades.
+* profit_factor: gross profit / gross loss of closed trades in quote currency (sum of positive pnl over
+  minus the sum of negative pnl); None when there is no losing trade (gross loss 0), 0.0 with no winner.
+* expectancy: mean pnl per closed trade in quote currency; None without closed trades.
+* avg_trade_return: mean trade_return of closed trades; None without closed trades.
+* n_trades: number of closed trades (an open position at the end is not counted).
+* exposure: bars that end in a position / all bars.
+* buy_and_hold_return: ``close[-1] / close[0] - 1``, no fees.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from utils.intervals import bars_per_year, interval_ms
+
+_YEAR_MS = 365 * 24 * 60 * 60 * 1000
+# Below this fraction of |mean|, a standard deviation is rounding noise of a constant series.
+_NOISE = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """Summary statistics of one backtest; definitions in the module docstring."""
+
+    total_return: float
+    cagr: float | None
+    sharpe: float | None
+    sortino: float | None
+    max_drawdown: float
+    max_drawdown_duration: int
+    calmar: float | None
+    win_rate: float | None
+    profit_factor: float | None
+    expectancy: float | None
+    avg_trade_return: float | None
+    n_trades: int
+    exposure: float
+    buy_and_hold_return: float
+
+
+def compute_metrics(
+    *,
+    equity: np.ndarray,
+    initial_capital: float,
+    open_time: np.ndarray,
+    interval: str,
+    close: np.ndarray,
+    trade_pnl: np.ndarray,
+    trade_returns: np.ndarray,
+    bars_in_position: int,
+) -> Metrics:
+    """All metrics for one backtest. `equity`, `open_time` and `close` have one value per bar (n >= 1)."""
+    equity = np.asarray(equity, dtype=np.float64)
+    n = equity.shape[0]
+    if n == 0:
+        raise ValueError("equity must have at least one bar")
+    trade_pnl = np.asarray(trade_pnl, dtype=np.float64)
+    trade_returns = np.asarray(trade_returns, dtype=np.float64)
+    growth = float(equity[-1]) / initial_capital
+    years = (int(open_time[-1]) - int(open_time[0]) + interval_ms(interval)) / _YEAR_MS
+    cagr = _cagr(growth, years)
+    max_dd, max_dd_bars = drawdown(equity, initial_capital)
+    sharpe, sortino = risk_ratios(per_bar_returns(equity), bars_per_year(interval))
+    n_trades = int(trade_pnl.shape[0])
+    gross_profit = float(trade_pnl[trade_pnl > 0].sum())
+    gross_loss = -float(trade_pnl[trade_pnl < 0].sum())
+    return Metrics(
+        total_return=growth - 1.0,
+        cagr=cagr,
+        sharpe=sharpe,
+        sortino=sortino,
+        max_drawdown=max_dd,
+        max_drawdown_duration=max_dd_bars,
+        calmar=_finite(cagr / max_dd) if cagr is not None and max_dd > 0 else None,
+        win_rate=float(np.count_nonzero(trade_pnl > 0)) / n_trades if n_trades else None,
+        profit_factor=_finite(gross_profit / gross_loss) if gross_loss > 0 else None,
+        expectancy=_finite(float(trade_pnl.mean())) if n_trades else None,
+        avg_trade_return=_finite(float(trade_returns.mean())) if n_trades else None,
+        n_trades=n_trades,
+        exposure=bars_in_position / n,
+        buy_and_hold_return=float(close[-1]) / float(close[0]) - 1.0,
+    )
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _cagr(growth: float, years: float) -> float | None:
+    if not years > 0 or not math.isfinite(growth):
+        return None
+    if growth <= 0:
+        return -1.0
+    try:
+        return _finite(growth ** (1.0 / years) - 1.0)
+    except OverflowError:
+        return None
+
+
+def per_bar_returns(equity: np.ndarray) -> np.ndarray:
+    """equity[t] / equity[t-1] - 1 for t >= 1."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        returns = np.divide(equity[1:], equity[:-1])
+    returns -= 1.0
+    return returns
+
+
+def risk_ratios(returns: np.ndarray, periods_per_year: float) -> tuple[float | None, float | None]:
+    """(sharpe, sortino) of per-bar returns, annualised; definitions and None cases in the module doc."""
+    m = returns.shape[0]
+    if m < 1:
+        return None, None
+    total = float(returns.sum())
+    if not math.isfinite(total):  # an inf or NaN return anywhere makes the sum non-finite
+        return None, None
+    mean = total / m
+    scale = math.sqrt(periods_per_year)
+    # One scratch buffer for both ratios (a million bars makes each array 8 MB, and fresh memory is
+    # slow). Squares are summed in place rather than with np.dot: BLAS threads stall when the CPUs are
+    # busy, and one pass over 8 MB does not need them.
+    work = np.minimum(returns, 0.0)
+    downside_dev = math.sqrt(float(np.square(work, out=work).sum()) / m)
+    sortino = _finite(mean / downside_dev * scale) if downside_dev > 0.0 else None
+    sharpe = None
+    if m >= 2:
+        np.subtract(returns, mean, out=work)
+        std = math.sqrt(float(np.square(work, out=work).sum()) / (m - 1))
+        if std > 0.0 and std > _NOISE * abs(mean):
+            sharpe = _finite(mean / std * scale)
+    return sharpe, sortino
+
+
+def drawdown(equity: np.ndarray, initial_capital: float) -> tuple[float, int]:
+    """(max drawdown as a positive fraction, most consecutive bars below the running peak)."""
+    peak = np.maximum.accumulate(equity)
+    np.maximum(peak, initial_capital, out=peak)  # the running peak starts at the initial capital
+    below = equity < peak
+    if not below.any():
+        return 0.0, 0
+    max_dd = 1.0 - float(np.divide(equity, peak, out=peak).min())  # peak's buffer is free now
+    # Runs of consecutive underwater bars: split the bars where `below` flips, keep the underwater runs.
+    flips = np.flatnonzero(below[1:] != below[:-1]) + 1
+    run_lengths = np.diff(flips, prepend=0, append=equity.shape[0])
+    underwater = run_lengths[0::2] if below[0] else run_lengths[1::2]
+    return max_dd, int(underwater.max())

@@ -1,0 +1,242 @@
+"""Backtest service: candles from the store, signals from a strategy, the engine, stored results.
+
+The strategy arrives as anything with `name`, `params`, `warmup` and `signals(candles)` (the
+registry's `ResolvedStrategy`), so this floor never imports the registry above it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import uuid
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from joblib import Parallel, delayed
+from sqlalchemy.orm import Session, sessionmaker
+
+from backtester.data import Candles
+from backtester.market_data import MarketData
+from backtester.runner import BacktestConfig, BacktestResult, Trade, run_backtest
+from db import storage
+from db.models import BacktestRun
+from utils.errors import InvalidInput, NotFound
+
+MAX_CURVE_POINTS = 2000
+MAX_SWEEP_COMBINATIONS = 256
+RANK_METRICS = (
+    "total_return",
+    "cagr",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "win_rate",
+    "profit_factor",
+    "expectancy",
+    "avg_trade_return",
+    "max_drawdown",
+    "n_trades",
+    "exposure",
+)
+_LOWER_IS_BETTER = {"max_drawdown"}
+
+
+class SignalSource(Protocol):
+    name: str
+    params: dict[str, Any]
+    warmup: int
+
+    def signals(self, candles: Candles) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestRequest:
+    symbol: str
+    interval: str
+    start_ms: int | None
+    end_ms: int | None
+    config: BacktestConfig
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBacktest:
+    run: BacktestRun
+    times: np.ndarray
+    equity: np.ndarray
+
+
+def load_candles(market: MarketData, request: BacktestRequest, warmup: int) -> tuple[Candles, str, bool]:
+    answer = market.history(
+        request.symbol, request.interval, start_ms=request.start_ms, end_ms=request.end_ms
+    )
+    needed = warmup + 2  # warm-up, one bar to signal on, one to fill at
+    if len(answer.candles) < needed:
+        raise InvalidInput(
+            f"Not enough candles: this strategy needs at least {needed} {request.interval} candles, "
+            f"the range has {len(answer.candles)}.",
+            code="not_enough_candles",
+            details={"needed": needed, "available": len(answer.candles)},
+        )
+    return answer.candles, answer.source, answer.stale
+
+
+def run_and_store(
+    market: MarketData, sessions: sessionmaker[Session], strategy: SignalSource, request: BacktestRequest
+) -> StoredBacktest:
+    """Run one backtest and store it; the stored row is what every later read returns."""
+    candles, source, _stale = load_candles(market, request, strategy.warmup)
+    entries, exits = strategy.signals(candles)
+    result = run_backtest(candles, entries, exits, request.config)
+    run = BacktestRun(
+        id=uuid.uuid4().hex,
+        symbol=request.symbol,
+        interval=request.interval,
+        strategy=strategy.name,
+        params=dict(strategy.params),
+        config=dataclasses.asdict(request.config),
+        data_source=source,
+        start_time=int(candles.open_time[0]),
+        end_time=int(candles.open_time[-1]),
+        n_bars=len(candles),
+        metrics=metrics_dict(result),
+        trades=[_trade(t) for t in result.trades],
+        open_trade=_trade(result.open_trade) if result.open_trade else None,
+        equity_blob=pack_curve(candles.open_time, result.equity),
+    )
+    storage.save_backtest(sessions, run)
+    return StoredBacktest(run, candles.open_time, result.equity)
+
+
+def get_stored(sessions: sessionmaker[Session], backtest_id: str) -> StoredBacktest:
+    run = storage.get_backtest(sessions, backtest_id)
+    if run is None:
+        raise NotFound(f"No backtest with id {backtest_id!r}.", code="backtest_not_found")
+    times, equity = unpack_curve(run.equity_blob)
+    return StoredBacktest(run, times, equity)
+
+
+def list_stored(
+    sessions: sessionmaker[Session], limit: int, offset: int
+) -> tuple[Sequence[BacktestRun], int]:
+    return storage.list_backtests(sessions, limit, offset)
+
+
+def metrics_dict(result: BacktestResult) -> dict[str, Any]:
+    return {**dataclasses.asdict(result.metrics), "final_equity": result.final_equity}
+
+
+def _trade(trade: Trade) -> dict[str, Any]:
+    return dataclasses.asdict(trade)
+
+
+def pack_curve(times: np.ndarray, equity: np.ndarray) -> bytes:
+    payload = (
+        np.ascontiguousarray(times, dtype=np.int64).tobytes()
+        + np.ascontiguousarray(equity, dtype=np.float64).tobytes()
+    )
+    return zlib.compress(payload, level=1)
+
+
+def unpack_curve(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
+    raw = zlib.decompress(blob)
+    n = len(raw) // 16
+    return np.frombuffer(raw[: 8 * n], dtype=np.int64), np.frombuffer(raw[8 * n :], dtype=np.float64)
+
+
+def downsample(
+    times: np.ndarray, equity: np.ndarray, max_points: int = MAX_CURVE_POINTS
+) -> list[tuple[int, float]]:
+    """At most `max_points` points, evenly spaced in bar index, always keeping the first and last."""
+    n = len(times)
+    idx = (
+        np.arange(n)
+        if n <= max_points
+        else np.unique(np.linspace(0, n - 1, max_points).round().astype(np.int64))
+    )
+    return list(zip(times[idx].tolist(), equity[idx].tolist(), strict=True))
+
+
+# --- sweeps ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SweepRow:
+    params: dict[str, Any]
+    metrics: dict[str, Any] | None
+    error: str | None
+
+
+def sweep(
+    market: MarketData,
+    strategy_for: Callable[[Mapping[str, Any]], SignalSource],
+    base_params: Mapping[str, Any],
+    grid: Mapping[str, Sequence[Any]],
+    request: BacktestRequest,
+    rank_by: str,
+    n_jobs: int = 2,
+) -> tuple[list[SweepRow], str, int]:
+    """Every combination of `grid` over `base_params`, run in parallel and ranked by `rank_by`.
+
+    Combinations the strategy rejects (say fast >= slow) are reported with their reason rather
+    than failing the whole sweep. Returns (rows best first, data source, bars).
+    """
+    if rank_by not in RANK_METRICS:
+        raise InvalidInput(f"rank_by must be one of {', '.join(RANK_METRICS)}.", details={"field": "rank_by"})
+    if not grid or any(len(values) == 0 for values in grid.values()):
+        raise InvalidInput(
+            "grid needs at least one parameter with at least one value.", details={"field": "grid"}
+        )
+    names = sorted(grid)
+    count = int(np.prod([len(grid[name]) for name in names]))
+    if count > MAX_SWEEP_COMBINATIONS:
+        raise InvalidInput(
+            f"The grid has {count} combinations; at most {MAX_SWEEP_COMBINATIONS} are allowed per sweep.",
+            code="too_many_combinations",
+            details={"field": "grid", "combinations": count, "max": MAX_SWEEP_COMBINATIONS},
+        )
+    combos = [
+        {**base_params, **dict(zip(names, values, strict=True))}
+        for values in itertools.product(*(grid[name] for name in names))
+    ]
+    strategies: list[SignalSource | str] = []
+    for combo in combos:
+        try:
+            strategies.append(strategy_for(combo))
+        except InvalidInput as exc:
+            strategies.append(exc.message)
+    valid = [s for s in strategies if not isinstance(s, str)]
+    if not valid:
+        raise InvalidInput(
+            "No combination in the grid is valid for this strategy.", details={"field": "grid"}
+        )
+    candles, source, _ = load_candles(market, request, max(s.warmup for s in valid))
+    # Threads: the engine spends its time in numpy/numba, which release the GIL, and the candles
+    # are shared instead of copied into worker processes.
+    results = Parallel(n_jobs=n_jobs, prefer="threads")(
+        delayed(_run_one)(candles, s, request.config) for s in valid
+    )
+    by_strategy = iter(results)
+    rows = [
+        SweepRow(combo, None, s) if isinstance(s, str) else SweepRow(dict(s.params), next(by_strategy), None)
+        for combo, s in zip(combos, strategies, strict=True)
+    ]
+    return _ranked(rows, rank_by), source, len(candles)
+
+
+def _run_one(candles: Candles, strategy: SignalSource, config: BacktestConfig) -> dict[str, Any]:
+    entries, exits = strategy.signals(candles)
+    return metrics_dict(run_backtest(candles, entries, exits, config))
+
+
+def _ranked(rows: list[SweepRow], rank_by: str) -> list[SweepRow]:
+    sign = 1.0 if rank_by in _LOWER_IS_BETTER else -1.0
+
+    def key(row: SweepRow) -> tuple[int, float]:
+        value = None if row.metrics is None else row.metrics.get(rank_by)
+        # Undefined metrics and rejected combinations sort last, never as "best".
+        return (1, 0.0) if value is None else (0, sign * float(value))
+
+    return sorted(rows, key=key)

@@ -1,0 +1,119 @@
+"""Built-in strategies: each module turns candles and typed parameters into entry/exit signal arrays.
+
+Every strategy module exposes ``NAME``, ``DESCRIPTION`` (one line), a frozen dataclass ``Params`` with typed
+defaults that validates itself, ``warmup(params) -> int`` (bars before the first possible signal) and
+``signals(candles, params) -> (entries, exits)``: boolean arrays, one value per candle, where the value on
+bar t uses candles up to t only. Indicators come from ``ml_engine.indicators`` (TA-Lib-exact), never a copy.
+
+``BUILTINS`` maps each name to a ``BuiltinStrategy``; ``strategy_registry.py`` is the one place that looks a
+strategy up by name.
+
+Crossover rule (the project's documented rule): ``a`` crosses above ``b`` on bar t when ``a <= b`` on bar
+t-1 and ``a > b`` on bar t; below when ``a >= b`` on t-1 and ``a < b`` on t. A NaN on either bar is no cross.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from backtester.data import Candles
+
+
+def cross_above(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
+    """True on bars where `a` crosses above `b` (strict: a <= b on the previous bar, a > b now)."""
+    b_arr = np.broadcast_to(np.asarray(b, dtype=np.float64), a.shape)
+    out = np.zeros(a.shape, dtype=bool)
+    # NaN compares False, so warm-up bars never cross.
+    np.logical_and(a[:-1] <= b_arr[:-1], a[1:] > b_arr[1:], out=out[1:])
+    return out
+
+
+def cross_below(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
+    """True on bars where `a` crosses below `b` (strict: a >= b on the previous bar, a < b now)."""
+    b_arr = np.broadcast_to(np.asarray(b, dtype=np.float64), a.shape)
+    out = np.zeros(a.shape, dtype=bool)
+    np.logical_and(a[:-1] >= b_arr[:-1], a[1:] < b_arr[1:], out=out[1:])
+    return out
+
+
+def require(ok: bool, message: str) -> None:
+    """Parameter validation: a ValueError whose message names the parameter."""
+    if not ok:
+        raise ValueError(message)
+
+
+def require_int(value: object, name: str, minimum: int) -> None:
+    # bool is an int subclass; True as a period is a bug, not a 1.
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    require(is_int, f"{name} must be an integer, got {value!r}")
+    require(value >= minimum, f"{name} must be >= {minimum}, got {value!r}")  # type: ignore[operator]
+
+
+def require_float(value: object, name: str, low: float, high: float) -> None:
+    """A real number in the open interval (low, high)."""
+    require(
+        isinstance(value, int | float) and not isinstance(value, bool),
+        f"{name} must be a number, got {value!r}",
+    )
+    require(low < value < high, f"{name} must be > {low} and < {high}, got {value!r}")  # type: ignore[operator]
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltinStrategy:
+    """One built-in strategy as the registry sees it."""
+
+    name: str
+    description: str
+    params_type: type[Any]  # the module's frozen Params dataclass
+    warmup: Callable[[Any], int]
+    signals: Callable[[Candles, Any], tuple[np.ndarray, np.ndarray]]
+
+    def default_params(self) -> Any:
+        return self.params_type()
+
+    def make_params(self, values: Mapping[str, Any] | None = None) -> Any:
+        """Params from a mapping (e.g. a JSON body): unknown names and invalid values raise ValueError."""
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(self.params_type)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown parameter(s) for {self.name}: {', '.join(unknown)}; allowed: "
+                f"{', '.join(sorted(known))}"
+            )
+        # A whole float (10.0 from JSON) is accepted where an int is expected.
+        for field in dataclasses.fields(self.params_type):
+            value = values.get(field.name)
+            if field.type == "int" and isinstance(value, float) and value.is_integer():
+                values[field.name] = int(value)
+        return self.params_type(**values)
+
+    def parameters(self) -> list[dict[str, Any]]:
+        """Name, type and default of each parameter, for listings."""
+        defaults = self.params_type()
+        return [
+            {"name": f.name, "type": str(f.type), "default": getattr(defaults, f.name)}
+            for f in dataclasses.fields(self.params_type)
+        ]
+
+
+# Imported after the helpers above, which the strategy modules use.
+from backtester.strategies import (  # noqa: E402
+    bollinger_breakout,
+    ema_crossover,
+    macd_signal,
+    rsi_mean_reversion,
+    sma_crossover,
+)
+
+_MODULES = (sma_crossover, ema_crossover, rsi_mean_reversion, macd_signal, bollinger_breakout)
+BUILTINS: dict[str, BuiltinStrategy] = {
+    m.NAME: BuiltinStrategy(m.NAME, m.DESCRIPTION, m.Params, m.warmup, m.signals) for m in _MODULES
+}
+
+__all__ = ["BUILTINS", "BuiltinStrategy", "cross_above", "cross_below"]

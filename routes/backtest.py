@@ -1,0 +1,269 @@
+"""Backtest endpoints: run one, read stored ones, sweep a parameter grid (/api/backtest)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field, StrictFloat, StrictInt
+
+import strategy_registry
+from backtester import service
+from backtester.runner import BacktestConfig
+from db.models import BacktestRun
+from routes.common import Ctx, Interval, Symbol, error_responses, parse_time
+from utils.errors import InvalidInput
+
+router = APIRouter(prefix="/api/backtest", tags=["backtest"])
+
+Number = StrictInt | StrictFloat
+
+
+class BacktestBody(BaseModel):
+    symbol: Symbol
+    interval: Interval = "1h"
+    strategy: str = Field(min_length=1, max_length=100, description="A registry name, e.g. sma_crossover.")
+    params: dict[str, Number] = Field(default_factory=dict, max_length=32, description="Strategy parameters.")
+    start: int | str | None = Field(default=None, description="Epoch ms or ISO-8601; default: all stored.")
+    end: int | str | None = Field(default=None, description="Epoch ms or ISO-8601; default: now.")
+    initial_capital: float = Field(default=10_000.0, gt=0, le=1e12)
+    fee_rate: float = Field(default=0.001, ge=0, lt=1, description="Per side, on each fill's notional.")
+    slippage_bps: float = Field(default=0.0, ge=0, lt=10_000, description="Moves every fill against you.")
+    stop_loss: float | None = Field(default=None, gt=0, lt=1, description="Fraction below the entry price.")
+    take_profit: float | None = Field(
+        default=None, gt=0, le=100, description="Fraction above the entry price."
+    )
+    trailing_stop: float | None = Field(default=None, gt=0, lt=1, description="Fraction below the peak.")
+    position_size: float = Field(default=1.0, gt=0, le=1, description="Fraction of equity per entry.")
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "symbol": "BTCUSDT",
+                    "interval": "1h",
+                    "strategy": "sma_crossover",
+                    "params": {"fast": 10, "slow": 30},
+                    "fee_rate": 0.001,
+                    "stop_loss": 0.03,
+                }
+            ]
+        }
+    }
+
+    def to_request(self) -> service.BacktestRequest:
+        try:
+            config = BacktestConfig(
+                initial_capital=self.initial_capital,
+                fee_rate=self.fee_rate,
+                slippage_bps=self.slippage_bps,
+                position_size=self.position_size,
+                stop_loss=self.stop_loss,
+                take_profit=self.take_profit,
+                trailing_stop=self.trailing_stop,
+            )
+        except ValueError as exc:  # the engine's own rules, beyond the field bounds above
+            raise InvalidInput(str(exc), details={"field": str(exc).split(" ", 1)[0]}) from None
+        start = parse_time(None if self.start is None else str(self.start), "start")
+        end = parse_time(None if self.end is None else str(self.end), "end")
+        return service.BacktestRequest(self.symbol, self.interval, start, end, config)
+
+
+class SweepBody(BacktestBody):
+    grid: dict[str, Annotated[list[Number], Field(min_length=1, max_length=64)]] = Field(
+        min_length=1,
+        max_length=8,
+        description=f"Values per parameter; at most {service.MAX_SWEEP_COMBINATIONS} combinations in all.",
+        examples=[{"fast": [5, 10, 20], "slow": [30, 50]}],
+    )
+    rank_by: Literal[service.RANK_METRICS] = Field(default="sharpe")  # type: ignore[valid-type]
+
+
+class MetricsOut(BaseModel):
+    total_return: float | None = Field(description="Final equity / initial capital - 1 (0.12 = 12%).")
+    cagr: float | None
+    sharpe: float | None = Field(description="Annualised from per-bar equity returns, 365-day calendar.")
+    sortino: float | None
+    max_drawdown: float | None = Field(description="Largest peak-to-trough fall, positive fraction.")
+    max_drawdown_duration: int | None = Field(description="Bars from a peak to the recovery (or the end).")
+    calmar: float | None
+    win_rate: float | None
+    profit_factor: float | None = Field(description="Gross profit / gross loss in quote currency.")
+    expectancy: float | None = Field(description="Mean pnl per closed trade, quote currency.")
+    avg_trade_return: float | None
+    n_trades: int = Field(description="Closed trades (an open position at the end is not counted).")
+    exposure: float | None = Field(description="Share of bars in a position.")
+    buy_and_hold_return: float | None
+    final_equity: float
+
+
+class TradeOut(BaseModel):
+    entry_time: int
+    entry_price: float
+    exit_time: int | None
+    exit_price: float | None
+    quantity: float
+    fees: float
+    pnl: float
+    trade_return: float
+    entry_bar: int
+    exit_bar: int | None
+    exit_reason: Literal["signal", "stop_loss", "take_profit", "trailing_stop", "end"]
+
+
+class EquityPoint(BaseModel):
+    time: int = Field(description="Candle open time, epoch ms.")
+    equity: float = Field(description="Cash + position marked at that candle's close.")
+
+
+class BacktestSummary(BaseModel):
+    id: str
+    created_at: datetime
+    symbol: str
+    interval: str
+    strategy: str
+    params: dict[str, Any]
+    config: dict[str, Any]
+    source: str = Field(description="Where the candles came from: binance, cache, file or sample.")
+    start: int
+    end: int
+    n_bars: int
+    metrics: MetricsOut
+
+
+class BacktestResponse(BacktestSummary):
+    trades: list[TradeOut]
+    open_trade: TradeOut | None
+    equity_points: int = Field(description="Bars in the full curve; `equity_curve` may be downsampled.")
+    equity_curve: list[EquityPoint]
+
+
+class BacktestList(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    backtests: list[BacktestSummary]
+
+
+class SweepResult(BaseModel):
+    rank: int | None = Field(description="1 = best; null for combinations the strategy rejected.")
+    params: dict[str, Any]
+    metrics: MetricsOut | None
+    error: str | None
+
+
+class SweepResponse(BaseModel):
+    strategy: str
+    rank_by: str
+    combinations: int
+    source: str
+    n_bars: int
+    results: list[SweepResult]
+
+
+def _summary(run: BacktestRun) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "created_at": run.created_at,
+        "symbol": run.symbol,
+        "interval": run.interval,
+        "strategy": run.strategy,
+        "params": run.params,
+        "config": run.config,
+        "source": run.data_source,
+        "start": run.start_time,
+        "end": run.end_time,
+        "n_bars": run.n_bars,
+        "metrics": run.metrics,
+    }
+
+
+def _response(stored: service.StoredBacktest, full: bool) -> BacktestResponse:
+    limit = len(stored.times) if full else service.MAX_CURVE_POINTS
+    curve = service.downsample(stored.times, stored.equity, max(limit, 1))
+    return BacktestResponse(
+        **_summary(stored.run),
+        trades=stored.run.trades,
+        open_trade=stored.run.open_trade,
+        equity_points=len(stored.times),
+        equity_curve=[EquityPoint(time=t, equity=e) for t, e in curve],
+    )
+
+
+FullQuery = Annotated[bool, Query(description="Return every point of the equity curve.")]
+
+
+@router.post(
+    "",
+    response_model=BacktestResponse,
+    status_code=201,
+    summary="Run and store a backtest",
+    responses=error_responses(400, 401, 404, 409, 422, 502, 503),
+)
+def post_backtest(ctx: Ctx, body: BacktestBody, full: FullQuery = False) -> BacktestResponse:
+    strategy = strategy_registry.resolve(body.strategy, body.params)
+    return _response(service.run_and_store(ctx.market, ctx.sessions, strategy, body.to_request()), full)
+
+
+@router.get(
+    "",
+    response_model=BacktestList,
+    summary="Stored backtests, newest first",
+    responses=error_responses(401, 422),
+)
+def list_backtests(
+    ctx: Ctx,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> BacktestList:
+    rows, total = service.list_stored(ctx.sessions, limit, offset)
+    return BacktestList(
+        total=total, limit=limit, offset=offset, backtests=[BacktestSummary(**_summary(r)) for r in rows]
+    )
+
+
+@router.post(
+    "/sweep",
+    response_model=SweepResponse,
+    summary="Run a parameter grid, ranked by a metric",
+    responses=error_responses(400, 401, 404, 409, 422, 502, 503),
+)
+def post_sweep(ctx: Ctx, body: SweepBody) -> SweepResponse:
+    rows, source, n_bars = service.sweep(
+        ctx.market,
+        lambda params: strategy_registry.resolve(body.strategy, params),
+        body.params,
+        body.grid,
+        body.to_request(),
+        body.rank_by,
+    )
+    results = [
+        SweepResult(
+            rank=i + 1 if row.metrics is not None else None,
+            params=row.params,
+            metrics=row.metrics,
+            error=row.error,
+        )
+        for i, row in enumerate(rows)
+    ]
+    return SweepResponse(
+        strategy=body.strategy,
+        rank_by=body.rank_by,
+        combinations=len(rows),
+        source=source,
+        n_bars=n_bars,
+        results=results,
+    )
+
+
+@router.get(
+    "/{backtest_id}",
+    response_model=BacktestResponse,
+    summary="One stored backtest",
+    responses=error_responses(401, 404, 422),
+)
+def get_backtest(
+    ctx: Ctx, backtest_id: Annotated[str, Path(max_length=64)], full: FullQuery = False
+) -> BacktestResponse:
+    return _response(service.get_stored(ctx.sessions, backtest_id), full)

@@ -1,0 +1,163 @@
+"""/api/backtest end to end on the offline sample data: run, store, read back, sweep, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+import strategy_registry
+from backtester.runner import BacktestConfig, run_backtest
+from tests.conftest import AUTH
+
+BODY = {
+    "symbol": "BTCUSDT",
+    "interval": "1h",
+    "strategy": "sma_crossover",
+    "params": {"fast": 10, "slow": 30},
+}
+
+
+def post(client: TestClient, path: str = "/api/backtest", **changes: object):  # type: ignore[no-untyped-def]
+    return client.post(path, json={**BODY, **changes}, headers=AUTH)
+
+
+def test_backtest_equals_the_engine_on_the_same_candles(client: TestClient) -> None:
+    response = post(client, stop_loss=0.03, take_profit=0.06, fee_rate=0.001, slippage_bps=2)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    candles = client.app.state.ctx.market.store.load("sample", "BTCUSDT", "1h")  # type: ignore[attr-defined]
+    entries, exits = strategy_registry.resolve("sma_crossover", {"fast": 10, "slow": 30}).signals(candles)
+    expected = run_backtest(
+        candles,
+        entries,
+        exits,
+        BacktestConfig(fee_rate=0.001, slippage_bps=2, stop_loss=0.03, take_profit=0.06),
+    )
+    assert body["source"] == "sample"
+    assert body["n_bars"] == len(candles)
+    assert body["metrics"]["n_trades"] == expected.metrics.n_trades == len(body["trades"])
+    assert body["metrics"]["final_equity"] == pytest.approx(expected.final_equity, rel=1e-12)
+    assert [t["exit_reason"] for t in body["trades"]] == [t.exit_reason for t in expected.trades]
+    assert {t["exit_reason"] for t in body["trades"]} >= {"signal", "stop_loss"}
+    assert body["config"]["stop_loss"] == 0.03
+    assert body["params"] == {"fast": 10, "slow": 30}
+
+
+def test_equity_curve_is_downsampled_unless_full(client: TestClient) -> None:
+    body = post(client).json()
+    assert body["equity_points"] == 17520
+    curve = body["equity_curve"]
+    assert len(curve) == 2000
+    times = [p["time"] for p in curve]
+    assert times == sorted(times)
+    assert curve[0]["equity"] == 10_000.0, "flat before the first fill"
+    assert curve[-1]["equity"] == pytest.approx(body["metrics"]["final_equity"])
+    full = client.get(f"/api/backtest/{body['id']}", params={"full": True}, headers=AUTH).json()
+    assert len(full["equity_curve"]) == 17520
+    assert full["equity_curve"][-1] == curve[-1]
+    assert {p["time"] for p in curve} <= {p["time"] for p in full["equity_curve"]}
+
+
+def test_results_are_stored_and_listed_newest_first(client: TestClient) -> None:
+    first = post(client).json()
+    second = post(client, strategy="rsi_mean_reversion", params={}).json()
+    stored = client.get(f"/api/backtest/{first['id']}", headers=AUTH).json()
+    assert stored["metrics"] == first["metrics"]
+    assert stored["trades"] == first["trades"]
+    listing = client.get("/api/backtest", params={"limit": 10}, headers=AUTH).json()
+    assert listing["total"] == 2
+    assert [b["id"] for b in listing["backtests"]] == [second["id"], first["id"]]
+    assert "trades" not in listing["backtests"][0]
+    page = client.get("/api/backtest", params={"limit": 1, "offset": 1}, headers=AUTH).json()
+    assert [b["id"] for b in page["backtests"]] == [first["id"]]
+
+
+def test_every_builtin_strategy_runs(client: TestClient) -> None:
+    for info in strategy_registry.list_strategies():
+        response = post(client, strategy=info.name, params={})
+        assert response.status_code == 201, (info.name, response.text)
+        assert response.json()["strategy"] == info.name
+
+
+def test_sweep_ranks_combinations_and_reports_rejected_ones(client: TestClient) -> None:
+    response = post(
+        client,
+        "/api/backtest/sweep",
+        params={},
+        grid={"fast": [5, 10, 40], "slow": [20, 30]},
+        rank_by="sharpe",
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["combinations"] == 6
+    ranked = [r for r in body["results"] if r["rank"] is not None]
+    rejected = [r for r in body["results"] if r["rank"] is None]
+    assert [r["rank"] for r in ranked] == [1, 2, 3, 4]
+    sharpes = [r["metrics"]["sharpe"] for r in ranked]
+    assert sharpes == sorted(sharpes, reverse=True)
+    assert {(r["params"]["fast"], r["params"]["slow"]) for r in rejected} == {(40, 20), (40, 30)}
+    assert all("fast must be < slow" in r["error"] for r in rejected)
+    # Each ranked row equals a single backtest with the same parameters.
+    best = ranked[0]
+    single = post(client, params=best["params"]).json()
+    assert single["metrics"]["sharpe"] == pytest.approx(best["metrics"]["sharpe"], rel=1e-12)
+
+
+def test_sweep_ranks_drawdown_lowest_first(client: TestClient) -> None:
+    body = post(
+        client, "/api/backtest/sweep", grid={"slow": [20, 30, 50]}, params={"fast": 5}, rank_by="max_drawdown"
+    ).json()
+    drawdowns = [r["metrics"]["max_drawdown"] for r in body["results"]]
+    assert drawdowns == sorted(drawdowns)
+
+
+def test_sweep_combinations_are_capped(client: TestClient) -> None:
+    grid = {"fast": list(range(1, 18)), "slow": list(range(20, 37))}  # 289 combinations
+    response = post(client, "/api/backtest/sweep", params={}, grid=grid)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "too_many_combinations"
+    assert "289" in error["message"] and "256" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "status", "words"),
+    [
+        ({"strategy": "does_not_exist"}, 404, "Unknown strategy"),
+        ({"fee_rate": -0.001}, 422, "fee_rate"),
+        ({"position_size": 0}, 422, "position_size"),
+        ({"position_size": 1.01}, 422, "position_size"),
+        ({"position_size": 5e-324}, 422, "position_size"),
+        ({"stop_loss": 0}, 422, "stop_loss"),
+        ({"stop_loss": 1.0}, 422, "stop_loss"),
+        ({"trailing_stop": 1.5}, 422, "trailing_stop"),
+        ({"take_profit": -0.1}, 422, "take_profit"),
+        ({"slippage_bps": -1}, 422, "slippage_bps"),
+        ({"params": {"fast": 30, "slow": 10}}, 422, "fast must be < slow"),
+        ({"params": {"speed": 3}}, 422, "unknown parameter"),
+        ({"params": {"fast": "10"}}, 422, "params.fast"),
+        ({"params": {"fast": 10, "slow": 20000}}, 422, "needs at least 20002"),
+        ({"start": "2024-12-30T00:00:00Z"}, 422, "needs at least"),
+        ({"start": "2024-06-01", "end": "2024-05-01"}, 422, "start"),
+        ({"symbol": "SOLUSDT"}, 404, "No 1h candles for SOLUSDT"),
+    ],
+)
+def test_bad_input_is_a_clear_4xx(client: TestClient, changes: dict, status: int, words: str) -> None:
+    response = post(client, **changes)
+    assert response.status_code == status, response.text
+    assert words in response.json()["error"]["message"]
+    assert client.get("/api/backtest", headers=AUTH).json()["total"] == 0, "a refused backtest stores nothing"
+
+
+def test_unknown_backtest_id_is_404(client: TestClient) -> None:
+    response = client.get("/api/backtest/0123456789abcdef", headers=AUTH)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "backtest_not_found"
+
+
+def test_range_limits_the_candles(client: TestClient) -> None:
+    body = post(client, start="2024-01-01T00:00:00Z", end="2024-01-31T23:00:00Z").json()
+    assert body["n_bars"] == 31 * 24
+    assert body["start"] == 1_704_067_200_000
+    assert np.isfinite(body["metrics"]["final_equity"])
