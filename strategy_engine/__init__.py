@@ -1,0 +1,1 @@
+"""JSON strategies: the canonical spec, dashboard blocks to spec, spec to signals, and the health check."""

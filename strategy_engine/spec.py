@@ -1,0 +1,521 @@
+"""The canonical JSON strategy spec: its pydantic models (hence its JSON Schema) and its validation.
+
+Every part of the backend speaks this format (the dashboard's blocks are converted into it)::
+
+    {"name": "RSI dip", "description": "", "symbol": "BTCUSDT", "interval": "1h",
+     "entry": {"all": [{"left": {"indicator": "rsi", "params": {"period": 14}}, "op": "<", "right": 30},
+                       {"left": {"price": "close"}, "op": ">",
+                        "right": {"indicator": "sma", "params": {"period": 200}}}]},
+     "exit": {"left": {"indicator": "rsi", "params": {"period": 14}}, "op": ">", "right": 70},
+     "stop_loss": 0.03, "take_profit": 0.08, "trailing_stop": null, "position_size": 1.0}
+
+* A condition is ``{"all": [c, ...]}``, ``{"any": [c, ...]}`` (both non-empty), ``{"not": c}`` or a
+  comparison ``{"left": operand, "op": "<" | "<=" | ">" | ">=" | "crosses_above" | "crosses_below",
+  "right": operand}``.
+* An operand is a number, ``{"price": "open" | "high" | "low" | "close" | "volume", "offset"?: n}`` or
+  ``{"indicator": name, "params": {...}, "output"?: name, "offset"?: n}`` where name, params and output are
+  exactly those of ``ml_engine.indicators.INDICATORS``; ``output`` is required for (and only allowed on)
+  multi-output indicators. ``offset`` n >= 0 reads the value n bars ago; a negative offset would read the
+  future and is rejected.
+* ``exit`` may be omitted (or null) only when ``stop_loss``, ``take_profit`` or ``trailing_stop`` closes
+  positions instead. Stops are fractions of the entry price: stop_loss and trailing_stop in (0, 1),
+  take_profit > 0; position_size in (0, 1] is the fraction of equity per entry.
+* Limits: conditions nested at most ``MAX_DEPTH`` levels (a lone comparison is depth 1) and at most
+  ``MAX_COMPARISONS`` comparisons in entry and exit together; the web layer caps the body size.
+
+``validate_spec(raw)`` is the one way in: pydantic checks the shape, then a semantic pass checks indicator
+names, parameters, outputs and comparisons and fills in every indicator's default parameters, so the
+returned spec is explicit (its ``to_dict()`` is the canonical JSON). Any problem raises ``InvalidInput``
+whose ``details["path"]`` names the offending node in dotted form, e.g. ``entry.all[1].right.params.period``;
+pydantic's own errors are converted to the same shape, so the API has one error format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    Tag,
+    ValidationError,
+    WithJsonSchema,
+    model_serializer,
+)
+from pydantic_core import PydanticCustomError
+
+from ml_engine.indicators import INDICATORS, IndicatorSpec
+from utils.errors import InvalidInput
+from utils.intervals import INTERVALS
+
+__all__ = [
+    "CROSS_OPERATORS",
+    "MAX_COMPARISONS",
+    "MAX_DEPTH",
+    "MAX_OFFSET",
+    "OPERATORS",
+    "PRICE_FIELDS",
+    "AllCondition",
+    "AnyCondition",
+    "Comparison",
+    "Condition",
+    "IndicatorOperand",
+    "NotCondition",
+    "Operand",
+    "PriceOperand",
+    "StrategySpec",
+    "dotted_path",
+    "indicator_catalog",
+    "iter_comparisons",
+    "json_schema",
+    "spec_comparisons",
+    "validate_spec",
+]
+
+MAX_DEPTH = 32
+MAX_COMPARISONS = 256
+MAX_OFFSET = 100_000  # same bound as an indicator period: further back than any history we hold
+SYMBOL_PATTERN = r"^[A-Z0-9]{5,20}$"
+PRICE_FIELDS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+OPERATORS: tuple[str, ...] = ("<", "<=", ">", ">=", "crosses_above", "crosses_below")
+CROSS_OPERATORS: tuple[str, ...] = ("crosses_above", "crosses_below")
+
+PriceField = Literal["open", "high", "low", "close", "volume"]
+Operator = Literal["<", "<=", ">", ">=", "crosses_above", "crosses_below"]
+IntervalName = Literal[INTERVALS]  # type: ignore[valid-type]
+
+
+def indicator_catalog() -> dict[str, dict[str, Any]]:
+    """Every indicator with its inputs, parameters (type, default, inclusive range) and outputs.
+
+    Published in the JSON Schema (``x-indicators``) so an editor can build its forms from it.
+    """
+    catalog: dict[str, dict[str, Any]] = {}
+    for name, spec in sorted(INDICATORS.items()):
+        catalog[name] = {
+            "inputs": list(spec.inputs),
+            "params": {
+                p.name: {
+                    "type": "integer" if p.kind is int else "number",
+                    "default": p.default,
+                    "minimum": p.minimum,
+                    "maximum": p.maximum,
+                }
+                for p in spec.params
+            },
+            "outputs": list(spec.outputs) if len(spec.outputs) > 1 else [],
+        }
+    return catalog
+
+
+class _Model(BaseModel):
+    # Unknown keys are mistakes (a typo'd "ofset" would otherwise be silently ignored).
+    model_config = ConfigDict(extra="forbid", serialize_by_alias=True)
+
+
+def _check_offset(value: int) -> int:
+    if value < 0:
+        raise PydanticCustomError(
+            "negative_offset",
+            "offset {offset} is negative: it would read {ahead} bar(s) into the future, which a live "
+            "strategy cannot see; use an offset >= 0 (bars ago)",
+            {"offset": value, "ahead": -value},
+        )
+    if value > MAX_OFFSET:
+        raise PydanticCustomError(
+            "offset_too_large",
+            "offset must be at most {limit}, got {offset}",
+            {"limit": MAX_OFFSET, "offset": value},
+        )
+    return value
+
+
+Offset = Annotated[
+    int,
+    # Checked by _check_offset rather than ge/le so the message can say why negative is wrong.
+    Field(strict=True, json_schema_extra={"minimum": 0, "maximum": MAX_OFFSET}),
+    AfterValidator(_check_offset),
+]
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class PriceOperand(_Model):
+    """A candle column on each bar, or ``offset`` bars ago."""
+
+    price: PriceField
+    offset: Offset = 0
+    # Test-only hook (strategy_parser.with_lookahead): bars of the future this operand reads. The public
+    # format cannot set it; it exists so tests can prove the health check catches lookahead.
+    _lookahead: int = PrivateAttr(default=0)
+
+    @model_serializer(mode="wrap")
+    def _canonical(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.offset == 0:
+            data.pop("offset", None)
+        return data
+
+
+class IndicatorOperand(_Model):
+    """An indicator from ml_engine.indicators, one of its outputs, on each bar or ``offset`` bars ago."""
+
+    model_config = ConfigDict(json_schema_extra={"x-indicators": indicator_catalog()})
+
+    indicator: Annotated[str, Field(json_schema_extra={"enum": sorted(INDICATORS)})]
+    # Any values here: the semantic pass checks them against the indicator's ParamSpecs, so the error can
+    # name the parameter and its range (the schema still says "numbers").
+    params: Annotated[
+        dict[str, Any], WithJsonSchema({"type": "object", "additionalProperties": {"type": "number"}})
+    ] = Field(default_factory=dict)
+    output: str | None = None
+    offset: Offset = 0
+    _lookahead: int = PrivateAttr(default=0)
+
+    @model_serializer(mode="wrap")
+    def _canonical(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.output is None:
+            data.pop("output", None)
+        if self.offset == 0:
+            data.pop("offset", None)
+        return data
+
+
+def _operand_tag(value: Any) -> str | None:
+    if isinstance(value, bool):  # an int subclass, but never a price level
+        return None
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, Mapping):
+        if "price" in value:
+            return "price"
+        if "indicator" in value:
+            return "indicator"
+        return None
+    return {PriceOperand: "price", IndicatorOperand: "indicator"}.get(type(value))
+
+
+Operand = Annotated[
+    Annotated[Number, Tag("number")]
+    | Annotated[PriceOperand, Tag("price")]
+    | Annotated[IndicatorOperand, Tag("indicator")],
+    Discriminator(
+        _operand_tag,
+        custom_error_type="invalid_operand",
+        custom_error_message='an operand is a number, {"price": ...} or {"indicator": ...}',
+    ),
+]
+
+
+class Comparison(_Model):
+    """``left op right`` on every bar; a crossover compares the previous bar too."""
+
+    left: Operand
+    op: Operator
+    right: Operand
+
+
+class AllCondition(_Model):
+    """True where every condition is true."""
+
+    all: list[Condition] = Field(min_length=1)
+
+
+class AnyCondition(_Model):
+    """True where at least one condition is true."""
+
+    any: list[Condition] = Field(min_length=1)
+
+
+class NotCondition(_Model):
+    """True where the condition is false (and its inputs exist)."""
+
+    not_: Condition = Field(alias="not")
+
+
+_CONDITION_KEYS = ("all", "any", "not")
+
+
+def _condition_tag(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        for key in _CONDITION_KEYS:
+            if key in value:
+                return key
+        if "left" in value or "op" in value or "right" in value:
+            return "comparison"
+        return None
+    return {AllCondition: "all", AnyCondition: "any", NotCondition: "not", Comparison: "comparison"}.get(
+        type(value)
+    )
+
+
+Condition = Annotated[
+    Annotated[AllCondition, Tag("all")]
+    | Annotated[AnyCondition, Tag("any")]
+    | Annotated[NotCondition, Tag("not")]
+    | Annotated[Comparison, Tag("comparison")],
+    Discriminator(
+        _condition_tag,
+        custom_error_type="invalid_condition",
+        custom_error_message='a condition is {"all": [...]}, {"any": [...]}, {"not": ...} or '
+        '{"left": ..., "op": ..., "right": ...}',
+    ),
+]
+
+Fraction = Annotated[float, Field(strict=True, gt=0, lt=1)]
+
+
+class StrategySpec(_Model):
+    """A user strategy: long-only entry/exit conditions over one symbol and interval, plus stops."""
+
+    name: Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=100)]
+    description: Annotated[str, StringConstraints(strict=True, max_length=2000)] = ""
+    symbol: Annotated[str, StringConstraints(strict=True, pattern=SYMBOL_PATTERN)]
+    interval: IntervalName
+    entry: Condition
+    exit: Condition | None = None
+    stop_loss: Fraction | None = None
+    take_profit: Annotated[float, Field(strict=True, gt=0, le=100)] | None = None
+    trailing_stop: Fraction | None = None
+    position_size: Annotated[float, Field(strict=True, gt=0, le=1)] = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical JSON form (defaults of operands omitted, every indicator parameter explicit)."""
+        return self.model_dump(mode="json")
+
+
+for _model in (AllCondition, AnyCondition, NotCondition, StrategySpec):
+    _model.model_rebuild()
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the spec (what GET /api/strategies/schema serves)."""
+    return StrategySpec.model_json_schema()
+
+
+# --------------------------------------------------------------------------------------------------
+# Walking a validated spec
+# --------------------------------------------------------------------------------------------------
+
+
+def iter_comparisons(condition: Condition, path: str) -> Iterator[tuple[str, Comparison]]:
+    """Every comparison under ``condition`` with its dotted path, in document order."""
+    stack: list[tuple[str, Any]] = [(path, condition)]
+    while stack:
+        node_path, node = stack.pop()
+        if isinstance(node, Comparison):
+            yield node_path, node
+        elif isinstance(node, NotCondition):
+            stack.append((f"{node_path}.not", node.not_))
+        else:
+            key = "all" if isinstance(node, AllCondition) else "any"
+            children = node.all if isinstance(node, AllCondition) else node.any
+            stack.extend((f"{node_path}.{key}[{i}]", c) for i, c in reversed(list(enumerate(children))))
+
+
+def spec_comparisons(spec: StrategySpec) -> Iterator[tuple[str, Comparison]]:
+    """Every comparison of entry, then exit, with its dotted path."""
+    yield from iter_comparisons(spec.entry, "entry")
+    if spec.exit is not None:
+        yield from iter_comparisons(spec.exit, "exit")
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------------
+
+
+def validate_spec(raw: Mapping[str, Any] | StrategySpec) -> StrategySpec:
+    """Check a spec (parsed JSON or a model) completely; the explicit, normalised spec or InvalidInput."""
+    if isinstance(raw, StrategySpec):
+        _check_limits(raw.to_dict())
+        return _semantic_pass(raw)
+    if not isinstance(raw, Mapping):
+        raise InvalidInput("A strategy spec must be a JSON object.", details={"path": ""})
+    # Before pydantic: a pathological nesting must be refused before anything recurses into it.
+    _check_limits(raw)
+    try:
+        spec = StrategySpec.model_validate(raw)
+    except ValidationError as exc:
+        raise _invalid_from_pydantic(exc) from None
+    return _semantic_pass(spec)
+
+
+def _fail(path: str, message: str) -> InvalidInput:
+    return InvalidInput(f"Invalid strategy at {path}: {message}" if path else message, details={"path": path})
+
+
+def _check_limits(raw: Mapping[str, Any]) -> None:
+    """Nesting depth and comparison count, walked iteratively on the raw data (any shape)."""
+    comparisons = 0
+    stack: list[tuple[str, Any, int]] = [
+        (key, raw[key], 1) for key in ("exit", "entry") if isinstance(raw.get(key), Mapping)
+    ]
+    while stack:
+        path, node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidInput(
+                f"Invalid strategy at {path}: conditions are nested more than {MAX_DEPTH} levels deep "
+                f"(at most {MAX_DEPTH} allowed); flatten the all/any/not groups.",
+                details={"path": path, "limit": MAX_DEPTH},
+            )
+        children: list[tuple[str, Any, int]] = []
+        for key in _CONDITION_KEYS:
+            child = node.get(key)
+            if key == "not" and isinstance(child, Mapping):
+                children.append((f"{path}.not", child, depth + 1))
+            elif key != "not" and isinstance(child, list):
+                children.extend(
+                    (f"{path}.{key}[{i}]", c, depth + 1)
+                    for i, c in enumerate(child)
+                    if isinstance(c, Mapping)
+                )
+        if not any(key in node for key in _CONDITION_KEYS):
+            comparisons += 1
+            if comparisons > MAX_COMPARISONS:
+                raise InvalidInput(
+                    f"Invalid strategy at {path}: more than {MAX_COMPARISONS} comparisons in entry and exit "
+                    f"together (at most {MAX_COMPARISONS} allowed).",
+                    details={"path": path, "limit": MAX_COMPARISONS},
+                )
+        stack.extend(reversed(children))
+
+
+# Fields whose value is a tagged union: pydantic puts the chosen tag into the error location right after
+# them (and after each list index, since only all/any hold lists); the dotted path leaves it out.
+_UNION_FIELDS = frozenset({"entry", "exit", "not", "left", "right"})
+_TAGS = frozenset({"all", "any", "not", "comparison", "number", "price", "indicator"})
+
+
+def dotted_path(loc: tuple[int | str, ...]) -> str:
+    """pydantic's error location as a spec path: ``entry.all[1].right.params.period``."""
+    out = ""
+    expect_tag = False
+    for item in loc:
+        if expect_tag and isinstance(item, str) and item in _TAGS:
+            expect_tag = False
+            continue
+        if isinstance(item, int):
+            out += f"[{item}]"
+            expect_tag = True
+        else:
+            out += f".{item}" if out else str(item)
+            expect_tag = item in _UNION_FIELDS
+    return out
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown field (not part of the strategy format)"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "too_short":
+        return "must contain at least one condition"
+    return str(error["msg"])
+
+
+def _invalid_from_pydantic(exc: ValidationError) -> InvalidInput:
+    errors = [{"path": dotted_path(tuple(e["loc"])), "message": _message(e)} for e in exc.errors()]
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    message = f"Invalid strategy at {first['path']}: {first['message']}{more}"
+    return InvalidInput(message, details={"path": first["path"], "errors": errors[:20]})
+
+
+def _semantic_pass(spec: StrategySpec) -> StrategySpec:
+    if (
+        spec.exit is None
+        and spec.stop_loss is None
+        and spec.take_profit is None
+        and spec.trailing_stop is None
+    ):
+        raise _fail(
+            "exit",
+            "an exit condition is required unless stop_loss, take_profit or trailing_stop closes positions",
+        )
+    update: dict[str, Any] = {"entry": _condition(spec.entry, "entry")}
+    if spec.exit is not None:
+        update["exit"] = _condition(spec.exit, "exit")
+    # model_copy keeps private attributes (the test-only lookahead hook) of every node it copies.
+    return spec.model_copy(update=update)
+
+
+def _condition(node: Any, path: str) -> Any:
+    # Recursion is bounded by MAX_DEPTH, checked before.
+    if isinstance(node, AllCondition):
+        return node.model_copy(
+            update={"all": [_condition(c, f"{path}.all[{i}]") for i, c in enumerate(node.all)]}
+        )
+    if isinstance(node, AnyCondition):
+        return node.model_copy(
+            update={"any": [_condition(c, f"{path}.any[{i}]") for i, c in enumerate(node.any)]}
+        )
+    if isinstance(node, NotCondition):
+        return node.model_copy(update={"not_": _condition(node.not_, f"{path}.not")})
+    if isinstance(node.left, float) and isinstance(node.right, float):
+        raise _fail(
+            path,
+            f"compares two numbers ({node.left:g} {node.op} {node.right:g}): the result never changes; "
+            "compare a price or an indicator",
+        )
+    return node.model_copy(
+        update={"left": _operand(node.left, f"{path}.left"), "right": _operand(node.right, f"{path}.right")}
+    )
+
+
+def _operand(operand: Any, path: str) -> Any:
+    if not isinstance(operand, IndicatorOperand):
+        return operand
+    spec = INDICATORS.get(operand.indicator)
+    if spec is None:
+        raise _fail(
+            f"{path}.indicator",
+            f"unknown indicator {operand.indicator!r}; known: {', '.join(sorted(INDICATORS))}",
+        )
+    params = _resolve_params(spec, operand.params, path)
+    outputs = spec.outputs
+    if len(outputs) > 1:
+        if operand.output is None:
+            raise _fail(
+                f"{path}.output",
+                f'{spec.name} has {len(outputs)} outputs; choose one with "output": {", ".join(outputs)}',
+            )
+        if operand.output not in outputs:
+            raise _fail(
+                f"{path}.output",
+                f"unknown output {operand.output!r} of {spec.name}; choose one of: {', '.join(outputs)}",
+            )
+    elif operand.output is not None:
+        raise _fail(f"{path}.output", f'{spec.name} has a single output; remove "output"')
+    return operand.model_copy(update={"params": params})
+
+
+def _resolve_params(spec: IndicatorSpec, given: Mapping[str, Any], path: str) -> dict[str, int | float]:
+    known = [p.name for p in spec.params]
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        allowed = ", ".join(known) if known else "none"
+        raise _fail(
+            f"{path}.params.{unknown[0]}",
+            f"unknown parameter {unknown[0]!r} for {spec.name}; parameters: {allowed}",
+        )
+    resolved: dict[str, int | float] = {}
+    for param in spec.params:
+        try:
+            resolved[param.name] = param.coerce(given.get(param.name, param.default))
+        except ValueError as exc:
+            raise _fail(f"{path}.params.{param.name}", str(exc)) from None
+    if spec.check is not None:
+        try:
+            spec.check(resolved)
+        except ValueError as exc:
+            raise _fail(f"{path}.params", str(exc)) from None
+    return resolved
