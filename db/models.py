@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -172,15 +174,148 @@ class ModelVersion(Base):
     trained_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# --- trading (paper and live) ---------------------------------------------------------------------
+# Owned by mother_ai/trade_executer.py. Every table carries `mode` ("paper" or "live") in its key
+# and a CHECK on it, and every query filters by it, so a paper record can never pass for a live one.
+
+TRADING_MODES = ("paper", "live")
+_MODE_CHECK = "mode IN ('paper', 'live')"
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """A Decimal stored as its exact decimal string: money never goes through a float.
+
+    Numeric is exact on PostgreSQL but SQLite keeps it as a float, and balances must not drift;
+    nothing sums these columns in SQL, so a string is portable and exact everywhere."""
+
+    impl = String(48)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal | int) or isinstance(value, bool):
+            # A float here means float arithmetic leaked into money: fail loudly, never round silently.
+            raise TypeError(f"ExactDecimal needs a Decimal, got {type(value).__name__}")
+        decimal = Decimal(value)
+        if not decimal.is_finite():
+            raise ValueError("ExactDecimal cannot store NaN or infinity")
+        return format(decimal, "f")
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+class TradingAccount(Base):
+    """One account per mode: the paper account's quote asset, initial balance and reset epoch."""
+
+    __tablename__ = "trading_accounts"
+    __table_args__ = (CheckConstraint(_MODE_CHECK, name="ck_trading_accounts_mode"),)
+
+    mode: Mapped[str] = mapped_column(String(8), primary_key=True)
+    quote_asset: Mapped[str] = mapped_column(String(16))
+    initial_balance: Mapped[Decimal] = mapped_column(ExactDecimal)
+    # Bumped by a paper reset; orders keep the epoch they were placed in, so history survives.
+    epoch: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reset_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class TradingBalance(Base):
+    """Amount held of one asset in one mode (live: free + locked in the last Binance account snapshot)."""
+
+    __tablename__ = "trading_balances"
+    __table_args__ = (CheckConstraint(_MODE_CHECK, name="ck_trading_balances_mode"),)
+
+    mode: Mapped[str] = mapped_column(String(8), primary_key=True)
+    asset: Mapped[str] = mapped_column(String(16), primary_key=True)
+    amount: Mapped[Decimal] = mapped_column(ExactDecimal)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TradingPosition(Base):
+    """A long spot position opened by this backend, per mode and symbol, with its realised pnl."""
+
+    __tablename__ = "trading_positions"
+    __table_args__ = (CheckConstraint(_MODE_CHECK, name="ck_trading_positions_mode"),)
+
+    mode: Mapped[str] = mapped_column(String(8), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(20), primary_key=True)
+    base_asset: Mapped[str] = mapped_column(String(16))
+    quote_asset: Mapped[str] = mapped_column(String(16))
+    quantity: Mapped[Decimal] = mapped_column(ExactDecimal)
+    # Cost of the open quantity in the quote asset, fees included; the average entry is derived
+    # from it, and keeping the total (not the average) keeps pnl exact across partial sells.
+    cost_basis: Mapped[Decimal] = mapped_column(ExactDecimal)
+    avg_entry_price: Mapped[Decimal] = mapped_column(ExactDecimal)
+    realised_pnl: Mapped[Decimal] = mapped_column(ExactDecimal)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TradeOrder(Base):
+    """One submitted order, filled or rejected; (mode, client_order_id) is the idempotency key."""
+
+    __tablename__ = "trade_orders"
+    __table_args__ = (
+        UniqueConstraint("mode", "client_order_id", name="uq_trade_orders_mode_client_order_id"),
+        CheckConstraint(_MODE_CHECK, name="ck_trade_orders_mode"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    mode: Mapped[str] = mapped_column(String(8))  # the UNIQUE (mode, client_order_id) indexes it
+    client_order_id: Mapped[str] = mapped_column(String(36))
+    symbol: Mapped[str] = mapped_column(String(20), index=True)
+    side: Mapped[str] = mapped_column(String(4))  # BUY or SELL
+    type: Mapped[str] = mapped_column(String(16))  # MARKET
+    # PENDING (live, sent), FILLED, PARTIALLY_FILLED, NEW, EXPIRED, REJECTED, UNKNOWN (no answer)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    requested_quantity: Mapped[Decimal | None] = mapped_column(ExactDecimal, nullable=True)
+    requested_quote_amount: Mapped[Decimal | None] = mapped_column(ExactDecimal, nullable=True)
+    executed_quantity: Mapped[Decimal] = mapped_column(ExactDecimal)
+    quote_quantity: Mapped[Decimal] = mapped_column(ExactDecimal)  # fill notional
+    price: Mapped[Decimal | None] = mapped_column(ExactDecimal, nullable=True)  # average fill price
+    # The market price before slippage (paper) or the estimate the live checks used.
+    reference_price: Mapped[Decimal | None] = mapped_column(ExactDecimal, nullable=True)
+    price_source: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    fee: Mapped[Decimal] = mapped_column(ExactDecimal)
+    fee_asset: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    realised_pnl: Mapped[Decimal] = mapped_column(ExactDecimal)  # realised by this order (sells)
+    reject_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reject_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    exchange_order_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    decision_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    epoch: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TradingControl(Base):
+    """The kill switch: a single row (id 1); while `halted`, no executor accepts a new order."""
+
+    __tablename__ = "trading_controls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    halted: Mapped[bool] = mapped_column(default=False)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 __all__ = [
+    "TRADING_MODES",
     "AgentRecord",
     "BacktestRun",
     "Base",
+    "ExactDecimal",
     "Job",
     "ModelVersion",
     "StrategyRecord",
     "StrategyVersion",
     "SymbolInfo",
+    "TradeOrder",
+    "TradingAccount",
+    "TradingBalance",
+    "TradingControl",
+    "TradingPosition",
     "UTCDateTime",
     "utcnow",
 ]

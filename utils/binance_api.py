@@ -114,9 +114,38 @@ class BinanceExchange:
                 "Binance returned exchange info in an unexpected shape.", code="exchange_bad_response"
             ) from None
 
+    # --- signed trading calls (live trading only; they need API keys) -------------------------
+    # Parameters go to python-binance as strings: it sends str(value), and str(0.00001) is "1e-05",
+    # which Binance rejects. Callers pass decimal strings.
+
+    def create_test_order(self, **params: str) -> None:
+        """Validate an order with POST /api/v3/order/test; nothing is placed, so retrying is safe."""
+        self._call(lambda: self._client.create_test_order(**params), weight=1)
+
+    def create_order(self, **params: str) -> dict[str, Any]:
+        """Place an order with POST /api/v3/order, sent exactly once (never retried): after a
+        timeout or 5xx the order may or may not exist, and a retry could place it twice. Such a
+        failure raises ExchangeUnavailable and the caller must treat the order's state as unknown."""
+        raw = self._call(lambda: self._client.create_order(**params), weight=1, retries=0)
+        if not isinstance(raw, dict):
+            raise ExchangeError(
+                "Binance returned an order in an unexpected shape.", code="exchange_bad_response"
+            )
+        return raw
+
+    def get_account(self) -> dict[str, Any]:
+        """GET /api/v3/account (signed): balances and permissions."""
+        raw = self._call(lambda: self._client.get_account(omitZeroBalances="true"), weight=20)
+        if not isinstance(raw, dict) or not isinstance(raw.get("balances"), list):
+            raise ExchangeError(
+                "Binance returned an account in an unexpected shape.", code="exchange_bad_response"
+            )
+        return raw
+
     # --- retries, backoff and weight ----------------------------------------------------------
 
-    def _call(self, fn: Callable[[], T], *, weight: int) -> T:
+    def _call(self, fn: Callable[[], T], *, weight: int, retries: int | None = None) -> T:
+        max_retries = self._max_retries if retries is None else retries
         with self._lock:
             self._respect_weight(weight)
             attempt = 0
@@ -145,7 +174,7 @@ class BinanceExchange:
                 except requests.ConnectionError:
                     # Unreachable (no network, DNS failure): retrying only slows the fallback.
                     raise ExchangeUnavailable("Binance is unreachable from this machine.") from None
-                if attempt >= self._max_retries:
+                if attempt >= max_retries:
                     raise ExchangeUnavailable(
                         f"Gave up after {attempt + 1} attempts: {reason}.", details={"attempts": attempt + 1}
                     )

@@ -58,6 +58,50 @@ class Settings(BaseSettings):
     upload_max_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
     sample_data: bool = Field(default=True, description="Generate the offline sample candles on start.")
 
+    # --- ML agents ---
+    models_dir: Path = Field(
+        default=PROJECT_ROOT / "agents" / "models", description="Registered model artifacts (joblib + JSON)."
+    )
+    agent_max_model_age_hours: float = Field(
+        default=24 * 7, gt=0, description="Default age after which an agent's model is stale."
+    )
+    train_max_parallel: int = Field(default=2, ge=1, le=16, description="Agents training at the same time.")
+
+    # --- trading (paper and live): mother_ai/trade_executer.py, mother_ai/trade_log.py ---
+    live_trading_confirm: SecretStr | None = Field(
+        default=None,
+        description="Must equal the phrase in mother_ai.trade_executer.LIVE_TRADING_CONFIRM_PHRASE "
+        "(with TRADING_MODE=live and Binance keys) before a real order is placed.",
+    )
+    live_max_order_notional: float = Field(
+        default=100.0, gt=0, description="Largest estimated notional (quote asset) of one live order."
+    )
+    live_quote_asset: str = Field(
+        default="USDT", pattern=r"^[A-Z0-9]{2,10}$", description="The asset live equity is reported in."
+    )
+    paper_initial_balance: float = Field(
+        default=10_000.0, gt=0, description="Paper account's starting (and reset) quote balance."
+    )
+    paper_quote_asset: str = Field(
+        default="USDT", pattern=r"^[A-Z0-9]{2,10}$", description="The paper account's quote asset."
+    )
+    paper_slippage_bps: float = Field(
+        default=5.0, ge=0, le=1000, description="Paper fills move this many basis points against you."
+    )
+    paper_fee_rate: float = Field(
+        default=0.001, ge=0, lt=0.1, description="Paper fee as a fraction of the fill notional."
+    )
+    trade_log_dir: Path = Field(
+        default=PROJECT_ROOT / "mother_ai" / "logs", description="JSON-lines trade and decision logs."
+    )
+    trade_log_max_bytes: int = Field(
+        default=10 * 1024 * 1024, gt=0, description="A JSON-lines log rotates when it would exceed this."
+    )
+    trade_log_backups: int = Field(default=5, ge=1, le=100, description="Rotated log files kept per log.")
+    trade_export_dir: Path = Field(
+        default=PROJECT_ROOT / "storage" / "trade_logs", description="Where trade CSV exports are written."
+    )
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -70,7 +114,9 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("data_dir", "env_file_path", mode="after")
+    @field_validator(
+        "data_dir", "env_file_path", "trade_log_dir", "trade_export_dir", "models_dir", mode="after"
+    )
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value if value.is_absolute() else (PROJECT_ROOT / value)
