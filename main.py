@@ -24,10 +24,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from agents.service import AgentService
 from backtester.data import CandleStore
 from backtester.market_data import MarketData
 from db import storage
-from routes import backtest, binance, system
+from routes import agent, backtest, binance, system
 from routes.common import AppContext, require_api_key
 from utils.binance_api import BinanceExchange, wall_clock_ms
 from utils.errors import AppError
@@ -86,6 +87,7 @@ def create_app(
     app.include_router(system.router)
     app.include_router(binance.router, dependencies=authed)
     app.include_router(backtest.router, dependencies=authed)
+    app.include_router(agent.router, dependencies=authed)
     _install_error_handlers(app)
     app.add_middleware(
         CORSMiddleware,
@@ -117,7 +119,9 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
         )
     store = CandleStore(settings.data_dir / "store")
     market = MarketData(store, exchange, sessions, clock, settings.data_dir)
-    return AppContext(settings, engine, sessions, market, JobRunner(sessions), clock)
+    jobs = JobRunner(sessions, max_workers=settings.train_max_parallel + 1)
+    agents = AgentService(sessions, market, jobs, settings.models_dir, clock)
+    return AppContext(settings, engine, sessions, market, jobs, agents, clock)
 
 
 def _start(ctx: AppContext) -> None:
@@ -129,6 +133,7 @@ def _start(ctx: AppContext) -> None:
     add_secrets([ctx.api_key])
     if ctx.settings.sample_data:
         ctx.market.ensure_samples()
+    ctx.agents.ensure_defaults()
     log.info(
         "ready: trading_mode=%s offline=%s database=%s",
         ctx.settings.trading_mode,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from agents.service import AgentService
 from backtester.market_data import MarketData
 from db.models import Job
 from utils.errors import InvalidInput, Unauthorized
@@ -43,6 +44,7 @@ class AppContext:
     sessions: sessionmaker[Session]
     market: MarketData
     jobs: JobRunner
+    agents: AgentService
     clock: Clock
     api_key: str = ""
 

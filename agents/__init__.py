@@ -1,0 +1,1 @@
+"""Symbol agents: a generic ML agent per symbol, with BTC and ETH defaults."""

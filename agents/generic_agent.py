@@ -1,0 +1,247 @@
+"""The generic symbol agent: train a model for one symbol, then predict from its latest closed candles.
+
+An agent is configuration (`AgentConfig`) plus its active model version in the registry. It is
+honest by construction: training goes through `ml_engine.trainer` (purged walk-forward, out-of-sample
+selection), predictions use only closed candles and the exact feature set the model was trained
+on, and a model too old or trained on another interval is reported as `stale`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from backtester.data import Candles
+from ml_engine import model_registry
+from ml_engine.feature_extractor import FEATURE_SETS, FeatureConfig, extract_latest, tail_length
+from ml_engine.labels import fee_dead_zone, make_labels
+from ml_engine.trainer import TrainConfig, TrainReport, predict_proba_up, top_features, train
+from utils.errors import Conflict, InvalidInput
+from utils.intervals import interval_ms
+
+Action = Literal["buy", "sell", "hold"]
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """Everything that defines an agent; stored as JSON, so a new symbol needs no code."""
+
+    symbol: str
+    interval: str = "1h"
+    horizon: int = 4  # bars ahead the model predicts
+    kind: str = "generic"  # which defaults it started from: generic, btc, eth
+    feature_set: str = "default"  # a key of ml_engine.feature_extractor.FEATURE_SETS
+    buy_threshold: float = 0.55  # P(up) above this: buy
+    sell_threshold: float = 0.45  # P(up) below this: sell
+    max_model_age_hours: float = 168.0
+    train_bars: int = 20_000  # most recent candles used for training
+    candidates: tuple[str, ...] = ("logreg", "random_forest", "hist_gb")
+    fee_rate: float = 0.001  # round trip 2x this is the labels' dead zone
+    n_folds: int = 5
+
+    def __post_init__(self) -> None:
+        if self.feature_set not in FEATURE_SETS:
+            raise InvalidInput(
+                f"feature_set must be one of {', '.join(sorted(FEATURE_SETS))}.",
+                details={"field": "feature_set"},
+            )
+        if not 0 < self.sell_threshold < 0.5 < self.buy_threshold < 1:
+            raise InvalidInput(
+                "Thresholds must satisfy 0 < sell_threshold < 0.5 < buy_threshold < 1.",
+                details={"field": "buy_threshold"},
+            )
+        if not 1 <= self.horizon <= 500:
+            raise InvalidInput("horizon must be between 1 and 500 bars.", details={"field": "horizon"})
+
+    @property
+    def features(self) -> FeatureConfig:
+        return FEATURE_SETS[self.feature_set]
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            horizon=self.horizon,
+            dead_zone=fee_dead_zone(self.fee_rate),
+            flat="drop",
+            n_folds=self.n_folds,
+            candidates=self.candidates,
+            fee_rate=self.fee_rate,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["candidates"] = list(self.candidates)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AgentConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in data.items() if k in known}
+        if "candidates" in values:
+            values["candidates"] = tuple(values["candidates"])
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """One agent's view of one symbol, from the last closed candle it saw."""
+
+    symbol: str
+    interval: str
+    horizon: int
+    action: Action
+    prob_up: float
+    confidence: float  # |2 * prob_up - 1|: 0 is a coin flip, 1 is certainty
+    expected_return: float  # over the horizon, from the training set's mean up/down moves
+    model_version: str
+    as_of: int  # open time (ms) of the last closed candle used
+    stale: bool
+    stale_reason: str | None
+    top_features: list[dict[str, float | str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainedModel:
+    version: str
+    report: TrainReport
+
+
+class GenericAgent:
+    """Trains and serves one symbol's model; the loaded model is cached per version."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        sessions: sessionmaker[Session],
+        models_dir: Path,
+        clock: Callable[[], int],
+    ) -> None:
+        self.config = config
+        self.sessions = sessions
+        self.models_dir = models_dir
+        self.clock = clock
+        self._cache: dict[str, tuple[Any, Any, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    # --- training -------------------------------------------------------------------------------
+
+    def train(self, candles: Candles, progress: Progress | None = None) -> TrainedModel:
+        """Walk-forward train on the latest `train_bars` closed candles, then register the model."""
+        candles = self._closed(candles)
+        if len(candles) > self.config.train_bars:
+            candles = candles.slice(len(candles) - self.config.train_bars, len(candles))
+        try:
+            outcome = train(candles, self.config.features, self.config.train_config(), progress)
+        except ValueError as exc:
+            raise InvalidInput(f"Cannot train {self.config.symbol}: {exc}", code="training_failed") from None
+        labels = make_labels(candles.close, self.config.horizon)
+        fwd = labels.fwd[labels.usable]
+        moves = {
+            "mean_up_return": float(fwd[fwd > 0].mean()) if (fwd > 0).any() else 0.0,
+            "mean_down_return": float(fwd[fwd <= 0].mean()) if (fwd <= 0).any() else 0.0,
+        }
+        report = outcome.report
+        saved = model_registry.save_model(
+            self.sessions,
+            self.models_dir,
+            self.config.symbol,
+            outcome.model,
+            interval=candles.interval,
+            horizon=self.config.horizon,
+            metrics=report.metrics_dict(),
+            metadata={
+                "features": outcome.feature_names,
+                "feature_config": report.feature_config,
+                "agent": self.config.to_dict(),
+                "training_range": [report.train_start_open_time, report.train_end_open_time],
+                "data_source": candles.source,
+                "report": report.to_dict(),
+                **moves,
+            },
+            now=lambda: datetime.fromtimestamp(self.clock() / 1000, tz=UTC),
+        )
+        return TrainedModel(saved.version, report)
+
+    # --- prediction -----------------------------------------------------------------------------
+
+    def predict(self, candles: Candles, version: str) -> Prediction:
+        """The prediction from the latest closed candle, with the model `version` (checksum-verified)."""
+        model, row, meta = self._load(version)
+        candles = self._closed(candles)
+        features = FeatureConfig.from_dict(meta["feature_config"])
+        tail = tail_length(features)
+        recent = candles.slice(max(0, len(candles) - tail), len(candles))
+        frame = extract_latest(recent, features)
+        if frame.names != meta["features"]:
+            raise Conflict(
+                f"Model {version} was trained on other features than this agent computes; retrain it.",
+                code="feature_mismatch",
+            )
+        x = frame.X[-1]
+        if not np.isfinite(x).all():
+            raise InvalidInput(
+                f"Not enough closed candles to compute features for {self.config.symbol}.",
+                code="not_enough_candles",
+            )
+        p_up = float(predict_proba_up(model, x)[0])
+        action: Action = (
+            "buy"
+            if p_up > self.config.buy_threshold
+            else "sell"
+            if p_up < self.config.sell_threshold
+            else "hold"
+        )
+        expected = p_up * meta.get("mean_up_return", 0.0) + (1 - p_up) * meta.get("mean_down_return", 0.0)
+        stale_reason = self._stale_reason(row, candles.interval)
+        top = [
+            {"name": c.name, "value": float(c.value), "contribution": float(c.contribution)}
+            for c in top_features(model, x, frame.names, k=5)
+        ]
+        return Prediction(
+            symbol=self.config.symbol,
+            interval=candles.interval,
+            horizon=self.config.horizon,
+            action=action,
+            prob_up=p_up,
+            confidence=abs(2 * p_up - 1),
+            expected_return=float(expected),
+            model_version=version,
+            as_of=int(frame.open_time[-1]),
+            stale=stale_reason is not None,
+            stale_reason=stale_reason,
+            top_features=top,
+        )
+
+    def stale_reason(self, version: str) -> str | None:
+        row = model_registry.get_version(self.sessions, self.config.symbol, version)
+        return None if row is None else self._stale_reason(row, self.config.interval)
+
+    def _stale_reason(self, row: Any, interval: str) -> str | None:
+        if row.interval != self.config.interval or row.interval != interval:
+            return f"model trained on {row.interval} candles, agent uses {self.config.interval}"
+        age_h = (self.clock() / 1000 - row.trained_at.timestamp()) / 3600
+        if age_h > self.config.max_model_age_hours:
+            return f"model is {age_h:.0f} h old (max {self.config.max_model_age_hours:.0f} h)"
+        return None
+
+    def _load(self, version: str) -> tuple[Any, Any, dict[str, Any]]:
+        with self._lock:
+            if version not in self._cache:
+                model, row = model_registry.load_model(
+                    self.sessions, self.models_dir, self.config.symbol, version
+                )
+                self._cache[version] = (model, row, model_registry.read_metadata(self.models_dir, row))
+            return self._cache[version]
+
+    def _closed(self, candles: Candles) -> Candles:
+        """Drop a still-forming last candle: a prediction must never see a bar that has not closed."""
+        if len(candles) and int(candles.open_time[-1]) + interval_ms(candles.interval) > self.clock():
+            return candles.slice(0, len(candles) - 1)
+        return candles

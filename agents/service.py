@@ -1,0 +1,177 @@
+"""Agent service: the agents table, training jobs, predictions and model activation.
+
+One `GenericAgent` object per symbol lives here so loaded models stay cached between predictions.
+Agents for BTCUSDT and ETHUSDT exist from the first start; any other symbol is one API call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from agents import btc_agent, eth_agent
+from agents.generic_agent import AgentConfig, GenericAgent, Prediction
+from backtester.market_data import MarketData
+from db.models import AgentRecord, Job, ModelVersion
+from db.storage import transaction
+from ml_engine import model_registry
+from utils.errors import Conflict, NotFound
+from utils.jobs import JobRunner
+
+DEFAULTS: tuple[Callable[[], AgentConfig], ...] = (btc_agent.default_config, eth_agent.default_config)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentView:
+    config: AgentConfig
+    active: bool
+    active_version: str | None
+    trained_at: Any
+    metrics: dict[str, Any] | None
+    stale: bool
+    stale_reason: str | None
+
+
+class AgentService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        market: MarketData,
+        jobs: JobRunner,
+        models_dir: Path,
+        clock: Callable[[], int],
+    ) -> None:
+        self.sessions = sessions
+        self.market = market
+        self.jobs = jobs
+        self.models_dir = models_dir
+        self.clock = clock
+        self._agents: dict[str, GenericAgent] = {}
+        self._lock = threading.Lock()
+
+    # --- the agents table -----------------------------------------------------------------------
+
+    def ensure_defaults(self) -> None:
+        with transaction(self.sessions) as session:
+            for make in DEFAULTS:
+                config = make()
+                if session.get(AgentRecord, config.symbol) is None:
+                    session.add(_record(config))
+
+    def create(self, config: AgentConfig) -> AgentView:
+        with transaction(self.sessions) as session:
+            if session.get(AgentRecord, config.symbol) is not None:
+                raise Conflict(f"An agent for {config.symbol} already exists.", code="agent_exists")
+            session.add(_record(config))
+        return self.view(config.symbol)
+
+    def record(self, symbol: str) -> AgentRecord:
+        with self.sessions() as session:
+            row = session.get(AgentRecord, symbol)
+        if row is None:
+            raise NotFound(
+                f"No agent for {symbol}; create one with POST /api/agents.", code="agent_not_found"
+            )
+        return row
+
+    def agent(self, symbol: str) -> GenericAgent:
+        row = self.record(symbol)
+        config = AgentConfig.from_dict(row.config)
+        with self._lock:
+            current = self._agents.get(symbol)
+            if current is None or current.config != config:
+                current = GenericAgent(config, self.sessions, self.models_dir, self.clock)
+                self._agents[symbol] = current
+            return current
+
+    def views(self) -> list[AgentView]:
+        with self.sessions() as session:
+            symbols = session.scalars(select(AgentRecord.symbol).order_by(AgentRecord.symbol)).all()
+        return [self.view(s) for s in symbols]
+
+    def view(self, symbol: str) -> AgentView:
+        row = self.record(symbol)
+        config = AgentConfig.from_dict(row.config)
+        model = (
+            model_registry.get_version(self.sessions, symbol, row.active_version)
+            if row.active_version
+            else None
+        )
+        stale_reason = None if model is None else self.agent(symbol).stale_reason(model.version)
+        return AgentView(
+            config=config,
+            active=row.active,
+            active_version=row.active_version,
+            trained_at=model.trained_at if model else None,
+            metrics=model.metrics if model else None,
+            stale=stale_reason is not None,
+            stale_reason=stale_reason,
+        )
+
+    # --- training -------------------------------------------------------------------------------
+
+    def start_training(self, symbol: str) -> Job:
+        agent = self.agent(symbol)
+        config = agent.config
+
+        def work(report: Callable[[float, str], None]) -> dict[str, Any]:
+            report(0.0, "loading candles")
+            answer = self.market.history(symbol, config.interval, default_bars=config.train_bars)
+            trained = agent.train(answer.candles, lambda f, m: report(0.05 + 0.9 * f, m))
+            self.activate(symbol, trained.version)
+            return {
+                "symbol": symbol,
+                "version": trained.version,
+                "data_source": answer.source,
+                "chosen": trained.report.chosen,
+                "metrics": trained.report.metrics_dict(),
+            }
+
+        return self.jobs.submit("train", {"symbol": symbol, "interval": config.interval}, work)
+
+    def models(self, symbol: str) -> Sequence[ModelVersion]:
+        self.record(symbol)
+        return model_registry.list_versions(self.sessions, symbol)
+
+    def activate(self, symbol: str, version: str) -> AgentView:
+        self.record(symbol)
+        if model_registry.get_version(self.sessions, symbol, version) is None:
+            raise NotFound(f"No model version {version!r} for {symbol}.", code="model_not_found")
+        with transaction(self.sessions) as session:
+            row = session.get(AgentRecord, symbol)
+            assert row is not None
+            row.active_version = version
+        return self.view(symbol)
+
+    # --- prediction -----------------------------------------------------------------------------
+
+    def predict(self, symbol: str) -> Prediction:
+        row = self.record(symbol)
+        if row.active_version is None:
+            raise Conflict(
+                f"The {symbol} agent has no trained model yet; "
+                f"train it with POST /api/agents/{symbol}/train.",
+                code="agent_untrained",
+            )
+        agent = self.agent(symbol)
+        tail = max(3000, agent.config.train_bars // 5)
+        candles = self.market.candles(symbol, agent.config.interval, limit=min(5000, tail)).candles
+        return agent.predict(candles, row.active_version)
+
+
+def _record(config: AgentConfig) -> AgentRecord:
+    return AgentRecord(
+        symbol=config.symbol,
+        kind=config.kind,
+        interval=config.interval,
+        horizon=config.horizon,
+        config=config.to_dict(),
+        active_version=None,
+        active=True,
+    )

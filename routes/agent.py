@@ -1,0 +1,200 @@
+"""Agent endpoints: list, register, train (a job), predict, model history and activation (/api/agents)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, Field
+
+from agents.generic_agent import AgentConfig
+from agents.service import AgentView
+from ml_engine.feature_extractor import FEATURE_SETS
+from routes.common import Ctx, Interval, JobOut, Symbol, error_responses, job_out
+
+router = APIRouter(prefix="/api/agents", tags=["agents"])
+
+SymbolPath = Annotated[str, Path(pattern=r"^[A-Z0-9]{5,20}$", examples=["BTCUSDT"])]
+VersionPath = Annotated[str, Path(pattern=r"^[0-9]{8}T[0-9]{12}Z$", examples=["20261127T120000000000Z"])]
+
+
+class AgentOut(BaseModel):
+    symbol: str
+    kind: str = Field(description="Which defaults it started from: btc, eth or generic.")
+    interval: str
+    horizon: int = Field(description="Bars ahead the model predicts.")
+    feature_set: str
+    buy_threshold: float
+    sell_threshold: float
+    max_model_age_hours: float
+    active: bool
+    active_version: str | None
+    trained_at: datetime | None
+    metrics: dict[str, Any] | None = Field(description="Out-of-sample metrics of the active model.")
+    stale: bool
+    stale_reason: str | None
+
+
+class AgentCreate(BaseModel):
+    symbol: Symbol
+    interval: Interval = "1h"
+    horizon: int = Field(default=4, ge=1, le=500)
+    feature_set: Literal[tuple(sorted(FEATURE_SETS))] = "default"  # type: ignore[valid-type]
+    buy_threshold: float = Field(default=0.55, gt=0.5, lt=1)
+    sell_threshold: float = Field(default=0.45, gt=0, lt=0.5)
+    max_model_age_hours: float | None = Field(default=None, gt=0, le=24 * 365)
+    train_bars: int = Field(default=20_000, ge=500, le=200_000)
+    candidates: list[Literal["logreg", "random_forest", "hist_gb"]] = Field(
+        default=["logreg", "random_forest", "hist_gb"], min_length=1, max_length=3
+    )
+
+    model_config = {
+        "json_schema_extra": {"examples": [{"symbol": "SOLUSDT", "interval": "1h", "horizon": 4}]}
+    }
+
+
+class FeatureOut(BaseModel):
+    name: str
+    value: float
+    contribution: float = Field(description="P(up) minus P(up) with this feature at its training mean.")
+
+
+class PredictionOut(BaseModel):
+    symbol: str
+    interval: str
+    horizon: int
+    action: Literal["buy", "sell", "hold"]
+    prob_up: float
+    confidence: float = Field(description="|2 * prob_up - 1|.")
+    expected_return: float = Field(description="Over the horizon, fraction.")
+    model_version: str
+    as_of: int = Field(description="Open time (ms) of the last closed candle used.")
+    stale: bool
+    stale_reason: str | None
+    top_features: list[FeatureOut]
+
+
+class ModelOut(BaseModel):
+    version: str
+    interval: str
+    horizon: int
+    trained_at: datetime
+    sha256: str
+    active: bool
+    metrics: dict[str, Any]
+
+
+def _agent_out(view: AgentView) -> AgentOut:
+    c = view.config
+    return AgentOut(
+        symbol=c.symbol,
+        kind=c.kind,
+        interval=c.interval,
+        horizon=c.horizon,
+        feature_set=c.feature_set,
+        buy_threshold=c.buy_threshold,
+        sell_threshold=c.sell_threshold,
+        max_model_age_hours=c.max_model_age_hours,
+        active=view.active,
+        active_version=view.active_version,
+        trained_at=view.trained_at,
+        metrics=view.metrics,
+        stale=view.stale,
+        stale_reason=view.stale_reason,
+    )
+
+
+@router.get(
+    "",
+    response_model=list[AgentOut],
+    summary="Every agent with its active model",
+    responses=error_responses(401),
+)
+def list_agents(ctx: Ctx) -> list[AgentOut]:
+    return [_agent_out(v) for v in ctx.agents.views()]
+
+
+@router.post(
+    "",
+    response_model=AgentOut,
+    status_code=201,
+    summary="Register an agent for a new symbol",
+    responses=error_responses(400, 401, 409, 422),
+)
+def create_agent(ctx: Ctx, body: AgentCreate) -> AgentOut:
+    max_age = body.max_model_age_hours or ctx.settings.agent_max_model_age_hours
+    config = AgentConfig(
+        symbol=body.symbol,
+        interval=body.interval,
+        horizon=body.horizon,
+        feature_set=body.feature_set,
+        buy_threshold=body.buy_threshold,
+        sell_threshold=body.sell_threshold,
+        max_model_age_hours=max_age,
+        train_bars=body.train_bars,
+        candidates=tuple(body.candidates),
+    )
+    return _agent_out(ctx.agents.create(config))
+
+
+@router.get(
+    "/{symbol}", response_model=AgentOut, summary="One agent", responses=error_responses(401, 404, 422)
+)
+def get_agent(ctx: Ctx, symbol: SymbolPath) -> AgentOut:
+    return _agent_out(ctx.agents.view(symbol))
+
+
+@router.post(
+    "/{symbol}/train",
+    response_model=JobOut,
+    status_code=202,
+    summary="Train in the background",
+    description="Returns a job; poll GET /api/jobs/{id} for progress and the out-of-sample report.",
+    responses=error_responses(401, 404, 422),
+)
+def train_agent(ctx: Ctx, symbol: SymbolPath) -> JobOut:
+    return job_out(ctx.agents.start_training(symbol))
+
+
+@router.get(
+    "/{symbol}/predict",
+    response_model=PredictionOut,
+    summary="Predict from the latest closed candle",
+    responses=error_responses(401, 404, 409, 422, 502, 503),
+)
+def predict(ctx: Ctx, symbol: SymbolPath) -> PredictionOut:
+    return PredictionOut(**asdict(ctx.agents.predict(symbol)))
+
+
+@router.get(
+    "/{symbol}/models",
+    response_model=list[ModelOut],
+    summary="Model history with metrics",
+    responses=error_responses(401, 404, 422),
+)
+def list_models(ctx: Ctx, symbol: SymbolPath) -> list[ModelOut]:
+    active = ctx.agents.record(symbol).active_version
+    return [
+        ModelOut(
+            version=m.version,
+            interval=m.interval,
+            horizon=m.horizon,
+            trained_at=m.trained_at,
+            sha256=m.sha256,
+            active=m.version == active,
+            metrics=m.metrics,
+        )
+        for m in ctx.agents.models(symbol)
+    ]
+
+
+@router.post(
+    "/{symbol}/models/{version}/activate",
+    response_model=AgentOut,
+    summary="Make a model active",
+    responses=error_responses(401, 404, 422),
+)
+def activate(ctx: Ctx, symbol: SymbolPath, version: VersionPath) -> AgentOut:
+    return _agent_out(ctx.agents.activate(symbol, version))

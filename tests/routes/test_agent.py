@@ -1,0 +1,125 @@
+"""/api/agents end to end on the offline sample data: register, train as a job, predict, activate."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.conftest import AUTH
+
+
+def train(client: TestClient, symbol: str) -> dict:
+    response = client.post(f"/api/agents/{symbol}/train", headers=AUTH)
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["kind"] == "train"
+    client.app.state.ctx.jobs.wait(job["id"], timeout=300)  # type: ignore[attr-defined]
+    return client.get(f"/api/jobs/{job['id']}", headers=AUTH).json()
+
+
+def test_btc_and_eth_agents_exist_untrained(client: TestClient) -> None:
+    agents = client.get("/api/agents", headers=AUTH).json()
+    assert [(a["symbol"], a["kind"], a["active_version"]) for a in agents] == [
+        ("BTCUSDT", "btc", None),
+        ("ETHUSDT", "eth", None),
+    ]
+    response = client.get("/api/agents/BTCUSDT/predict", headers=AUTH)
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "agent_untrained"
+    assert "POST /api/agents/BTCUSDT/train" in response.json()["error"]["message"]
+
+
+def test_unknown_agent_is_404(client: TestClient) -> None:
+    for path in ("/api/agents/NOPEUSDT", "/api/agents/NOPEUSDT/predict", "/api/agents/NOPEUSDT/models"):
+        response = client.get(path, headers=AUTH)
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "agent_not_found"
+    assert client.post("/api/agents/NOPEUSDT/train", headers=AUTH).status_code == 404
+
+
+def test_train_predict_history_and_activation(client: TestClient) -> None:
+    first = train(client, "BTCUSDT")
+    assert first["status"] == "done", first
+    assert first["progress"] == 1.0
+    assert first["result"]["data_source"] == "sample"
+    metrics = first["result"]["metrics"]
+    assert {
+        "oos_accuracy",
+        "oos_auc",
+        "oos_log_loss",
+        "oos_brier",
+        "baseline_accuracy",
+        "backtest_total_return",
+        "backtest_buy_and_hold_return",
+    } <= set(metrics)
+    agent = client.get("/api/agents/BTCUSDT", headers=AUTH).json()
+    assert agent["active_version"] == first["result"]["version"]
+    assert agent["metrics"] == metrics
+    assert agent["stale"] is False
+
+    prediction = client.get("/api/agents/BTCUSDT/predict", headers=AUTH).json()
+    last = client.get(
+        "/api/binance/candles", params={"symbol": "BTCUSDT", "interval": "1h", "limit": 1}, headers=AUTH
+    ).json()["candles"][-1]
+    assert prediction["as_of"] == last["open_time"]
+    assert prediction["model_version"] == first["result"]["version"]
+    assert 0 <= prediction["prob_up"] <= 1
+    assert prediction["confidence"] == abs(2 * prediction["prob_up"] - 1)
+    p = prediction["prob_up"]
+    assert prediction["action"] == ("buy" if p > 0.55 else "sell" if p < 0.45 else "hold")
+    assert len(prediction["top_features"]) == 5
+
+    second = train(client, "BTCUSDT")
+    models = client.get("/api/agents/BTCUSDT/models", headers=AUTH).json()
+    assert [m["version"] for m in models] == [second["result"]["version"], first["result"]["version"]]
+    assert [m["active"] for m in models] == [True, False]
+    activated = client.post(
+        f"/api/agents/BTCUSDT/models/{first['result']['version']}/activate", headers=AUTH
+    ).json()
+    assert activated["active_version"] == first["result"]["version"]
+    again = client.get("/api/agents/BTCUSDT/predict", headers=AUTH).json()
+    assert again["model_version"] == first["result"]["version"]
+    assert again["prob_up"] == prediction["prob_up"], "same model, same candles, same prediction"
+
+
+def test_a_tampered_model_is_refused(client: TestClient) -> None:
+    done = train(client, "ETHUSDT")
+    models_dir = client.app.state.ctx.settings.models_dir  # type: ignore[attr-defined]
+    artifact = models_dir / "ETHUSDT" / f"{done['result']['version']}.joblib"
+    artifact.write_bytes(artifact.read_bytes() + b"\x00")
+    response = client.get("/api/agents/ETHUSDT/predict", headers=AUTH)
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "model_checksum_mismatch"
+
+
+def test_register_a_new_symbol_without_code(client: TestClient) -> None:
+    created = client.post(
+        "/api/agents", json={"symbol": "SOLUSDT", "horizon": 8, "feature_set": "compact"}, headers=AUTH
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert (body["symbol"], body["kind"], body["horizon"], body["feature_set"]) == (
+        "SOLUSDT",
+        "generic",
+        8,
+        "compact",
+    )
+    assert client.post("/api/agents", json={"symbol": "SOLUSDT"}, headers=AUTH).status_code == 409
+    # No SOLUSDT candles offline: the job fails with the reason, nothing is registered.
+    failed = train(client, "SOLUSDT")
+    assert failed["status"] == "failed"
+    assert "SOLUSDT" in failed["message"]
+    assert client.get("/api/agents/SOLUSDT/models", headers=AUTH).json() == []
+
+
+def test_bad_agent_input_is_422(client: TestClient) -> None:
+    for body in (
+        {"symbol": "sol"},
+        {"symbol": "SOLUSDT", "buy_threshold": 0.4},
+        {"symbol": "SOLUSDT", "feature_set": "magic"},
+        {"symbol": "SOLUSDT", "horizon": 0},
+    ):
+        response = client.post("/api/agents", json=body, headers=AUTH)
+        assert response.status_code == 422, body
+        assert response.json()["error"]["code"] == "validation_error"
+    bad_version = client.post("/api/agents/BTCUSDT/models/..%2F..%2Fetc/activate", headers=AUTH)
+    assert bad_version.status_code in (404, 422)
