@@ -28,8 +28,9 @@ from agents.service import AgentService
 from backtester.data import CandleStore
 from backtester.market_data import MarketData
 from db import storage
-from routes import agent, backtest, binance, system
+from routes import agent, backtest, binance, strategy, system
 from routes.common import AppContext, require_api_key
+from strategy_engine.store import StrategyStore
 from utils.binance_api import BinanceExchange, wall_clock_ms
 from utils.errors import AppError
 from utils.exchange import Clock, Sleep
@@ -46,6 +47,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _DEFAULT_BODY_LIMIT = 1024 * 1024
+STRATEGY_BODY_LIMIT = 256 * 1024  # a strategy spec or block graph
 _STATUS_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -88,6 +90,7 @@ def create_app(
     app.include_router(binance.router, dependencies=authed)
     app.include_router(backtest.router, dependencies=authed)
     app.include_router(agent.router, dependencies=authed)
+    app.include_router(strategy.router, dependencies=authed)
     _install_error_handlers(app)
     app.add_middleware(
         CORSMiddleware,
@@ -95,7 +98,10 @@ def create_app(
         allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type"],
     )
-    app.add_middleware(_BodyLimit, limits={"/api/binance/import": settings.upload_max_bytes})
+    app.add_middleware(
+        _BodyLimit,
+        limits={"/api/binance/import": settings.upload_max_bytes, "/api/strategies": STRATEGY_BODY_LIMIT},
+    )
     app.add_middleware(_RequestContext)
     return app
 
@@ -121,7 +127,8 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
     market = MarketData(store, exchange, sessions, clock, settings.data_dir)
     jobs = JobRunner(sessions, max_workers=settings.train_max_parallel + 1)
     agents = AgentService(sessions, market, jobs, settings.models_dir, clock)
-    return AppContext(settings, engine, sessions, market, jobs, agents, clock)
+    strategies = StrategyStore(sessions, settings.strategies_dir)
+    return AppContext(settings, engine, sessions, market, jobs, agents, strategies, clock)
 
 
 def _start(ctx: AppContext) -> None:
@@ -253,7 +260,7 @@ class _BodyTooLarge(StarletteHTTPException):
 
 
 class _BodyLimit:
-    """Rejects request bodies over a per-path limit with 413 before they are buffered."""
+    """Rejects request bodies over a limit (per path prefix) with 413 before they are buffered."""
 
     def __init__(self, app: ASGIApp, limits: dict[str, int]) -> None:
         self.app = app
@@ -263,7 +270,11 @@ class _BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limits.get(scope["path"], _DEFAULT_BODY_LIMIT)
+        path = scope["path"]
+        limit = next(
+            (size for prefix, size in self.limits.items() if path == prefix or path.startswith(prefix + "/")),
+            _DEFAULT_BODY_LIMIT,
+        )
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _error(413, "payload_too_large", f"Request body is larger than {limit} bytes.")(

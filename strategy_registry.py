@@ -1,28 +1,41 @@
-"""The one entry point to every strategy: list them, find one by name, and produce its signals.
+"""The one entry point to every strategy: list them, find one, and produce its signals.
 
-Today that means the built-ins of `backtester/strategies/`; saved JSON strategies join here
-later, so callers (backtests, sweeps, the Mother AI) never care where a strategy came from.
+A strategy is referred to by a built-in name (`sma_crossover`), a saved strategy's id (an int),
+or an inline canonical spec (a JSON object). Callers (backtests, sweeps, the Mother AI) never care
+which: they get a `ResolvedStrategy` with a warm-up, signals and, for JSON strategies, the spec's
+stops and position size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from backtester.data import Candles
-from backtester.strategies import BUILTINS, BuiltinStrategy
+from backtester.strategies import BUILTINS
+from strategy_engine import strategy_parser
+from strategy_engine.spec import StrategySpec, validate_spec
+from strategy_engine.store import StrategyStore
 from utils.errors import InvalidInput, NotFound
+
+StrategyRef = str | int | Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class StrategyInfo:
     name: str
-    kind: str  # "builtin" (saved JSON strategies come later)
+    kind: str  # "builtin" or "saved"
     description: str
     parameters: list[dict[str, Any]]
+    id: int | None = None
+    symbol: str | None = None
+    interval: str | None = None
+    version: int | None = None
+    health_score: int | None = None
+    can_activate: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,29 +43,72 @@ class ResolvedStrategy:
     """A strategy with concrete, validated parameters, ready to produce signals."""
 
     name: str
+    kind: str  # builtin, saved or inline
     params: dict[str, Any]
     warmup: int
-    _builtin: BuiltinStrategy
-    _params: Any
+    spec: StrategySpec | None  # JSON strategies: their stops and position size travel with them
+    _signals: Callable[[Candles], tuple[np.ndarray, np.ndarray]]
 
     def signals(self, candles: Candles) -> tuple[np.ndarray, np.ndarray]:
         """Entry and exit booleans per candle; the value on bar t uses candles up to t only."""
-        return self._builtin.signals(candles, self._params)
+        return self._signals(candles)
 
 
-def list_strategies() -> list[StrategyInfo]:
-    return [
+def list_strategies(store: StrategyStore | None = None) -> list[StrategyInfo]:
+    builtins = [
         StrategyInfo(s.name, "builtin", s.description, s.parameters())
-        for s in sorted(BUILTINS.values(), key=_name)
+        for s in sorted(BUILTINS.values(), key=lambda b: b.name)
+    ]
+    saved: Sequence[Any] = store.list() if store is not None else []
+    return builtins + [
+        StrategyInfo(
+            s.name,
+            "saved",
+            str(s.spec.get("description", "")),
+            [],
+            id=s.id,
+            symbol=s.symbol,
+            interval=s.interval,
+            version=s.latest_version,
+            health_score=s.health_score,
+            can_activate=bool(s.health and s.health.get("can_activate")),
+        )
+        for s in saved
     ]
 
 
-def resolve(name: str, params: Mapping[str, Any] | None = None) -> ResolvedStrategy:
-    """The named strategy with `params` applied over its defaults; 404 unknown name, 422 bad params."""
+def resolve(
+    ref: StrategyRef, params: Mapping[str, Any] | None = None, store: StrategyStore | None = None
+) -> ResolvedStrategy:
+    """404 for an unknown name or id, 422 for bad parameters or an invalid inline spec."""
+    if isinstance(ref, Mapping):
+        if params:
+            raise InvalidInput(
+                "params apply to built-in strategies; put values in the spec itself.",
+                details={"field": "params"},
+            )
+        return _from_spec(validate_spec(ref), "inline")
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        if store is None:
+            raise NotFound(f"No saved strategy with id {ref}.", code="strategy_not_found")
+        if params:
+            raise InvalidInput(
+                "params apply to built-in strategies; save a new version of the spec instead.",
+                details={"field": "params"},
+            )
+        saved = store.get(ref)
+        return _from_spec(
+            validate_spec(saved.spec), "saved", name=f"{saved.name} (id {saved.id} v{saved.version})"
+        )
+    return _builtin(str(ref), params)
+
+
+def _builtin(name: str, params: Mapping[str, Any] | None) -> ResolvedStrategy:
     builtin = BUILTINS.get(name)
     if builtin is None:
         raise NotFound(
-            f"Unknown strategy {name!r}; available: {', '.join(sorted(BUILTINS))}.",
+            f"Unknown strategy {name!r}; built-ins: {', '.join(sorted(BUILTINS))} "
+            "(or pass a saved id or a spec).",
             code="unknown_strategy",
             details={"available": sorted(BUILTINS)},
         )
@@ -61,8 +117,19 @@ def resolve(name: str, params: Mapping[str, Any] | None = None) -> ResolvedStrat
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"params: {exc}", details={"field": "params"}) from None
     values = {p["name"]: getattr(concrete, p["name"]) for p in builtin.parameters()}
-    return ResolvedStrategy(builtin.name, values, builtin.warmup(concrete), builtin, concrete)
+    return ResolvedStrategy(
+        builtin.name,
+        "builtin",
+        values,
+        builtin.warmup(concrete),
+        None,
+        lambda candles: builtin.signals(candles, concrete),
+    )
 
 
-def _name(strategy: BuiltinStrategy) -> str:
-    return strategy.name
+def _from_spec(spec: StrategySpec, kind: str, name: str | None = None) -> ResolvedStrategy:
+    def signals(candles: Candles) -> tuple[np.ndarray, np.ndarray]:
+        result = strategy_parser.evaluate(spec, candles)
+        return result.entries, result.exits
+
+    return ResolvedStrategy(name or spec.name, kind, {}, strategy_parser.warmup(spec), spec, signals)

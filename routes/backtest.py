@@ -23,7 +23,10 @@ Number = StrictInt | StrictFloat
 class BacktestBody(BaseModel):
     symbol: Symbol
     interval: Interval = "1h"
-    strategy: str = Field(min_length=1, max_length=100, description="A registry name, e.g. sma_crossover.")
+    strategy: Annotated[str, Field(min_length=1, max_length=100)] | int | dict[str, Any] = Field(
+        description="A built-in name (e.g. sma_crossover), a saved strategy's id, or an inline strategy spec "
+        "(see GET /api/strategies/schema)."
+    )
     params: dict[str, Number] = Field(default_factory=dict, max_length=32, description="Strategy parameters.")
     start: int | str | None = Field(default=None, description="Epoch ms or ISO-8601; default: all stored.")
     end: int | str | None = Field(default=None, description="Epoch ms or ISO-8601; default: now.")
@@ -52,16 +55,24 @@ class BacktestBody(BaseModel):
         }
     }
 
-    def to_request(self) -> service.BacktestRequest:
+    def to_request(
+        self, strategy: strategy_registry.ResolvedStrategy | None = None
+    ) -> service.BacktestRequest:
+        """The engine request; a JSON strategy's own stops and size apply where the body gives none."""
+        risk = {
+            name: getattr(self, name)
+            for name in ("stop_loss", "take_profit", "trailing_stop", "position_size")
+        }
+        if strategy is not None and strategy.spec is not None:
+            for name in risk:
+                if name not in self.model_fields_set:
+                    risk[name] = getattr(strategy.spec, name)
         try:
             config = BacktestConfig(
                 initial_capital=self.initial_capital,
                 fee_rate=self.fee_rate,
                 slippage_bps=self.slippage_bps,
-                position_size=self.position_size,
-                stop_loss=self.stop_loss,
-                take_profit=self.take_profit,
-                trailing_stop=self.trailing_stop,
+                **risk,
             )
         except ValueError as exc:  # the engine's own rules, beyond the field bounds above
             raise InvalidInput(str(exc), details={"field": str(exc).split(" ", 1)[0]}) from None
@@ -202,8 +213,10 @@ FullQuery = Annotated[bool, Query(description="Return every point of the equity 
     responses=error_responses(400, 401, 404, 409, 422, 502, 503),
 )
 def post_backtest(ctx: Ctx, body: BacktestBody, full: FullQuery = False) -> BacktestResponse:
-    strategy = strategy_registry.resolve(body.strategy, body.params)
-    return _response(service.run_and_store(ctx.market, ctx.sessions, strategy, body.to_request()), full)
+    strategy = strategy_registry.resolve(body.strategy, body.params, ctx.strategies)
+    return _response(
+        service.run_and_store(ctx.market, ctx.sessions, strategy, body.to_request(strategy)), full
+    )
 
 
 @router.get(
@@ -230,6 +243,10 @@ def list_backtests(
     responses=error_responses(400, 401, 404, 409, 422, 502, 503),
 )
 def post_sweep(ctx: Ctx, body: SweepBody) -> SweepResponse:
+    if not isinstance(body.strategy, str):
+        raise InvalidInput(
+            "Sweeps vary a built-in strategy's parameters; give its name.", details={"field": "strategy"}
+        )
     rows, source, n_bars = service.sweep(
         ctx.market,
         lambda params: strategy_registry.resolve(body.strategy, params),

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from agents.service import AgentService
 from backtester.market_data import MarketData
 from db.models import Job
+from strategy_engine.store import StrategyStore
 from utils.errors import InvalidInput, Unauthorized
 from utils.exchange import Clock
 from utils.jobs import JobRunner
@@ -45,6 +46,7 @@ class AppContext:
     market: MarketData
     jobs: JobRunner
     agents: AgentService
+    strategies: StrategyStore
     clock: Clock
     api_key: str = ""
 

@@ -26,6 +26,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "data_dir": tmp_path / "data",
         "env_file_path": tmp_path / ".env",
         "models_dir": tmp_path / "models",
+        "strategies_dir": tmp_path / "strategies",
         "trade_log_dir": tmp_path / "logs",
         "trade_export_dir": tmp_path / "exports",
         "offline": True,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from utils.intervals import INTERVALS, is_interval
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BINANCE_API_URL = "https://api.binance.com/api"
@@ -58,6 +61,12 @@ class Settings(BaseSettings):
     upload_max_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
     sample_data: bool = Field(default=True, description="Generate the offline sample candles on start.")
 
+    # --- saved JSON strategies ---
+    strategies_dir: Path = Field(
+        default=PROJECT_ROOT / "storage" / "strategies",
+        description="Saved strategies as JSON, one folder per symbol.",
+    )
+
     # --- ML agents ---
     models_dir: Path = Field(
         default=PROJECT_ROOT / "agents" / "models", description="Registered model artifacts (joblib + JSON)."
@@ -102,11 +111,65 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT / "storage" / "trade_logs", description="Where trade CSV exports are written."
     )
 
+    # --- Mother AI risk limits and scheduler: mother_ai/mother_ai.py, mother_ai/scheduler.py ---
+    risk_max_position_fraction: float = Field(
+        default=0.25, gt=0, le=1, description="Largest value of one position, as a fraction of equity."
+    )
+    risk_max_total_exposure: float = Field(
+        default=0.75, gt=0, le=1, description="Largest value of all open positions, as a fraction of equity."
+    )
+    risk_max_open_positions: int = Field(default=3, ge=1, le=100, description="Most symbols held at once.")
+    risk_min_confidence: float = Field(
+        default=0.1, ge=0, le=1, description="Smallest combined confidence |2p-1| that may open or add."
+    )
+    risk_daily_loss_limit: float = Field(
+        default=0.03,
+        gt=0,
+        le=1,
+        description="Loss since the UTC day's start (fraction of start-of-day equity) that halts new "
+        "entries until the next UTC day or a manual resume; exits stay allowed.",
+    )
+    mother_ai_include_strategies: bool = Field(
+        default=False, description="Let saved strategies vote too (not available yet; recorded as ignored)."
+    )
+    scheduler_enabled: bool = Field(
+        default=False, description="Run a decision after each SCHEDULER_INTERVAL candle closes."
+    )
+    scheduler_symbols: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["BTCUSDT", "ETHUSDT"], description="Comma-separated symbols to decide on."
+    )
+    scheduler_interval: str = Field(default="1h", description="Candle interval whose closes trigger a run.")
+    scheduler_execute: bool = Field(
+        default=False, description="Scheduled decisions place orders (paper or live per TRADING_MODE)."
+    )
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("scheduler_symbols", mode="before")
+    @classmethod
+    def _split_symbols(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip().upper() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("scheduler_symbols", mode="after")
+    @classmethod
+    def _valid_symbols(cls, value: list[str]) -> list[str]:
+        for symbol in value:
+            if not re.fullmatch(r"^[A-Z0-9]{5,20}$", symbol):
+                raise ValueError(f"{symbol!r} is not a symbol (5-20 capital letters or digits)")
+        return list(dict.fromkeys(value))
+
+    @field_validator("scheduler_interval", mode="after")
+    @classmethod
+    def _valid_interval(cls, value: str) -> str:
+        if not is_interval(value):
+            raise ValueError(f"{value!r} is not one of Binance's intervals: {', '.join(INTERVALS)}")
         return value
 
     @field_validator("log_level", mode="before")
@@ -115,7 +178,13 @@ class Settings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
     @field_validator(
-        "data_dir", "env_file_path", "trade_log_dir", "trade_export_dir", "models_dir", mode="after"
+        "data_dir",
+        "env_file_path",
+        "trade_log_dir",
+        "trade_export_dir",
+        "models_dir",
+        "strategies_dir",
+        mode="after",
     )
     @classmethod
     def _absolute(cls, value: Path) -> Path:

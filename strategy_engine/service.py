@@ -1,0 +1,58 @@
+"""Strategy service: validate a spec or a block graph, measure its health on stored candles, save it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from backtester.data import Candles
+from backtester.market_data import MarketData
+from strategy_engine import strategy_health
+from strategy_engine.json_strategy_parser import blocks_to_spec
+from strategy_engine.spec import StrategySpec, validate_spec
+from strategy_engine.store import SavedStrategy, StrategyStore
+from utils.errors import AppError
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    spec: StrategySpec
+    health: dict[str, Any]
+    data_source: str | None
+
+
+def check_spec(market: MarketData, raw: Mapping[str, Any] | StrategySpec) -> Checked:
+    """Validate (422 naming the path) and measure health on the store's candles for the spec's
+    symbol and interval. Missing data is a finding (the strategy may still be saved), not an error."""
+    spec = validate_spec(raw)
+    try:
+        answer = market.history(spec.symbol, spec.interval)
+    except AppError as exc:
+        finding = strategy_health.Finding("error", "no_data", f"Health could not be measured: {exc.message}")
+        return Checked(spec, strategy_health.HealthReport(0, [finding], {}, False).to_dict(), None)
+    return Checked(spec, _health(spec, answer.candles), answer.source)
+
+
+def check_blocks(market: MarketData, graph: Mapping[str, Any]) -> Checked:
+    return check_spec(market, blocks_to_spec(graph))
+
+
+def save(store: StrategyStore, market: MarketData, raw: Mapping[str, Any]) -> tuple[SavedStrategy, Checked]:
+    checked = check_spec(market, raw)
+    return store.create(checked.spec, checked.health), checked
+
+
+def update(
+    store: StrategyStore, market: MarketData, strategy_id: int, raw: Mapping[str, Any]
+) -> tuple[SavedStrategy, Checked]:
+    store.get(strategy_id)  # 404 before spending time on the health check
+    checked = check_spec(market, raw)
+    return store.update(strategy_id, checked.spec, checked.health), checked
+
+
+def _health(spec: StrategySpec, candles: Candles) -> dict[str, Any]:
+    report = strategy_health.check(spec, candles)
+    health = report.to_dict()
+    health["data"] = {"source": candles.source, "bars": len(candles)}
+    return health

@@ -1,0 +1,261 @@
+"""Saved strategies: human-readable JSON files under storage/strategies/<SYMBOL>/<slug>.json plus
+database rows with every version.
+
+Names become slugs of [a-z0-9-] only and the file path is built from the validated symbol and the
+slug, then checked to stay inside the root, so no name can reach another path. A save writes the
+rows, then the file through a temp file and an atomic rename, then commits; if anything fails the
+previous file is put back and the transaction rolls back, so a crash never leaves half a strategy.
+Writers are serialised in-process (SQLite allows one writer anyway) and the database's unique
+keys guard against a second process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import threading
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import StrategyRecord, StrategyVersion, utcnow
+from db.storage import transaction
+from strategy_engine.spec import StrategySpec
+from utils.errors import Conflict, InvalidInput, NotFound
+
+_SYMBOL = re.compile(r"^[A-Z0-9]{5,20}$")
+_write_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class SavedStrategy:
+    id: int
+    name: str
+    slug: str
+    symbol: str
+    interval: str
+    version: int  # the version returned
+    latest_version: int
+    spec: dict[str, Any]
+    health: dict[str, Any] | None
+    health_score: int | None  # of the latest version
+    created_at: Any
+    updated_at: Any
+
+
+def slugify(name: str) -> str:
+    """Lower-case ASCII letters, digits and single dashes; never empty, never a path."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:80].strip("-")
+    if not slug:
+        raise InvalidInput("The strategy name needs at least one letter or digit.", details={"path": "name"})
+    return slug
+
+
+class StrategyStore:
+    def __init__(self, sessions: sessionmaker[Session], root: Path) -> None:
+        self.sessions = sessions
+        self.root = root
+
+    def path(self, symbol: str, slug: str) -> Path:
+        if not _SYMBOL.match(symbol) or slugify(slug) != slug:
+            raise InvalidInput("Invalid symbol or slug.")
+        path = (self.root / symbol / f"{slug}.json").resolve()
+        if self.root.resolve() not in path.parents:
+            raise InvalidInput("The strategy path would leave the strategies folder.")
+        return path
+
+    # --- writes -----------------------------------------------------------------------------------
+
+    def create(self, spec: StrategySpec, health: dict[str, Any] | None) -> SavedStrategy:
+        slug = slugify(spec.name)
+        written: list[tuple[Path, bytes | None]] = []
+        with _write_lock:
+            try:
+                with transaction(self.sessions) as session:
+                    exists = session.scalars(
+                        select(StrategyRecord.id).where(
+                            StrategyRecord.symbol == spec.symbol, StrategyRecord.slug == slug
+                        )
+                    ).first()
+                    if exists is not None:
+                        raise Conflict(
+                            f"A {spec.symbol} strategy named like {spec.name!r} already exists "
+                            f"(id {exists}); update it with PUT /api/strategies/{{id}}.",
+                            code="strategy_exists",
+                            details={"id": exists},
+                        )
+                    record = StrategyRecord(
+                        name=spec.name,
+                        slug=slug,
+                        symbol=spec.symbol,
+                        interval=spec.interval,
+                        version=1,
+                        health_score=_score(health),
+                    )
+                    session.add(record)
+                    session.flush()
+                    session.add(
+                        StrategyVersion(strategy_id=record.id, version=1, spec=spec.to_dict(), health=health)
+                    )
+                    written.append(self._write_file(record, spec, health))
+            except IntegrityError:
+                _restore(written)
+                raise Conflict(
+                    f"A {spec.symbol} strategy named like {spec.name!r} already exists.",
+                    code="strategy_exists",
+                ) from None
+            except BaseException:
+                _restore(written)
+                raise
+        return self.get(record.id)
+
+    def update(self, strategy_id: int, spec: StrategySpec, health: dict[str, Any] | None) -> SavedStrategy:
+        written: list[tuple[Path, bytes | None]] = []
+        with _write_lock:
+            try:
+                with transaction(self.sessions) as session:
+                    self._update_rows(session, strategy_id, spec, health, written)
+            except BaseException:
+                _restore(written)
+                raise
+        return self.get(strategy_id)
+
+    def _update_rows(
+        self,
+        session: Session,
+        strategy_id: int,
+        spec: StrategySpec,
+        health: dict[str, Any] | None,
+        written: list[tuple[Path, bytes | None]],
+    ) -> None:
+        record = session.get(StrategyRecord, strategy_id, with_for_update=True)
+        if record is None:
+            raise _not_found(strategy_id)
+        if spec.symbol != record.symbol:
+            raise InvalidInput(
+                f"This strategy trades {record.symbol}; save a {spec.symbol} version as a new strategy.",
+                details={"path": "symbol"},
+            )
+        record.version += 1
+        record.name = spec.name
+        record.interval = spec.interval
+        record.health_score = _score(health)
+        record.updated_at = utcnow()
+        session.add(
+            StrategyVersion(strategy_id=record.id, version=record.version, spec=spec.to_dict(), health=health)
+        )
+        session.flush()
+        written.append(self._write_file(record, spec, health))
+
+    def delete(self, strategy_id: int) -> None:
+        with _write_lock, transaction(self.sessions) as session:
+            record = session.get(StrategyRecord, strategy_id)
+            if record is None:
+                raise _not_found(strategy_id)
+            path = self.path(record.symbol, record.slug)
+            session.execute(delete(StrategyVersion).where(StrategyVersion.strategy_id == strategy_id))
+            session.delete(record)
+            session.flush()
+            path.unlink(missing_ok=True)
+
+    def _write_file(
+        self, record: StrategyRecord, spec: StrategySpec, health: dict[str, Any] | None
+    ) -> tuple[Path, bytes | None]:
+        """Write the latest version's file; returns what to put back if the transaction then fails."""
+        path = self.path(record.symbol, record.slug)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        previous = path.read_bytes() if path.exists() else None
+        document = {
+            "id": record.id,
+            "name": record.name,
+            "slug": record.slug,
+            "version": record.version,
+            "updated_at": (record.updated_at or utcnow()).isoformat(),
+            "spec": spec.to_dict(),
+            "health": health,
+        }
+        fd, tmp = tempfile.mkstemp(prefix=f".{record.slug}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(document, handle, indent=2, sort_keys=False)
+                handle.write("\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path, previous
+
+    # --- reads ------------------------------------------------------------------------------------
+
+    def get(self, strategy_id: int, version: int | None = None) -> SavedStrategy:
+        with self.sessions() as session:
+            record = session.get(StrategyRecord, strategy_id)
+            if record is None:
+                raise _not_found(strategy_id)
+            wanted = record.version if version is None else version
+            row = session.get(StrategyVersion, (strategy_id, wanted))
+            if row is None:
+                raise NotFound(
+                    f"Strategy {strategy_id} has versions 1 to {record.version}; "
+                    f"there is no version {wanted}.",
+                    code="version_not_found",
+                )
+            return _saved(record, row)
+
+    def list(self) -> Sequence[SavedStrategy]:
+        with self.sessions() as session:
+            rows = session.execute(
+                select(StrategyRecord, StrategyVersion)
+                .join(
+                    StrategyVersion,
+                    (StrategyVersion.strategy_id == StrategyRecord.id)
+                    & (StrategyVersion.version == StrategyRecord.version),
+                )
+                .order_by(StrategyRecord.id)
+            ).all()
+            return [_saved(record, version) for record, version in rows]
+
+
+def _restore(written: list[tuple[Path, bytes | None]]) -> None:
+    """Put files back as they were before a transaction that did not commit."""
+    for path, previous in reversed(written):
+        if previous is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(previous)
+
+
+def _saved(record: StrategyRecord, row: StrategyVersion) -> SavedStrategy:
+    return SavedStrategy(
+        id=record.id,
+        name=record.name,
+        slug=record.slug,
+        symbol=record.symbol,
+        interval=record.interval,
+        version=row.version,
+        latest_version=record.version,
+        spec=row.spec,
+        health=row.health,
+        health_score=record.health_score,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
+
+
+def _score(health: dict[str, Any] | None) -> int | None:
+    return None if health is None else int(health["score"])
+
+
+def _not_found(strategy_id: int) -> NotFound:
+    return NotFound(f"No saved strategy with id {strategy_id}.", code="strategy_not_found")
