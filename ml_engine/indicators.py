@@ -16,10 +16,11 @@ Conventions shared by every function:
   the recursive indicators (EMA, WMA, RSI, ATR, ADX, MACD, OBV) that is every later bar, as in
   TA-Lib's running sums; for the window indicators only the windows that contain it.
 * Periods are integers; a period below the minimum TA-Lib accepts raises ValueError.
-* Vectorised: no Python loop over bars. Rolling sums/extremes use doubling over power-of-two windows
-  (log2(period) whole-array operations, pairwise-accurate: no cumulative-sum cancellation); the
-  recursive filters (EMA, Wilder) run blockwise as small matrix products (see ``_ar1``). Scratch
-  arrays are recycled between calls (see ``_Workspace``).
+* Vectorised: no Python loop over bars (the few loops run over chunks of 2**18 bars, over the lags
+  of a window, or over blocks of BLAS calls). Rolling sums/extremes use doubling over power-of-two
+  windows (log2(period) whole-array operations, pairwise-accurate: no cumulative-sum
+  cancellation); the recursive filters (EMA, Wilder) run blockwise as small matrix products (see
+  ``_ar1``). Scratch arrays are recycled between calls (see ``_Workspace``).
 
 ``INDICATORS`` maps each indicator name to an ``IndicatorSpec`` (inputs, parameters with ranges,
 output names, warm-up) for the strategy engine; ``compute`` runs one by name from a candles mapping.
@@ -68,6 +69,10 @@ _TA_EPSILON = 1e-14
 _BLOCK = 8
 
 _MAX_PERIOD = 100_000  # TA-Lib's upper bound for every period
+
+# Bars per pass where an indicator runs in chunks: a chunk's inputs, scratch and output (~2 MB
+# each) stay in cache from the elementwise steps through the matrix products.
+_CHUNK = 1 << 18
 
 
 # --------------------------------------------------------------------------------------------------
@@ -299,6 +304,12 @@ _GEMM_WORK = 65536 * 4
 _GEMV_WORK = 2304 * 4 - 1
 
 
+def _matmul_rows(b: FloatArray) -> int:
+    """Rows of ``a`` per ``a @ b`` call: a multiple of 32 within OpenBLAS's single-thread sizes."""
+    work = _GEMV_WORK // b.shape[0] if b.ndim == 1 else _GEMM_WORK // (b.shape[0] * b.shape[1])
+    return max(32, work // 32 * 32)
+
+
 def _matmul(a: FloatArray, b: FloatArray, out: FloatArray) -> None:
     """``out = a @ b`` (``b`` a block matrix or vector) in fixed-size single-threaded chunks.
 
@@ -306,8 +317,7 @@ def _matmul(a: FloatArray, b: FloatArray, out: FloatArray) -> None:
     BLAS kernel's row unrolling), so a row is computed the same way whatever the input length: the
     values on a prefix of a series are bit-identical to those on the whole (the tests check it).
     """
-    work = _GEMV_WORK // b.shape[0] if b.ndim == 1 else _GEMM_WORK // (b.shape[0] * b.shape[1])
-    rows = max(32, work // 32 * 32)
+    rows = _matmul_rows(b)
     whole = a.shape[0] // rows * rows
     for start in range(0, whole, rows):
         np.matmul(a[start : start + rows], b, out=out[start : start + rows])
@@ -463,11 +473,18 @@ def _sma_core(ws: _Workspace, x: FloatArray, period: int) -> tuple[FloatArray]:
 
 
 def _ema_into(ws: _Workspace, x: FloatArray, period: int, seed: float, out: FloatArray) -> None:
-    """EMA of ``x`` continuing from ``seed`` (the value one bar before x[0]) into ``out``."""
+    """EMA of ``x`` continuing from ``seed`` (the value one bar before x[0]) into ``out``, which has
+    ``_blocks(x.size)`` elements."""
     k = 2.0 / (period + 1)
-    u = _scratch(ws, x.size)
-    np.copyto(u[: x.size], x)
-    _ar1(ws, u, x.size, 1.0 - k, seed, out, scale=k)
+    buffer = ws.take(_blocks(min(_CHUNK, x.size)))
+    for start in range(0, x.size, _CHUNK):  # chunks of bars, each fully vectorised
+        size = min(_CHUNK, x.size - start)
+        u = buffer[: _blocks(size)]
+        np.copyto(u[:size], x[start : start + size])
+        u[size:] = 0.0
+        chunk_out = out[start : start + u.size]
+        _ar1(ws, u, size, 1.0 - k, seed, chunk_out, scale=k)
+        seed = chunk_out[size - 1]
 
 
 def _ema_core(ws: _Workspace, x: FloatArray, period: int) -> tuple[FloatArray]:
@@ -486,9 +503,11 @@ def _ema_core(ws: _Workspace, x: FloatArray, period: int) -> tuple[FloatArray]:
 _WMA_DIRECT_MAX = 32
 
 
-def _wma_direct(ws: _Workspace, x: FloatArray, period: int) -> FloatArray:
-    """WMA as weighted sums: blocks of ``period`` bars, each bar's window spanning its own block and
-    the one before, so out = block @ current_weights + previous block @ previous_weights."""
+def _wma_direct(x: FloatArray, period: int) -> FloatArray:
+    """WMA as weighted sums over blocks of ``period`` bars: a bar's window spans its own block and
+    the one before, so each block's values are [previous block | block] @ weights. Viewing the bars
+    two blocks per row, once from bar 0 and once from bar ``period``, gives those pairs for the odd
+    and the even blocks without copying; each product writes straight into the output."""
     n = x.size
     finite = np.isfinite(x) if not np.isfinite(x.sum()) else None  # the sum: one cheap pass
     if finite is not None and not finite.all():
@@ -497,30 +516,33 @@ def _wma_direct(ws: _Workspace, x: FloatArray, period: int) -> FloatArray:
         first = int(np.argmin(finite))
         out = np.full(n, np.nan)
         if first >= period:
-            out[:first] = _wma_direct(ws, x[:first], period)
+            out[:first] = _wma_direct(x[:first], period)
         return out
     divider = period * (period + 1) / 2
     lag = np.arange(period)[None, :] - np.arange(period)[:, None]  # j - i
-    current = np.where(lag >= 0, period - lag, 0.0) / divider
-    previous = np.where(lag < 0, -lag, 0.0) / divider
+    weights = np.vstack(
+        (
+            np.where(lag < 0, -lag, 0.0),  # bar i of the previous block, for bar j of this one
+            np.where(lag >= 0, period - lag, 0.0),  # bar i of this block
+        )
+    )
+    weights /= divider
     full, rest = divmod(n, period)
     out = np.empty(full * period + (period if rest else 0))
     out[: period - 1] = np.nan
     out[period - 1] = float(x[:period] @ np.arange(1.0, period + 1)) / divider
-    rows = x[: full * period].reshape(full, period)
     result = out.reshape(-1, period)
-    if full > 1:
-        _matmul(rows[1:], current, result[1:full])
-        spill = ws.take((full - 1) * period).reshape(full - 1, period)
-        _matmul(rows[:-1], previous, spill)
-        result[1:full] += spill
+    # Odd blocks 1, 3, ... from rows [block 0 | block 1], [block 2 | block 3], ... (bars from 0),
+    # even blocks 2, 4, ... from rows [block 1 | block 2], ... (bars from `period`).
+    odd, even = full // 2, (full - 1) // 2
+    pairs_from_odd = x[: 2 * period * odd].reshape(odd, 2 * period)
+    pairs_from_even = x[period : period * (1 + 2 * even)].reshape(even, 2 * period)
+    _matmul(pairs_from_odd, weights, result[1 : 2 * odd : 2])
+    _matmul(pairs_from_even, weights, result[2 : 2 * even + 1 : 2])
     if rest:
-        tail = np.zeros((1, period))
-        tail[0, :rest] = x[full * period :]
-        spill = np.empty((1, period))
-        _matmul(tail, current, result[full:])
-        _matmul(rows[-1:], previous, spill)
-        result[full:] += spill
+        pair = np.zeros((1, 2 * period))
+        pair[0, : period + rest] = x[(full - 1) * period :]
+        _matmul(pair, weights, result[full:])
     return out[:n]
 
 
@@ -531,7 +553,7 @@ def _wma_core(ws: _Workspace, x: FloatArray, period: int) -> tuple[FloatArray]:
     if period == 1:
         return (x.copy(),)
     if period <= _WMA_DIRECT_MAX:
-        return (_wma_direct(ws, x, period),)
+        return (_wma_direct(x, period),)
     out, region = _output_region(n, period)
     divider = period * (period + 1) / 2
     numerator = float(x[:period] @ np.arange(1.0, period + 1))
@@ -555,33 +577,37 @@ def _rsi_core(ws: _Workspace, x: FloatArray, period: int) -> tuple[FloatArray]:
     out = _nan_output(n, period)
     if n <= period:
         return (out,)
-    change = ws.take(n - 1)
-    np.subtract(x[1:], x[:-1], out=change)
-    gain = np.maximum(change[:period], 0.0).sum() / period
-    loss = -np.minimum(change[:period], 0.0).sum() / period
+    first = np.diff(x[: period + 1])
+    gain = np.maximum(first, 0.0).sum() / period
+    loss = -np.minimum(first, 0.0).sum() / period
     total = gain + loss
     out[period] = 0.0 if abs(total) < _TA_EPSILON else 100.0 * (gain / total)
-    length = n - 1 - period
-    if length == 0:
-        return (out,)
-    # 2*max(d, 0) = d + |d| and 2*max(-d, 0) = |d| - d, exactly; the 1/2 goes into the recursion.
-    gains, losses = _scratch(ws, length), _scratch(ws, length)
-    moves = np.abs(change[period:], out=losses[:length])
-    np.add(change[period:], moves, out=gains[:length])
-    np.subtract(moves, change[period:], out=losses[:length])
-    avg_gain, avg_loss = ws.take(gains.size), ws.take(losses.size)
-    a = (period - 1) / period
-    _ar1(ws, gains, length, a, gain, avg_gain, scale=0.5 / period)
-    _ar1(ws, losses, length, a, loss, avg_loss, scale=0.5 / period)
-    totals = change[:length]  # reuse: the changes are consumed
-    np.add(avg_gain[:length], avg_loss[:length], out=totals)
-    result = out[period + 1 :]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        np.divide(avg_gain[:length], totals, out=result)
-    result *= 100.0
-    flat = totals < _TA_EPSILON  # no move at all over the smoothing horizon: TA-Lib reports 0
-    if flat.any():
-        result[flat] = 0.0
+    a, scale = (period - 1) / period, 0.5 / period
+    size = min(_CHUNK, n)
+    change, gains, losses = ws.take(size), ws.take(_blocks(size)), ws.take(_blocks(size))
+    avg_gain, avg_loss = ws.take(_blocks(size)), ws.take(_blocks(size))
+    for start in range(period + 1, n, _CHUNK):  # chunks of bars, each fully vectorised
+        stop = min(start + _CHUNK, n)
+        size = stop - start
+        d = np.subtract(x[start:stop], x[start - 1 : stop - 1], out=change[:size])
+        # 2*max(d, 0) = d + |d| and 2*max(-d, 0) = |d| - d, exactly; the 1/2 goes into the recursion.
+        moves = np.abs(d, out=losses[:size])
+        np.add(d, moves, out=gains[:size])
+        np.subtract(moves, d, out=losses[:size])
+        padded = _blocks(size)
+        gains[size:padded] = 0.0
+        losses[size:padded] = 0.0
+        _ar1(ws, gains[:padded], size, a, gain, avg_gain[:padded], scale=scale)
+        _ar1(ws, losses[:padded], size, a, loss, avg_loss[:padded], scale=scale)
+        gain, loss = avg_gain[size - 1], avg_loss[size - 1]
+        totals = np.add(avg_gain[:size], avg_loss[:size], out=change[:size])
+        result = out[start:stop]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.divide(avg_gain[:size], totals, out=result)
+        result *= 100.0
+        flat = totals < _TA_EPSILON  # no move at all over the smoothing horizon: TA-Lib reports 0
+        if flat.any():
+            result[flat] = 0.0
     return (out,)
 
 
@@ -661,15 +687,23 @@ def _atr_core(
     n = close.size
     if n <= period:
         return (np.full(n, np.nan),)
-    length = n - period - 1  # bars period+1..n-1 follow the recursion
-    tr = ws.take(period + _blocks(length))  # true range of bars 1.., room to pad the recursion input
-    _true_range(high, low, close, tr[: n - 1], ws.take(n - 1))
     out, region = _output_region(n, period + 1)
-    seed = tr[:period].sum() / period
-    out[period] = seed
-    u = tr[period:]
-    u[length:] = 0.0
-    _ar1(ws, u, length, (period - 1) / period, seed, region, scale=1.0 / period)
+    seed_tr = ws.take(period)
+    _true_range(high[: period + 1], low[: period + 1], close[: period + 1], seed_tr, ws.take(period))
+    atr_value = seed_tr.sum() / period
+    out[period] = atr_value
+    a = (period - 1) / period
+    tr, tmp = ws.take(_blocks(min(_CHUNK, n))), ws.take(_CHUNK)
+    for start in range(period + 1, n, _CHUNK):  # chunks of bars, each fully vectorised
+        stop = min(start + _CHUNK, n)
+        size = stop - start
+        u = tr[: _blocks(size)]
+        bars = slice(start - 1, stop)
+        _true_range(high[bars], low[bars], close[bars], u[:size], tmp[:size])
+        u[size:] = 0.0
+        chunk_out = region[start - period - 1 : start - period - 1 + u.size]
+        _ar1(ws, u, size, a, atr_value, chunk_out, scale=1.0 / period)
+        atr_value = chunk_out[size - 1]
     return (out,)
 
 
