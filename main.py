@@ -28,7 +28,11 @@ from agents.service import AgentService
 from backtester.data import CandleStore
 from backtester.market_data import MarketData
 from db import storage
-from routes import agent, backtest, binance, strategy, system
+from mother_ai.mother_ai import make_mother_ai
+from mother_ai.scheduler import DecisionScheduler
+from mother_ai.trade_executer import KillSwitch
+from mother_ai.trade_log import TradeLog
+from routes import agent, backtest, binance, mother_ai, strategy, system
 from routes.common import AppContext, require_api_key
 from strategy_engine.store import StrategyStore
 from utils.binance_api import BinanceExchange, wall_clock_ms
@@ -72,7 +76,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _start(ctx)
+        scheduler = None
+        if ctx.settings.scheduler_enabled and ctx.mother is not None:
+            scheduler = DecisionScheduler.for_mother_ai(ctx.mother, ctx.settings, clock=ctx.clock)
+            scheduler.start()
         yield
+        if scheduler is not None:
+            scheduler.stop()
         ctx.jobs.shutdown()
         ctx.engine.dispose()
 
@@ -91,6 +101,8 @@ def create_app(
     app.include_router(backtest.router, dependencies=authed)
     app.include_router(agent.router, dependencies=authed)
     app.include_router(strategy.router, dependencies=authed)
+    app.include_router(mother_ai.router, dependencies=authed)
+    app.include_router(mother_ai.trading, dependencies=authed)
     _install_error_handlers(app)
     app.add_middleware(
         CORSMiddleware,
@@ -128,7 +140,11 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
     jobs = JobRunner(sessions, max_workers=settings.train_max_parallel + 1)
     agents = AgentService(sessions, market, jobs, settings.models_dir, clock)
     strategies = StrategyStore(sessions, settings.strategies_dir)
-    return AppContext(settings, engine, sessions, market, jobs, agents, strategies, clock)
+    trade_log = TradeLog.from_settings(settings)
+    kill_switch = KillSwitch(sessions)
+    return AppContext(
+        settings, engine, sessions, market, jobs, agents, strategies, kill_switch, trade_log, clock
+    )
 
 
 def _start(ctx: AppContext) -> None:
@@ -141,6 +157,19 @@ def _start(ctx: AppContext) -> None:
     if ctx.settings.sample_data:
         ctx.market.ensure_samples()
     ctx.agents.ensure_defaults()
+    try:
+        ctx.mother = make_mother_ai(
+            ctx.settings,
+            ctx.sessions,
+            ctx.market,
+            ctx.agents,
+            clock=ctx.clock,
+            trade_log=ctx.trade_log,
+            kill_switch=ctx.kill_switch,
+        )
+    except AppError as exc:  # live mode not fully enabled: trading endpoints answer 409 with the reason
+        ctx.mother_error = exc
+        log.error("trading is disabled: %s", exc.message)
     log.info(
         "ready: trading_mode=%s offline=%s database=%s",
         ctx.settings.trading_mode,

@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -300,14 +301,117 @@ class TradingControl(Base):
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# --- Mother AI: predictions, decisions, equity -----------------------------------------------------
+# Owned by mother_ai/mother_ai.py and mother_ai/performance_tracker.py.
+
+
+class PredictionRecord(Base):
+    """One agent's prediction, as recorded (usually as a vote of a decision), and how it resolved.
+
+    The same prediction (agent, model_version, as_of) is recorded once per decision it voted in;
+    skill statistics count it once (see mother_ai/performance_tracker.py)."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (Index("ix_predictions_agent_as_of", "agent", "as_of"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agent: Mapped[str] = mapped_column(String(40))  # the agent's symbol today; room for other voters
+    symbol: Mapped[str] = mapped_column(String(20))
+    interval: Mapped[str] = mapped_column(String(4))
+    horizon: Mapped[int] = mapped_column(Integer)  # bars
+    model_version: Mapped[str] = mapped_column(String(40))
+    as_of: Mapped[int] = mapped_column(BigInteger)  # open time (ms) of the last closed candle used
+    prob_up: Mapped[float] = mapped_column(Float)
+    action: Mapped[str] = mapped_column(String(4))  # buy, sell or hold
+    confidence: Mapped[float] = mapped_column(Float)
+    expected_return: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    decision_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    resolved: Mapped[bool] = mapped_column(default=False, index=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    realised_return: Mapped[float | None] = mapped_column(Float, nullable=True)
+    hit: Mapped[bool | None] = mapped_column(nullable=True)  # None when prob_up is exactly 0.5
+    brier: Mapped[float | None] = mapped_column(Float, nullable=True)
+    follow_pnl: Mapped[float | None] = mapped_column(Float, nullable=True)  # a return, fees included
+
+
+class DecisionRecord(Base):
+    """One Mother AI decision with its full provenance (`payload`) and the order it placed, if any.
+
+    (mode, client_order_id) is UNIQUE: retrying a decide with the same client order id returns the
+    first decision instead of deciding (and trading) again."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (
+        UniqueConstraint("mode", "client_order_id", name="uq_decisions_mode_client_order_id"),
+        CheckConstraint(_MODE_CHECK, name="ck_decisions_mode"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    mode: Mapped[str] = mapped_column(String(8))
+    symbols: Mapped[list[str]] = mapped_column(JSON)  # the symbols it was asked about
+    action: Mapped[str] = mapped_column(String(4))  # buy, sell or hold
+    symbol: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    size_quote: Mapped[Decimal | None] = mapped_column(ExactDecimal, nullable=True)
+    size_fraction: Mapped[float | None] = mapped_column(Float, nullable=True)  # of equity
+    executed: Mapped[bool] = mapped_column(default=False)
+    client_order_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    order_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    order_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class EquitySnapshot(Base):
+    """The portfolio's equity at one moment; the equity curve and drawdown are built from these."""
+
+    __tablename__ = "equity_snapshots"
+    __table_args__ = (
+        Index("ix_equity_snapshots_mode_time", "mode", "time"),
+        CheckConstraint(_MODE_CHECK, name="ck_equity_snapshots_mode"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    mode: Mapped[str] = mapped_column(String(8))
+    epoch: Mapped[int] = mapped_column(Integer, default=1)  # a paper reset starts a new curve
+    time: Mapped[datetime] = mapped_column()
+    equity: Mapped[Decimal] = mapped_column(ExactDecimal)
+    realised: Mapped[Decimal] = mapped_column(ExactDecimal)
+    unrealised: Mapped[Decimal] = mapped_column(ExactDecimal)
+
+
+class RiskDay(Base):
+    """Daily-loss state per mode and UTC day: the start-of-day equity, a breach, a manual resume.
+
+    `baseline_equity` is what today's loss is measured from: the start-of-day equity, or the
+    equity at the last manual resume (so a resume re-arms the limit instead of disabling it)."""
+
+    __tablename__ = "risk_days"
+    __table_args__ = (CheckConstraint(_MODE_CHECK, name="ck_risk_days_mode"),)
+
+    mode: Mapped[str] = mapped_column(String(8), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, UTC
+    epoch: Mapped[int] = mapped_column(Integer, default=1)
+    start_equity: Mapped[Decimal] = mapped_column(ExactDecimal)
+    baseline_equity: Mapped[Decimal] = mapped_column(ExactDecimal)
+    breached_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    resumed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 __all__ = [
     "TRADING_MODES",
     "AgentRecord",
     "BacktestRun",
     "Base",
+    "DecisionRecord",
+    "EquitySnapshot",
     "ExactDecimal",
     "Job",
     "ModelVersion",
+    "PredictionRecord",
+    "RiskDay",
     "StrategyRecord",
     "StrategyVersion",
     "SymbolInfo",

@@ -16,8 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from agents.service import AgentService
 from backtester.market_data import MarketData
 from db.models import Job
+from mother_ai.mother_ai import MotherAI
+from mother_ai.trade_executer import KillSwitch
+from mother_ai.trade_log import TradeLog
 from strategy_engine.store import StrategyStore
-from utils.errors import InvalidInput, Unauthorized
+from utils.errors import AppError, Conflict, InvalidInput, Unauthorized
 from utils.exchange import Clock
 from utils.jobs import JobRunner
 from utils.settings import Settings
@@ -47,8 +50,19 @@ class AppContext:
     jobs: JobRunner
     agents: AgentService
     strategies: StrategyStore
+    kill_switch: KillSwitch
+    trade_log: TradeLog
     clock: Clock
+    mother: MotherAI | None = None  # None when TRADING_MODE=live is not fully enabled
+    mother_error: AppError | None = None
     api_key: str = ""
+
+
+def get_mother(ctx: AppContext) -> MotherAI:
+    """The Mother AI, or the reason it could not be built (live trading not fully enabled)."""
+    if ctx.mother is None:
+        raise ctx.mother_error or Conflict("The Mother AI is not available.", code="mother_ai_unavailable")
+    return ctx.mother
 
 
 def get_ctx(request: Request) -> AppContext:
