@@ -1,0 +1,204 @@
+"""Mother AI end to end: real agents trained on candles from the fake Binance, paper execution,
+resolution when new candles arrive, concurrency, idempotency and live-mode refusals."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from main import create_app
+from tests.conftest import AUTH, make_settings
+from tests.fakes.fake_binance import FakeBinance
+
+HOUR = 3_600_000
+# No fees or slippage and no confidence floor, so small model edges turn into trades to check.
+TRADING = {"paper_fee_rate": 0.0, "paper_slippage_bps": 0.0, "risk_min_confidence": 0.0}
+
+
+def train(client: TestClient, symbol: str) -> None:
+    job = client.post(f"/api/agents/{symbol}/train", headers=AUTH).json()
+    client.app.state.ctx.jobs.wait(job["id"], timeout=600)  # type: ignore[attr-defined]
+    done = client.get(f"/api/jobs/{job['id']}", headers=AUTH).json()
+    assert done["status"] == "done", done
+
+
+def decide(client: TestClient, **body: object) -> dict:
+    response = client.post("/api/mother-ai/decide", json=body, headers=AUTH)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.fixture
+def trader(online_app: Callable[..., FastAPI]) -> Iterator[TestClient]:
+    with TestClient(online_app(**TRADING), raise_server_exceptions=False) as client:
+        train(client, "BTCUSDT")
+        train(client, "ETHUSDT")
+        yield client
+
+
+def quote_balance(client: TestClient) -> Decimal:
+    return Decimal(client.get("/api/portfolio", headers=AUTH).json()["balances"]["USDT"])
+
+
+def filled_orders(client: TestClient) -> list[dict]:
+    body = client.get("/api/trades", params={"limit": 500}, headers=AUTH).json()
+    return [t for t in body["trades"] if Decimal(t["executed_quantity"]) > 0]
+
+
+def expected_quote(orders: list[dict], initial: Decimal) -> Decimal:
+    """Initial quote minus every buy's notional and fee, plus every sell's proceeds minus fee."""
+    total = initial
+    for order in orders:
+        notional, fee = Decimal(order["quote_quantity"]), Decimal(order["fee"])
+        total += -notional - fee if order["side"] == "BUY" else notional - fee
+    return total
+
+
+def test_decide_execute_resolve_and_weights_move(trader: TestClient, fake_binance: FakeBinance) -> None:
+    first = None
+    for _ in range(48):  # hour by hour until the agents' view is worth a trade
+        outcome = decide(trader, execute=True)
+        if outcome["order"] is not None:
+            first = outcome
+            break
+        fake_binance.now_ms += HOUR
+    assert first is not None, "no trade in 48 hourly decisions with zero costs"
+    decision = first["decision"]
+    assert {v["agent"] for v in decision["votes"]} == {"BTCUSDT", "ETHUSDT"}
+    assert all(v["model_version"] and v["as_of"] < fake_binance.now_ms for v in decision["votes"])
+    assert all(
+        check["passed"]
+        for c in decision["candidates"]
+        if c["symbol"] == decision["symbol"]
+        for check in c["checks"]
+    )
+    assert decision["reason"]
+    order = first["order"]
+    assert order["status"] == "FILLED" and order["decision_id"] == decision["id"]
+    assert [t["client_order_id"] for t in filled_orders(trader)] == [order["client_order_id"]]
+    first_weights = {v["agent"]: v["weight"] for v in decision["votes"]}
+
+    before = trader.get("/api/mother-ai/performance", headers=AUTH).json()
+    assert all(a["resolved"] == 0 for a in before["agents"]), "nothing can resolve before the horizon passes"
+    fake_binance.now_ms += 12 * HOUR  # new candles arrive; every horizon (4h, 6h) has passed
+    after = trader.get("/api/mother-ai/performance", headers=AUTH).json()
+    resolved = {a["agent"]: a["resolved"] for a in after["agents"]}
+    assert all(n > 0 for n in resolved.values()), after["resolution"]
+    assert after["portfolio"]["snapshots"] >= 1
+
+    next_votes = decide(trader)["decision"]["votes"]
+    next_weights = {v["agent"]: v["weight"] for v in next_votes}
+    assert next_weights != first_weights, "resolved predictions must move the weights"
+    for agent in after["agents"]:
+        assert agent["weight"]["resolved"] == resolved[agent["agent"]]
+    listed = trader.get("/api/mother-ai/decisions", params={"limit": 500}, headers=AUTH).json()
+    assert listed["decisions"][0]["id"] != decision["id"] and listed["total"] >= 2
+
+
+def test_fifty_concurrent_executions_stay_consistent(trader: TestClient, fake_binance: FakeBinance) -> None:
+    initial = quote_balance(trader)
+    barrier = threading.Barrier(10)
+
+    def one(i: int) -> dict:
+        if i < 10:
+            barrier.wait()
+        return decide(trader, execute=True, client_order_id=f"conc-{i}")
+
+    with ThreadPoolExecutor(10) as pool:
+        outcomes = list(pool.map(one, range(50)))
+    orders = filled_orders(trader)
+    with_order = [
+        o["order"]
+        for o in outcomes
+        if o["order"] is not None and Decimal(o["order"]["executed_quantity"]) > 0
+    ]
+    assert sorted(o["client_order_id"] for o in orders) == sorted(o["client_order_id"] for o in with_order), (
+        "every response's trade exists exactly once, and no trade exists without a response"
+    )
+    assert len({o["decision_id"] for o in orders}) == len(orders)
+    assert quote_balance(trader) == expected_quote(orders, initial)
+
+
+def test_the_same_client_order_id_concurrently_fills_once(
+    trader: TestClient, fake_binance: FakeBinance
+) -> None:
+    barrier = threading.Barrier(4)
+
+    def one(_: int) -> dict:
+        barrier.wait()
+        return decide(trader, execute=True, client_order_id="same-id-1")
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(one, range(4)))
+    assert len({o["decision"]["id"] for o in outcomes}) == 1
+    assert sum(not o["replayed"] for o in outcomes) == 1
+    assert len([t for t in filled_orders(trader) if t["client_order_id"] == "same-id-1"]) <= 1
+
+
+def test_kill_switch_blocks_execution(trader: TestClient) -> None:
+    halted = trader.post("/api/mother-ai/halt", json={"reason": "maintenance"}, headers=AUTH).json()
+    assert halted["halted"] is True
+    for i in range(5):
+        outcome = decide(trader, execute=True, client_order_id=f"halted-{i}")
+        assert outcome["order"] is None
+        assert outcome["decision"]["halted"] is True
+    assert filled_orders(trader) == []
+    assert trader.post("/api/mother-ai/resume", headers=AUTH).json()["halted"] is False
+
+
+def test_no_trained_agent_is_a_409_naming_them(client: TestClient) -> None:
+    response = client.post("/api/mother-ai/decide", json={}, headers=AUTH)
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "no_trained_agents"
+    assert "POST /api/agents/BTCUSDT/train" in error["message"]
+    assert set(error["details"]["untrained"]) == {"BTCUSDT", "ETHUSDT"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "missing"),
+    [
+        ({}, "BINANCE_API_KEY"),
+        ({"binance_api_key": "k", "binance_api_secret": "s"}, "LIVE_TRADING_CONFIRM"),
+        (
+            {"binance_api_key": "k", "binance_api_secret": "s", "live_trading_confirm": "yes please"},
+            "LIVE_TRADING_CONFIRM",
+        ),
+    ],
+)
+def test_live_mode_refuses_until_fully_enabled(
+    tmp_path: Path, fake_binance: FakeBinance, overrides: dict, missing: str
+) -> None:
+    settings = make_settings(
+        tmp_path, trading_mode="live", offline=False, binance_api_url=fake_binance.url, **overrides
+    )
+    with TestClient(create_app(settings, clock=lambda: fake_binance.now_ms)) as client:
+        for method, path in (("post", "/api/mother-ai/decide"), ("get", "/api/portfolio")):
+            response = client.request(
+                method, path, json={"execute": True} if method == "post" else None, headers=AUTH
+            )
+            assert response.status_code == 409, response.text
+            error = response.json()["error"]
+            assert error["code"] == "live_trading_disabled"
+            assert missing in error["message"]
+            assert "yes please" not in response.text and '"s"' not in response.text
+        assert client.post("/api/portfolio/reset", headers=AUTH).status_code == 409
+    assert fake_binance.requests_to("/api/v3/order") == []
+    assert fake_binance.requests_to("/api/v3/order/test") == []
+
+
+def test_paper_reset_and_csv_export(client: TestClient) -> None:
+    reset = client.post("/api/portfolio/reset", headers=AUTH).json()
+    assert reset["mode"] == "paper"
+    assert Decimal(reset["equity"]) == Decimal(str(client.app.state.ctx.settings.paper_initial_balance))  # type: ignore[attr-defined]
+    export = client.post("/api/trades/export", headers=AUTH).json()
+    path = Path(export["path"])
+    assert path.parent == client.app.state.ctx.settings.trade_export_dir  # type: ignore[attr-defined]
+    assert path.read_text().splitlines()[0].startswith(("id,", "created_at,", "mode,", "client_order_id,"))
