@@ -231,6 +231,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            # Undecodable bodies are invalid input like any other: one status (422) for all of it.
+            return _error(422, "invalid_body", "The request body could not be parsed (is it UTF-8 JSON?).")
         if exc.status_code == 404 and message == "Not Found":
             message = f"No endpoint at {request.url.path}; see /docs for the API."
         elif exc.status_code == 405:

@@ -169,3 +169,13 @@ def test_openapi_documents_bearer_auth_and_error_bodies(client: TestClient) -> N
     assert candles["security"]
     assert candles["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
     assert "security" not in spec["paths"]["/api/health"]["get"]
+
+
+def test_an_undecodable_body_is_a_422(client: TestClient) -> None:
+    response = client.post(
+        "/api/mother-ai/halt",
+        content=b"\xff\xfe\x00garbage",
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] in {"invalid_body", "validation_error"}

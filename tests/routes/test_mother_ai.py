@@ -3,14 +3,14 @@ resolution when new candles arrive, concurrency, idempotency and live-mode refus
 
 from __future__ import annotations
 
+import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from main import create_app
@@ -35,11 +35,24 @@ def decide(client: TestClient, **body: object) -> dict:
     return response.json()
 
 
+@pytest.fixture(scope="module")
+def trained_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both agents trained once per module on the fake's candles; each test gets a copy of it all."""
+    base = tmp_path_factory.mktemp("trained")
+    with FakeBinance() as fake:
+        settings = make_settings(base, offline=False, binance_api_url=fake.url, **TRADING)
+        with TestClient(create_app(settings, clock=lambda: fake.now_ms)) as client:
+            train(client, "BTCUSDT")
+            train(client, "ETHUSDT")
+    return base
+
+
 @pytest.fixture
-def trader(online_app: Callable[..., FastAPI]) -> Iterator[TestClient]:
-    with TestClient(online_app(**TRADING), raise_server_exceptions=False) as client:
-        train(client, "BTCUSDT")
-        train(client, "ETHUSDT")
+def trader(trained_state: Path, tmp_path: Path, fake_binance: FakeBinance) -> Iterator[TestClient]:
+    shutil.copytree(trained_state, tmp_path, dirs_exist_ok=True)
+    settings = make_settings(tmp_path, offline=False, binance_api_url=fake_binance.url, **TRADING)
+    app = create_app(settings, clock=lambda: fake_binance.now_ms)
+    with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 
 
