@@ -38,9 +38,19 @@ def parse_file_name(name: str) -> tuple[str, str] | None:
     return (match["symbol"], match["interval"]) if match else None
 
 
-def parse_klines_csv(data: bytes, interval: str) -> ParsedCsv:
-    """Parse and validate a whole file; raises InvalidInput naming the first bad line."""
-    text = data.decode("utf-8-sig", errors="strict") if data else ""
+def parse_klines_csv(data: bytes, interval: str, now_ms: int) -> ParsedCsv:
+    """Parse and validate a whole file; raises InvalidInput naming the first bad line.
+
+    Candles that have not closed by `now_ms` (or that claim a time before 1970) are refused:
+    a stored candle is always a finished one.
+    """
+    try:
+        text = data.decode("utf-8-sig", errors="strict") if data else ""
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InvalidInput(
+            f"Line {line}: the file is not UTF-8 text.", code="invalid_csv", details={"line": line}
+        ) from None
     lines = text.splitlines()
     if not lines or not lines[0].strip():
         raise InvalidInput("Line 1: the file is empty or starts with a blank line.", code="invalid_csv")
@@ -77,7 +87,7 @@ def parse_klines_csv(data: bytes, interval: str) -> ParsedCsv:
         skip_blank_lines=False,
     )
     offset = 2 if has_header else 1  # frame row i is file line i + offset
-    return ParsedCsv(_validate(frame, interval, offset, layout), layout)
+    return ParsedCsv(_validate(frame, interval, offset, layout, now_ms), layout)
 
 
 def _looks_numeric(cell: str) -> bool:
@@ -92,13 +102,21 @@ def _fail(row: int, offset: int, reason: str) -> InvalidInput:
     return InvalidInput(f"Line {row + offset}: {reason}", code="invalid_csv", details={"line": row + offset})
 
 
-def _validate(frame: pd.DataFrame, interval: str, offset: int, layout: str) -> np.ndarray:
+def _validate(frame: pd.DataFrame, interval: str, offset: int, layout: str, now_ms: int) -> np.ndarray:
     if frame.empty:
         raise InvalidInput("The file has no candle rows.", code="invalid_csv")
     missing = frame.iloc[:, :6].isna().any(axis=1).to_numpy()
     if missing.any():
         raise _fail(int(np.argmax(missing)), offset, "a field is empty or the row is too short.")
     times = _parse_times(frame[0], offset, layout)
+    # Open + interval must not be after now: the candle has to have closed. (The month's length
+    # varies; the shortest, 28 days, is the safe bound here and alignment is checked below.)
+    length = interval_ms(interval) if interval != "1M" else 28 * 86_400_000
+    out_of_range = (times < 0) | (times > now_ms - length)
+    if out_of_range.any():
+        raise _fail(
+            int(np.argmax(out_of_range)), offset, "open time is before 1970 or the candle has not closed yet."
+        )
     values = frame.iloc[:, 1:6].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values).all(axis=1)
     if bad.any():
@@ -134,6 +152,12 @@ def _parse_times(column: pd.Series, offset: int, layout: str) -> np.ndarray:
     bad = numeric.isna().to_numpy() | (numeric.to_numpy(dtype=np.float64, na_value=np.nan) % 1 != 0)
     if bad.any():
         raise _fail(int(np.argmax(bad)), offset, "open time must be an integer epoch timestamp.")
+    values = numeric.to_numpy(dtype=np.float64)
+    # Anything beyond int64 (or year ~5000 in microseconds) is not a timestamp; reject it before
+    # the cast can wrap it around into a plausible-looking date.
+    huge = np.abs(values) >= 1e17
+    if huge.any():
+        raise _fail(int(np.argmax(huge)), offset, "open time is out of range.")
     raw = numeric.to_numpy(dtype=np.int64)
     # Binance's spot files switched from milliseconds to microseconds in 2025; seconds appear in
     # hand-made files. Magnitudes tell them apart for any date between 1973 and 5138.

@@ -198,8 +198,10 @@ class CandleStore:
 
     def write_meta(self, partition: str, symbol: str, interval: str, meta: dict[str, Any]) -> None:
         table, _ = self._read(partition, symbol, interval)
-        rows = np.column_stack([table.column(name).to_numpy() for name in COLUMNS]) if table.num_rows else (
-            np.empty((0, 6))
+        rows = (
+            np.column_stack([table.column(name).to_numpy() for name in COLUMNS])
+            if table.num_rows
+            else (np.empty((0, 6)))
         )
         self._write(partition, symbol, interval, rows, meta)
 

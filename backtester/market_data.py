@@ -28,7 +28,7 @@ from db import storage
 from db.models import Job
 from utils.errors import Conflict, DataUnavailable, ExchangeUnavailable, InvalidInput, NotFound
 from utils.exchange import Clock, Exchange, SymbolFilters
-from utils.intervals import floor_open_time, interval_ms
+from utils.intervals import INTERVALS, floor_open_time, interval_ms, next_open_time
 from utils.jobs import JobRunner
 
 log = logging.getLogger(__name__)
@@ -305,7 +305,7 @@ class MarketData:
 
     def import_csv(self, symbol: str, interval: str, data: bytes, name: str = "upload.csv") -> ImportReport:
         """Validate a whole CSV and add it to the "file" partition; a rejected file stores nothing."""
-        parsed = parse_klines_csv(data, interval)
+        parsed = parse_klines_csv(data, interval, self.clock())
         with self.store.lock("file", symbol, interval):
             added = self.store.merge(
                 "file", symbol, interval, parsed.rows, lambda meta: _remember_file(meta, name, len(data))
@@ -340,7 +340,7 @@ class MarketData:
                 continue
             try:
                 with self.store.lock("file", symbol, interval):
-                    parsed = parse_klines_csv(path.read_bytes(), interval)
+                    parsed = parse_klines_csv(path.read_bytes(), interval, self.clock())
                     self.store.merge(
                         "file",
                         symbol,
@@ -374,15 +374,25 @@ class MarketData:
         return self._last_close(symbol, stale=self.exchange is not None)
 
     def _last_close(self, symbol: str, stale: bool) -> PriceAnswer:
-        for partition in ("binance", "file", "sample"):
-            for interval in ("1m", "5m", "15m", "1h", "4h", "1d"):
-                if self.store.exists(partition, symbol, interval):
-                    candles = self.store.load(partition, symbol, interval)
-                    if len(candles):
-                        source = "cache" if partition == "binance" else partition
-                        return PriceAnswer(
-                            symbol, float(candles.close[-1]), source, stale, int(candles.open_time[-1])
-                        )
+        """The most recent stored close of any series of the symbol (newest close time wins;
+        on a tie the preferred source: Binance, then files, then sample)."""
+        best: tuple[int, int, PriceAnswer] | None = None
+        for rank, partition in enumerate(("binance", "file", "sample")):
+            for interval in INTERVALS:
+                if not self.store.exists(partition, symbol, interval):
+                    continue
+                candles = self.store.load(partition, symbol, interval)
+                if not len(candles):
+                    continue
+                closes_at = next_open_time(int(candles.open_time[-1]), interval)
+                source = "cache" if partition == "binance" else partition
+                answer = PriceAnswer(
+                    symbol, float(candles.close[-1]), source, stale, int(candles.open_time[-1])
+                )
+                if best is None or (closes_at, -rank) > (best[0], best[1]):
+                    best = (closes_at, -rank, answer)
+        if best is not None:
+            return best[2]
         if stale:
             raise DataUnavailable(
                 f"No price for {symbol}: Binance is unreachable and no candles are stored.",

@@ -70,9 +70,7 @@ def generate(profile: SampleProfile, bars: int = SAMPLE_BARS, interval: str = SA
     lower = np.abs(rng.normal(0.0, 0.6, bars)) * wick_scale
     high = np.maximum(open_, close) * (1 + upper)
     low = np.minimum(open_, close) * (1 - lower)
-    volume = profile.base_volume * intraday * np.exp(rng.normal(0.0, 0.35, bars)) * (
-        1 + 40 * np.abs(returns)
-    )
+    volume = profile.base_volume * intraday * np.exp(rng.normal(0.0, 0.35, bars)) * (1 + 40 * np.abs(returns))
     open_time = SAMPLE_START_MS + step * np.arange(bars, dtype=np.int64)
     rows = np.column_stack([open_time.astype(np.float64), open_, high, low, close, volume])
     return np.round(rows, 8)

@@ -760,7 +760,10 @@ class MotherAI:
         cash_room = max(Decimal(0), book.cash / (1 + _dec(self.fee_rate)))
         # Confidence to 6 decimals: float noise (0.39999999...) must not show in an order size.
         target = equity * _dec(s.risk_max_position_fraction) * _dec(round(edge.confidence, 6))
-        size = min(target, position_room, exposure_room, cash_room).quantize(AMOUNT_STEP, ROUND_DOWN)
+        limits = [target, position_room, exposure_room, cash_room]
+        if self.executor.mode == "live":  # a live entry above the cap would only be refused
+            limits.append(_dec(s.live_max_order_notional))
+        size = min(limits).quantize(AMOUNT_STEP, ROUND_DOWN)
         open_count = len(book.positions)
 
         def room(name: str, amount: Decimal, used: Decimal, limit: float, what: str) -> RiskCheck:

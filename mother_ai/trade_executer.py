@@ -647,7 +647,8 @@ class BinanceExecutor:
             quantity = floor_to_step(raw, Decimal(filters.step_size))
             if quantity <= 0:
                 local = Rejection(CODE_FILTER_FAILURE, "Filter failure: LOT_SIZE")
-            elif quantity * estimate > self.max_notional:
+            elif request.side == "BUY" and quantity * estimate > self.max_notional:
+                # The cap limits new risk; an exit must always be possible, whatever it is worth.
                 local = Rejection(
                     None,
                     f"Estimated notional {_plain((quantity * estimate).quantize(ASSET_STEP))} "

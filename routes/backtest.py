@@ -23,7 +23,11 @@ Number = StrictInt | StrictFloat
 class BacktestBody(BaseModel):
     symbol: Symbol
     interval: Interval = "1h"
-    strategy: Annotated[str, Field(min_length=1, max_length=100)] | int | dict[str, Any] = Field(
+    strategy: (
+        Annotated[str, Field(min_length=1, max_length=100)]
+        | Annotated[int, Field(ge=1, le=2**31 - 1)]
+        | dict[str, Any]
+    ) = Field(
         description="A built-in name (e.g. sma_crossover), a saved strategy's id, or an inline strategy spec "
         "(see GET /api/strategies/schema)."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -26,6 +27,7 @@ from utils.jobs import JobRunner
 from utils.settings import Settings
 
 SYMBOL_PATTERN = r"^[A-Z0-9]{5,20}$"
+_YEAR_3000_MS = 32_503_680_000_000
 Interval = Literal[
     "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M"
 ]
@@ -120,23 +122,23 @@ def parse_time(value: str | None, field: str) -> int | None:
     if value is None or value == "":
         return None
     text = value.strip()
-    if text.lstrip("-").isdigit():
+    if re.fullmatch(r"[0-9]{1,20}", text):
         ms = int(text)
-        if not 0 <= ms <= 32_503_680_000_000:  # year 3000
-            raise InvalidInput(f"{field}: milliseconds out of range.", details={"field": field})
-        return ms
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(
-            f"{field}: expected epoch milliseconds or an ISO-8601 date/time such as 2024-01-31T00:00:00Z.",
-            details={"field": field},
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    if parsed.year < 1970:
-        raise InvalidInput(f"{field}: dates before 1970 are not supported.", details={"field": field})
-    return int(parsed.timestamp() * 1000)
+    else:
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInput(
+                f"{field}: expected epoch milliseconds or an ISO-8601 date/time "
+                "such as 2024-01-31T00:00:00Z.",
+                details={"field": field},
+            ) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        ms = int(parsed.timestamp() * 1000)
+    if not 0 <= ms <= _YEAR_3000_MS:
+        raise InvalidInput(f"{field}: must be between 1970 and 3000.", details={"field": field})
+    return ms
 
 
 SymbolQuery = Annotated[

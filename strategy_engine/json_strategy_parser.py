@@ -443,7 +443,7 @@ class _Converter:
                 )
             return str(op)
         direction = node.data.get("direction")
-        if direction not in CROSS_DIRECTIONS:
+        if not isinstance(direction, str) or direction not in CROSS_DIRECTIONS:
             raise _error(
                 f"The cross block {node.id!r} has direction {direction!r}; use 'above' or 'below'.", node.id
             )

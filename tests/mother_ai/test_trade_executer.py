@@ -33,6 +33,7 @@ from mother_ai.trade_executer import (
     KillSwitch,
     OrderRequest,
     PaperExecutor,
+    floor_to_step,
     get_order,
     list_orders,
     make_executor,
@@ -642,6 +643,21 @@ def test_live_orders_above_the_maximum_notional_are_refused_before_any_order_req
         assert result.status == "REJECTED" and result.reject_code is None
         assert "exceeds LIVE_MAX_ORDER_NOTIONAL (100)" in (result.reject_reason or "")
     assert order_requests(fake_binance) == []
+
+
+def test_a_live_exit_above_the_maximum_notional_is_still_sent(
+    live: BinanceExecutor, fake_binance: FakeBinance
+) -> None:
+    # Three buys under the cap build a position worth about three times the cap; selling it all
+    # must not be blocked, or the position could never be closed.
+    buys = [live.submit(OrderRequest("BTCUSDT", "BUY", quote_amount=D(90))) for _ in range(3)]
+    assert all(b.status == "FILLED" for b in buys)
+    (position,) = live.portfolio().positions
+    exit_order = live.submit(
+        OrderRequest("BTCUSDT", "SELL", quantity=floor_to_step(position.quantity, D("0.00001")))
+    )
+    assert exit_order.status == "FILLED", exit_order.reject_reason
+    assert exit_order.quote_quantity > D(100)
 
 
 def test_live_sells_only_what_this_backend_bought(live: BinanceExecutor, fake_binance: FakeBinance) -> None:

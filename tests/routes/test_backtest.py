@@ -141,6 +141,8 @@ def test_sweep_combinations_are_capped(client: TestClient) -> None:
         ({"start": "2024-12-30T00:00:00Z"}, 422, "needs at least"),
         ({"start": "2024-06-01", "end": "2024-05-01"}, 422, "start"),
         ({"symbol": "SOLUSDT"}, 404, "No 1h candles for SOLUSDT"),
+        ({"strategy": 2**63}, 422, "strategy"),
+        ({"start": "--3"}, 422, "start"),
     ],
 )
 def test_bad_input_is_a_clear_4xx(client: TestClient, changes: dict, status: int, words: str) -> None:

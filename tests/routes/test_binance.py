@@ -414,6 +414,9 @@ def test_import_both_layouts(client: TestClient, content: str, layout: str, gaps
         (PLAIN_CSV.replace("42775.00,42431.65", "42775.00,,42431.65"), 3, "found 7"),
         (PLAIN_CSV.replace("42775.00,42431.65", ",42431.65"), 3, "empty"),
         (PLAIN_CSV.replace("\n2024-01-01 01:00:00", "\n\n2024-01-01 01:00:00"), 3, "found 1"),
+        (PLAIN_CSV.replace("2024-01-01 03:00:00", "2099-01-01 03:00:00"), 4, "not closed"),
+        (BINANCE_CSV.replace("1704070800000,", "1e30,", 1), 2, "out of range"),
+        (PLAIN_CSV.encode() + b"2024-01-01 04:00:00,\xff\xfe,1,1,1,1\n", 5, "UTF-8"),
     ],
 )
 def test_bad_rows_reject_the_whole_file_with_the_line_number(
@@ -442,6 +445,19 @@ def test_upload_size_is_capped(tmp_path: Path) -> None:
         response = upload(client, PLAIN_CSV + "\n" * 3000)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_offline_price_is_the_newest_stored_close(client: TestClient) -> None:
+    # An old real candle must not shadow newer data of another series.
+    old = "timestamp,open,high,low,close,volume\n2019-01-01 00:00:00,3700,3710,3690,3701,10\n"
+    assert upload(client, old, symbol="BTCUSDT", interval="1m").status_code == 201
+    price = client.get("/api/binance/price", params={"symbol": "BTCUSDT"}, headers=AUTH).json()
+    newest = candles(client, limit=1)["candles"][-1]
+    assert (price["source"], price["price"], price["as_of"]) == (
+        "sample",
+        newest["close"],
+        newest["open_time"],
+    )
 
 
 def test_files_in_data_dir_are_picked_up(tmp_path: Path) -> None:
@@ -473,6 +489,10 @@ def test_files_in_data_dir_are_picked_up(tmp_path: Path) -> None:
         ({"start": "yesterday"}, "start"),
         ({"end": "2024-13-45"}, "end"),
         ({"start": "2024-02-01", "end": "2024-01-01"}, "start"),
+        ({"start": "--5"}, "start"),
+        ({"start": "²"}, "start"),
+        ({"start": "1970-01-01T00:00:00+05:00"}, "start"),
+        ({"end": "99999999999999999999"}, "end"),
     ],
 )
 def test_invalid_queries_are_422_naming_the_field(client: TestClient, params: dict, field: str) -> None:
