@@ -105,6 +105,8 @@ class Prediction:
     stale: bool
     stale_reason: str | None
     top_features: list[dict[str, float | str]] = field(default_factory=list)
+    data_source: str = "cache"  # binance, cache, file or sample: where the candles came from
+    data_stale: bool = False  # True when Binance was unreachable and stored candles were used
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,31 +150,37 @@ class GenericAgent:
             "mean_down_return": float(fwd[fwd <= 0].mean()) if (fwd <= 0).any() else 0.0,
         }
         report = outcome.report
+        metadata = {
+            "features": outcome.feature_names,
+            "feature_config": report.feature_config,
+            "agent": self.config.to_dict(),
+            "training_range": [report.train_start_open_time, report.train_end_open_time],
+            "data_source": candles.source,
+            **moves,
+        }
+        # What prediction depends on travels inside the checksummed artifact; the JSON beside it
+        # (which also carries the full report) is for people and is never trusted.
         saved = model_registry.save_model(
             self.sessions,
             self.models_dir,
             self.config.symbol,
-            outcome.model,
+            {"model": outcome.model, "meta": metadata},
             interval=candles.interval,
             horizon=self.config.horizon,
             metrics=report.metrics_dict(),
-            metadata={
-                "features": outcome.feature_names,
-                "feature_config": report.feature_config,
-                "agent": self.config.to_dict(),
-                "training_range": [report.train_start_open_time, report.train_end_open_time],
-                "data_source": candles.source,
-                "report": report.to_dict(),
-                **moves,
-            },
+            metadata={**metadata, "report": report.to_dict()},
             now=lambda: datetime.fromtimestamp(self.clock() / 1000, tz=UTC),
         )
         return TrainedModel(saved.version, report)
 
     # --- prediction -----------------------------------------------------------------------------
 
-    def predict(self, candles: Candles, version: str) -> Prediction:
-        """The prediction from the latest closed candle, with the model `version` (checksum-verified)."""
+    def predict(self, candles: Candles, version: str, *, data_stale: bool = False) -> Prediction:
+        """The prediction from the latest closed candle, with the model `version` (checksum-verified).
+
+        `data_stale` says the candles were served while Binance was unreachable, so the latest of
+        them may be behind the market; the prediction carries it (and the candles' source) along.
+        """
         model, row, meta = self._load(version)
         candles = self._closed(candles)
         features = FeatureConfig.from_dict(meta["feature_config"])
@@ -217,6 +225,8 @@ class GenericAgent:
             stale=stale_reason is not None,
             stale_reason=stale_reason,
             top_features=top,
+            data_source=candles.source,
+            data_stale=data_stale,
         )
 
     def stale_reason(self, version: str) -> str | None:
@@ -234,10 +244,15 @@ class GenericAgent:
     def _load(self, version: str) -> tuple[Any, Any, dict[str, Any]]:
         with self._lock:
             if version not in self._cache:
-                model, row = model_registry.load_model(
+                bundle, row = model_registry.load_model(
                     self.sessions, self.models_dir, self.config.symbol, version
                 )
-                self._cache[version] = (model, row, model_registry.read_metadata(self.models_dir, row))
+                if not isinstance(bundle, dict) or "model" not in bundle or "meta" not in bundle:
+                    raise Conflict(
+                        f"Model {version} is not an agent model bundle; retrain.", code="model_invalid"
+                    )
+                # Only the active model stays loaded; another version is read again when reactivated.
+                self._cache = {version: (bundle["model"], row, bundle["meta"])}
             return self._cache[version]
 
     def _closed(self, candles: Candles) -> Candles:

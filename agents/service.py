@@ -161,8 +161,8 @@ class AgentService:
             )
         agent = self.agent(symbol)
         tail = max(3000, agent.config.train_bars // 5)
-        candles = self.market.candles(symbol, agent.config.interval, limit=min(5000, tail)).candles
-        return agent.predict(candles, row.active_version)
+        answer = self.market.candles(symbol, agent.config.interval, limit=min(5000, tail))
+        return agent.predict(answer.candles, row.active_version, data_stale=answer.stale)
 
 
 def _record(config: AgentConfig) -> AgentRecord:

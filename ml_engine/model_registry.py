@@ -146,11 +146,6 @@ def load_model(
     return joblib.load(io.BytesIO(blob)), row
 
 
-def read_metadata(root: Path, row: ModelVersion) -> dict[str, Any]:
-    meta_path = (root / row.path).with_suffix(".json")
-    return json.loads(meta_path.read_text()) if meta_path.exists() else {}
-
-
 def get_version(sessions: sessionmaker[Session], symbol: str, version: str) -> ModelVersion | None:
     with sessions() as session:
         return session.scalars(

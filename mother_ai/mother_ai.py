@@ -580,6 +580,17 @@ class MotherAI:
             )
         if prediction.stale:
             return None, IgnoredVoter(agent, "stale", f"Stale prediction: {prediction.stale_reason}.")
+        if prediction.data_stale:
+            return None, IgnoredVoter(
+                agent,
+                "stale_data",
+                "Binance was unreachable, so its latest candles may be behind the market.",
+            )
+        if self.executor.mode == "live" and prediction.data_source in ("sample", "file"):
+            # Real money only follows predictions made from Binance's own candles.
+            return None, IgnoredVoter(
+                agent, "not_live_data", f"Its candles come from {prediction.data_source} data, not Binance."
+            )
         numbers = (prediction.prob_up, prediction.expected_return, prediction.confidence)
         if not all(math.isfinite(x) for x in numbers) or not 0 <= prediction.prob_up <= 1:
             return None, IgnoredVoter(agent, "prediction_failed", "The prediction has no valid probability.")

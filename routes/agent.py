@@ -74,6 +74,10 @@ class PredictionOut(BaseModel):
     stale: bool
     stale_reason: str | None
     top_features: list[FeatureOut]
+    data_source: Literal["binance", "cache", "file", "sample"] = Field(
+        description="Where the candles came from."
+    )
+    data_stale: bool = Field(description="Binance was unreachable; stored candles were used.")
 
 
 class ModelOut(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def test_train_registers_a_model_with_its_report(candles: Candles, sessions, tmp
     assert progress and progress[-1] == 1.0 and progress == sorted(progress)
     row = model_registry.get_version(sessions, "BTCUSDT", trained.version)
     assert row is not None and row.horizon == FAST.horizon
-    meta = model_registry.read_metadata(tmp_path, row)
+    meta = json.loads((tmp_path / row.path).with_suffix(".json").read_text())
     assert meta["sha256"] == row.sha256
     assert meta["features"] == trained.report.feature_names
     assert meta["data_source"] == "sample"

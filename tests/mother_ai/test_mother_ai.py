@@ -7,6 +7,7 @@ from them); only the agents are a stand-in that returns fixed predictions."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
@@ -487,6 +488,17 @@ def test_ignored_voters_are_listed_with_their_reasons(world: World) -> None:
     vote = decision.votes[0]
     assert (vote.model_version, vote.as_of, vote.prob_up) == ("v1", T0 + (BARS - 1) * HOUR, 0.6)
     assert "k/(n+k)" in vote.weight.formula
+
+
+def test_predictions_from_stale_data_do_not_vote(world: World) -> None:
+    world.agents.views_ = [view("BTCUSDT"), view("ETHUSDT")]
+    world.agents.predictions = {
+        "BTCUSDT": prediction("BTCUSDT", 0.6, 0.004),
+        "ETHUSDT": dataclasses.replace(prediction("ETHUSDT", 0.7, 0.01), data_stale=True),
+    }
+    decision = world.mother.decide().decision
+    assert [v.agent for v in decision.votes] == ["BTCUSDT"]
+    assert {i.agent: i.code for i in decision.ignored}["ETHUSDT"] == "stale_data"
 
 
 def test_strategies_flag_is_recorded_as_not_available(tmp_path: Path) -> None:

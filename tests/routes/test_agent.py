@@ -123,3 +123,14 @@ def test_bad_agent_input_is_422(client: TestClient) -> None:
         assert response.json()["error"]["code"] == "validation_error"
     bad_version = client.post("/api/agents/BTCUSDT/models/..%2F..%2Fetc/activate", headers=AUTH)
     assert bad_version.status_code in (404, 422)
+
+
+def test_the_metadata_json_beside_a_model_is_never_trusted(client: TestClient) -> None:
+    done = train(client, "ETHUSDT")
+    before = client.get("/api/agents/ETHUSDT/predict", headers=AUTH).json()
+    models_dir = client.app.state.ctx.settings.models_dir  # type: ignore[attr-defined]
+    (models_dir / "ETHUSDT" / f"{done['result']['version']}.json").write_text("{not json")
+    client.app.state.ctx.agents._agents.clear()  # type: ignore[attr-defined]  # drop the loaded model
+    after = client.get("/api/agents/ETHUSDT/predict", headers=AUTH)
+    assert after.status_code == 200, after.text
+    assert after.json()["prob_up"] == before["prob_up"]
