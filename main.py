@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -179,18 +180,31 @@ def _start(ctx: AppContext) -> None:
 
 
 def ensure_api_key(settings: Settings) -> str:
-    """The configured API key, or a new strong one written to .env and printed once."""
+    """The configured API key (settings, else ENV_FILE_PATH), or a new strong one written there and
+    printed once. The file is replaced atomically, so a crash never loses the keys already in it."""
     if settings.api_key is not None and settings.api_key.get_secret_value():
         return settings.api_key.get_secret_value()
-    key = secrets.token_urlsafe(32)
     path: Path = settings.env_file_path
     lines = path.read_text().splitlines() if path.exists() else []
-    lines = [line for line in lines if not line.strip().startswith("API_KEY=")]
+    for line in lines:
+        name, _, value = line.partition("=")
+        if name.strip() == "API_KEY" and value.strip():
+            return value.strip()
+    key = secrets.token_urlsafe(32)
+    lines = [line for line in lines if line.partition("=")[0].strip() != "API_KEY"]
     lines.append(f"API_KEY={key}")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        os.fchmod(handle.fileno(), 0o600)  # an existing .env keeps its mode otherwise
-        handle.write("\n".join(lines) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".env.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # it holds secrets
+            handle.write("\n".join(lines) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     # Printed once, straight to the terminal: the logs never carry it.
     print(
         f"\n  Generated API key (saved to {path}):\n\n    {key}\n\n"

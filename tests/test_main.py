@@ -155,10 +155,11 @@ def test_first_start_generates_writes_and_prints_a_key_once(
         assert env_file.stat().st_mode & 0o077 == 0, ".env with a key must not be world-readable"
         assert client.get("/api/jobs", headers={"Authorization": f"Bearer {key}"}).status_code == 200
         assert client.get("/api/jobs", headers=AUTH).status_code == 401
-    # The second start reads the key from .env and prints nothing.
-    second = make_settings(tmp_path, api_key=key)
-    with TestClient(create_app(second)):
+    # The second start finds the key in ENV_FILE_PATH, keeps it and prints nothing.
+    with TestClient(create_app(make_settings(tmp_path, api_key=None))) as client:
         assert key not in capsys.readouterr().err
+        assert client.get("/api/jobs", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    assert dict(line.split("=", 1) for line in env_file.read_text().splitlines())["API_KEY"] == key
 
 
 def test_openapi_documents_bearer_auth_and_error_bodies(client: TestClient) -> None:

@@ -17,8 +17,10 @@ _SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"(signature=)[0-9a-fA-F]+"),
     re.compile(r"(X-MBX-APIKEY['\"]?\s*[:=]\s*['\"]?)[^'\",\s}]+", re.IGNORECASE),
     re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE),
-    re.compile(r"((?:api[_-]?key|api[_-]?secret|secret|password|token)['\"]?\s*[:=]\s*['\"]?)[^'\",\s&}]+",
-               re.IGNORECASE),
+    re.compile(
+        r"((?:api[_-]?key|api[_-]?secret|secret|password|token)['\"]?\s*[:=]\s*['\"]?)[^'\",\s&}]+",
+        re.IGNORECASE,
+    ),
 )
 _REDACTED = "***"
 
@@ -34,7 +36,9 @@ class _RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
         message = record.getMessage()
-        cleaned = redact(message, self.secrets)
+        # One record, one line: user text with newlines (a halt reason, a file name) cannot forge
+        # log lines of its own. Tracebacks are appended below, deliberately multi-line.
+        cleaned = redact(message, self.secrets).replace("\r", "\\r").replace("\n", "\\n")
         if record.exc_info:
             # Tracebacks can carry request URLs with signatures: format and scrub them here.
             text = logging.Formatter().formatException(record.exc_info)

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from utils.intervals import INTERVALS, is_interval
 
@@ -32,6 +33,7 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default=f"sqlite:///{PROJECT_ROOT / 'storage' / 'trading.db'}",
         description="SQLAlchemy URL; SQLite by default, postgresql+psycopg://... works unchanged.",
+        repr=False,  # it may hold a password
     )
     api_key: SecretStr | None = Field(
         default=None, description="Bearer token for every endpoint but /api/health; generated if unset."
@@ -202,6 +204,8 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
     def secret_values(self) -> list[str]:
-        """Every configured secret, so the log filter can scrub them."""
-        secrets = [self.api_key, self.binance_api_key, self.binance_api_secret]
-        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+        """Every configured secret, so the log filter can scrub them (the database password too)."""
+        secrets = [self.api_key, self.binance_api_key, self.binance_api_secret, self.live_trading_confirm]
+        values = [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+        password = make_url(self.database_url).password if "://" in self.database_url else None
+        return values + ([str(password)] if password else [])

@@ -60,3 +60,11 @@ def test_request_lines_carry_a_request_id_and_no_api_key(tmp_path, capfd: pytest
     assert request_lines and all(f"[{request_id}]" in line for line in request_lines)
     assert API_KEY not in err
     assert "live-secret-abcdef" not in err
+
+
+def test_user_text_cannot_forge_log_lines(capfd: pytest.CaptureFixture[str]) -> None:
+    setup_logging("INFO")
+    logging.getLogger("test").warning("halted: %s", "maintenance\n2026-01-01 INFO [-] app: all good")
+    lines = [line for line in capfd.readouterr().err.splitlines() if line]
+    assert len(lines) == 1
+    assert "maintenance\\n2026-01-01" in lines[0]

@@ -77,3 +77,9 @@ def test_env_example_documents_every_field() -> None:
         if "=" in line and not line.lstrip().startswith("#")
     }
     assert {name.upper() for name in Settings.model_fields} == documented
+
+
+def test_the_database_password_is_a_secret() -> None:
+    settings = Settings(_env_file=None, database_url="postgresql+psycopg://trader:hunter2@db/trading")  # type: ignore[call-arg]
+    assert "hunter2" in settings.secret_values()
+    assert "hunter2" not in repr(settings)
