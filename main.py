@@ -157,7 +157,7 @@ def _start(ctx: AppContext) -> None:
     add_secrets([ctx.api_key])
     if ctx.settings.sample_data:
         ctx.market.ensure_samples()
-    ctx.agents.ensure_defaults()
+    ctx.agents.ensure_defaults(ctx.settings.agent_max_model_age_hours)
     try:
         ctx.mother = make_mother_ai(
             ctx.settings,

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from agents import btc_agent, eth_agent
@@ -53,22 +54,28 @@ class AgentService:
         self.models_dir = models_dir
         self.clock = clock
         self._agents: dict[str, GenericAgent] = {}
+        self._training: dict[str, str] = {}  # symbol -> job id while a training runs
         self._lock = threading.Lock()
 
     # --- the agents table -----------------------------------------------------------------------
 
-    def ensure_defaults(self) -> None:
+    def ensure_defaults(self, max_model_age_hours: float) -> None:
+        """Create the BTC and ETH agents on first start, with the configured maximum model age."""
         with transaction(self.sessions) as session:
             for make in DEFAULTS:
-                config = make()
+                config = replace(make(), max_model_age_hours=max_model_age_hours)
                 if session.get(AgentRecord, config.symbol) is None:
                     session.add(_record(config))
 
     def create(self, config: AgentConfig) -> AgentView:
-        with transaction(self.sessions) as session:
-            if session.get(AgentRecord, config.symbol) is not None:
-                raise Conflict(f"An agent for {config.symbol} already exists.", code="agent_exists")
-            session.add(_record(config))
+        exists = Conflict(f"An agent for {config.symbol} already exists.", code="agent_exists")
+        try:
+            with transaction(self.sessions) as session:
+                if session.get(AgentRecord, config.symbol) is not None:
+                    raise exists
+                session.add(_record(config))
+        except IntegrityError:  # a concurrent create won the race
+            raise exists from None
         return self.view(config.symbol)
 
     def record(self, symbol: str) -> AgentRecord:
@@ -117,12 +124,29 @@ class AgentService:
     # --- training -------------------------------------------------------------------------------
 
     def start_training(self, symbol: str) -> Job:
+        """A background training job; one at a time per symbol (a second request is a 409)."""
         agent = self.agent(symbol)
         config = agent.config
+        with self._lock:
+            if symbol in self._training:
+                raise Conflict(
+                    f"{symbol} is already training (job {self._training[symbol]}); wait for it.",
+                    code="training_in_progress",
+                    details={"job": self._training[symbol]},
+                )
+            self._training[symbol] = "starting"
 
         def work(report: Callable[[float, str], None]) -> dict[str, Any]:
+            try:
+                return train_and_activate(report)
+            finally:
+                with self._lock:
+                    self._training.pop(symbol, None)
+
+        def train_and_activate(report: Callable[[float, str], None]) -> dict[str, Any]:
             report(0.0, "loading candles")
-            answer = self.market.history(symbol, config.interval, default_bars=config.train_bars)
+            # Only the window the agent trains on: older stored history is not re-synced here.
+            answer = self.market.history(symbol, config.interval, last_bars=config.train_bars)
             trained = agent.train(answer.candles, lambda f, m: report(0.05 + 0.9 * f, m))
             self.activate(symbol, trained.version)
             return {
@@ -133,7 +157,16 @@ class AgentService:
                 "metrics": trained.report.metrics_dict(),
             }
 
-        return self.jobs.submit("train", {"symbol": symbol, "interval": config.interval}, work)
+        try:
+            job = self.jobs.submit("train", {"symbol": symbol, "interval": config.interval}, work)
+        except BaseException:
+            with self._lock:
+                self._training.pop(symbol, None)
+            raise
+        with self._lock:
+            if symbol in self._training:
+                self._training[symbol] = job.id
+        return job
 
     def models(self, symbol: str) -> Sequence[ModelVersion]:
         self.record(symbol)

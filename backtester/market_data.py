@@ -160,27 +160,29 @@ class MarketData:
         end_ms: int | None = None,
         sync_max: int = 50_000,
         default_bars: int = 5000,
+        last_bars: int | None = None,
     ) -> CandleAnswer:
-        """Every closed candle in a range, for backtests: synced first when online.
+        """Every closed candle in a range, for backtests and training: synced first when online.
 
         Without `start_ms`, the whole stored series (or, with nothing stored yet, the latest
-        `default_bars`). A range missing more than `sync_max` candles is refused with a pointer
-        to the sync endpoint, so a request never turns into an unbounded download.
+        `default_bars`); with `last_bars`, only that many of the latest candles are synced and
+        returned (training windows: older stored history is never re-synced for them). A range
+        missing more than `sync_max` candles is refused with a pointer to the sync endpoint, so a
+        request never turns into an unbounded download.
         """
         if start_ms is not None and end_ms is not None and start_ms > end_ms:
             raise InvalidInput("start must not be after end.", details={"field": "start"})
         stale, fetched = False, False
         if self.exchange is not None:
             stored = self.store.load("binance", symbol, interval)
-            lo = (
-                start_ms
-                if start_ms is not None
-                else (
-                    int(stored.open_time[0])
-                    if len(stored)
-                    else self._window(interval, default_bars, None, end_ms)[0]
-                )
-            )
+            if start_ms is not None:
+                lo = start_ms
+            elif last_bars is not None:
+                lo = self._window(interval, last_bars, None, end_ms)[0]
+            elif len(stored):
+                lo = int(stored.open_time[0])
+            else:
+                lo = self._window(interval, default_bars, None, end_ms)[0]
             hi = end_ms if end_ms is not None else self.clock()
             missing = self.estimate_missing(symbol, interval, lo, hi)
             if missing > sync_max:
@@ -206,6 +208,8 @@ class MarketData:
         if partition is None:
             raise self._no_data(symbol, interval, stale)
         candles = self.store.load(partition, symbol, interval, start_ms, end_ms)
+        if last_bars is not None and len(candles) > last_bars:
+            candles = candles.slice(len(candles) - last_bars, len(candles))
         source = ("binance" if fetched else "cache") if partition == "binance" else partition
         return CandleAnswer(candles, source, stale, find_gaps(candles.open_time, interval))
 

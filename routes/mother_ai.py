@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -11,6 +12,7 @@ from mother_ai.trade_executer import list_orders
 from mother_ai.trade_log import export_trades_csv
 from routes.common import Ctx, error_responses, get_mother
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/mother-ai", tags=["mother ai"])
 trading = APIRouter(prefix="/api", tags=["trading"])
 
@@ -131,7 +133,7 @@ def performance(ctx: Ctx) -> dict[str, Any]:
 )
 def halt(ctx: Ctx, body: HaltBody | None = None) -> HaltOut:
     state = ctx.kill_switch.halt((body or HaltBody()).reason)
-    ctx.trade_log.append_event("control", {"action": "halt", "reason": state.reason})
+    _log_control(ctx, {"action": "halt", "reason": state.reason})
     return HaltOut(halted=state.halted, reason=state.reason, changed_at=state.changed_at)
 
 
@@ -142,10 +144,21 @@ def halt(ctx: Ctx, body: HaltBody | None = None) -> HaltOut:
     responses=error_responses(401, 409),
 )
 def resume(ctx: Ctx) -> HaltOut:
-    state = ctx.kill_switch.resume()
+    # The daily-loss resume reads the portfolio and can fail (live: Binance down); do it first so a
+    # failure leaves the kill switch as it was.
     daily = get_mother(ctx).resume_entries().to_dict() if ctx.mother is not None else None
-    ctx.trade_log.append_event("control", {"action": "resume"})
+    state = ctx.kill_switch.resume()
+    _log_control(ctx, {"action": "resume"})
     return HaltOut(halted=state.halted, reason=state.reason, changed_at=state.changed_at, daily_loss=daily)
+
+
+def _log_control(ctx: Ctx, payload: dict[str, Any]) -> None:
+    """Append to the JSON-lines log; the control action already happened, so a full disk or a
+    permission problem is logged, not turned into an error for the client."""
+    try:
+        ctx.trade_log.append_event("control", payload)
+    except OSError:
+        log.exception("could not append a control event to the trade log")
 
 
 @trading.get(

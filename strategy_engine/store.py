@@ -120,13 +120,22 @@ class StrategyStore:
 
     def update(self, strategy_id: int, spec: StrategySpec, health: dict[str, Any] | None) -> SavedStrategy:
         written: list[tuple[Path, bytes | None]] = []
+        retired: list[Path] = []
         with _write_lock:
             try:
                 with transaction(self.sessions) as session:
-                    self._update_rows(session, strategy_id, spec, health, written)
+                    self._update_rows(session, strategy_id, spec, health, written, retired)
+            except IntegrityError:
+                _restore(written)
+                raise Conflict(
+                    f"A {spec.symbol} strategy named like {spec.name!r} already exists.",
+                    code="strategy_exists",
+                ) from None
             except BaseException:
                 _restore(written)
                 raise
+            for path in retired:  # a renamed strategy's old file goes only once the rename committed
+                path.unlink(missing_ok=True)
         return self.get(strategy_id)
 
     def _update_rows(
@@ -136,10 +145,26 @@ class StrategyStore:
         spec: StrategySpec,
         health: dict[str, Any] | None,
         written: list[tuple[Path, bytes | None]],
+        retired: list[Path],
     ) -> None:
         record = session.get(StrategyRecord, strategy_id, with_for_update=True)
         if record is None:
             raise _not_found(strategy_id)
+        slug = slugify(spec.name)
+        if slug != record.slug:  # renamed: the file follows the name, and the name must stay unique
+            taken = session.scalars(
+                select(StrategyRecord.id).where(
+                    StrategyRecord.symbol == record.symbol, StrategyRecord.slug == slug
+                )
+            ).first()
+            if taken is not None:
+                raise Conflict(
+                    f"Another {record.symbol} strategy (id {taken}) is already named like {spec.name!r}.",
+                    code="strategy_exists",
+                    details={"id": taken},
+                )
+            retired.append(self.path(record.symbol, record.slug))
+            record.slug = slug
         if spec.symbol != record.symbol:
             raise InvalidInput(
                 f"This strategy trades {record.symbol}; save a {spec.symbol} version as a new strategy.",
@@ -157,14 +182,15 @@ class StrategyStore:
         written.append(self._write_file(record, spec, health))
 
     def delete(self, strategy_id: int) -> None:
-        with _write_lock, transaction(self.sessions) as session:
-            record = session.get(StrategyRecord, strategy_id)
-            if record is None:
-                raise _not_found(strategy_id)
-            path = self.path(record.symbol, record.slug)
-            session.execute(delete(StrategyVersion).where(StrategyVersion.strategy_id == strategy_id))
-            session.delete(record)
-            session.flush()
+        with _write_lock:
+            with transaction(self.sessions) as session:
+                record = session.get(StrategyRecord, strategy_id)
+                if record is None:
+                    raise _not_found(strategy_id)
+                path = self.path(record.symbol, record.slug)
+                session.execute(delete(StrategyVersion).where(StrategyVersion.strategy_id == strategy_id))
+                session.delete(record)
+            # Only after the commit: a failed delete must leave both the rows and the file.
             path.unlink(missing_ok=True)
 
     def _write_file(

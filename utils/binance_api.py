@@ -86,10 +86,10 @@ class BinanceExchange:
                 raise ExchangeError(
                     "Binance returned klines in an unexpected shape.", code="exchange_bad_response"
                 )
-            rows = _parse_klines(raw)
+            rows, close_times = _parse_klines(raw)
             now = self._clock()
             # The newest candle may still be forming: only closed candles are ever stored.
-            closed = rows[_close_times(raw) < now] if len(rows) else rows
+            closed = rows[close_times < now]
             if len(closed):
                 yield KlinePage(closed, self.used_weight)
             if len(rows) < KLINES_PAGE or len(closed) < len(rows):
@@ -205,17 +205,17 @@ class BinanceExchange:
         self.used_weight = 0
 
 
-def _parse_klines(raw: list[Any]) -> np.ndarray:
+def _parse_klines(raw: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 6) open_time/open/high/low/close/volume rows and the n close times."""
     if not raw:
-        return np.empty((0, 6), dtype=np.float64)
+        return np.empty((0, 6), dtype=np.float64), np.empty(0, dtype=np.int64)
     try:
-        return np.array([row[:6] for row in raw], dtype=np.float64)
-    except (TypeError, ValueError, IndexError):
+        if any(not isinstance(row, list) or len(row) < 7 for row in raw):
+            raise ValueError("short row")
+        table = np.array([row[:7] for row in raw], dtype=np.float64)
+    except (TypeError, ValueError):
         raise ExchangeError("Binance returned malformed kline rows.", code="exchange_bad_response") from None
-
-
-def _close_times(raw: list[Any]) -> np.ndarray:
-    return np.fromiter((int(row[6]) for row in raw), dtype=np.int64, count=len(raw))
+    return table[:, :6], table[:, 6].astype(np.int64)
 
 
 def _retry_after(response: Any) -> float | None:

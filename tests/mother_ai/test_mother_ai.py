@@ -552,7 +552,7 @@ def test_retrying_with_the_same_client_order_id_returns_the_first_decision(world
 def test_no_trained_agents_is_a_409_that_says_what_to_train(client: TestClient) -> None:
     ctx = client.app.state.ctx  # type: ignore[attr-defined]
     service = AgentService(ctx.sessions, ctx.market, ctx.jobs, ctx.settings.models_dir, ctx.clock)
-    service.ensure_defaults()
+    service.ensure_defaults(168.0)
     tracker = PerformanceTracker(ctx.sessions, ctx.market, round_trip_cost=0.003, clock=ctx.clock)
     executor = PaperExecutor(ctx.settings, ctx.sessions, ctx.market)
     mother = MotherAI(ctx.settings, ctx.sessions, ctx.market, service, executor, tracker, clock=ctx.clock)

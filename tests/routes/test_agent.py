@@ -134,3 +134,25 @@ def test_the_metadata_json_beside_a_model_is_never_trusted(client: TestClient) -
     after = client.get("/api/agents/ETHUSDT/predict", headers=AUTH)
     assert after.status_code == 200, after.text
     assert after.json()["prob_up"] == before["prob_up"]
+
+
+def test_one_training_at_a_time_per_symbol(client: TestClient) -> None:
+    first = client.post("/api/agents/BTCUSDT/train", headers=AUTH)
+    second = client.post("/api/agents/BTCUSDT/train", headers=AUTH)
+    assert first.status_code == 202
+    assert second.status_code == 409
+    assert second.json()["error"]["code"] == "training_in_progress"
+    assert second.json()["error"]["details"]["job"] == first.json()["id"]
+    client.app.state.ctx.jobs.wait(first.json()["id"], timeout=300)  # type: ignore[attr-defined]
+    again = client.post("/api/agents/BTCUSDT/train", headers=AUTH)
+    assert again.status_code == 202, "free again once the first finished"
+    client.app.state.ctx.jobs.wait(again.json()["id"], timeout=300)  # type: ignore[attr-defined]
+
+
+def test_default_agents_use_the_configured_max_model_age(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from main import create_app
+    from tests.conftest import make_settings
+
+    with TestClient(create_app(make_settings(tmp_path, agent_max_model_age_hours=12))) as client:
+        ages = {a["symbol"]: a["max_model_age_hours"] for a in client.get("/api/agents", headers=AUTH).json()}
+    assert ages == {"BTCUSDT": 12, "ETHUSDT": 12}

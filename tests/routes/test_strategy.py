@@ -62,6 +62,20 @@ def test_updates_make_versions_and_old_ones_stay_readable(client: TestClient) ->
     assert other_symbol.status_code == 422
 
 
+def test_renaming_moves_the_file_and_keeps_names_unique(client: TestClient) -> None:
+    alpha = save(client, {**SPEC, "name": "Alpha"}).json()["id"]
+    gamma = save(client, {**SPEC, "name": "Gamma"}).json()["id"]
+    renamed = client.put(f"/api/strategies/{alpha}", json={**SPEC, "name": "Beta"}, headers=AUTH).json()
+    assert (renamed["name"], renamed["slug"], renamed["version"]) == ("Beta", "beta", 2)
+    folder = strategies_dir(client) / "BTCUSDT"
+    assert sorted(p.name for p in folder.iterdir()) == ["beta.json", "gamma.json"]
+    assert save(client, {**SPEC, "name": "Alpha"}).status_code == 201, "the old name is free again"
+    clash = client.put(f"/api/strategies/{gamma}", json={**SPEC, "name": "beta"}, headers=AUTH)
+    assert clash.status_code == 409
+    assert clash.json()["error"]["details"]["id"] == alpha
+    assert json.loads((folder / "gamma.json").read_text())["version"] == 1, "a refused rename changes nothing"
+
+
 def test_duplicate_names_conflict_and_delete_removes_everything(client: TestClient) -> None:
     sid = save(client).json()["id"]
     again = save(client, {**SPEC, "name": "RSI  dip with TREND filter!"})  # same slug
