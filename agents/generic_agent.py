@@ -24,7 +24,7 @@ from ml_engine.feature_extractor import FEATURE_SETS, FeatureConfig, extract_lat
 from ml_engine.labels import fee_dead_zone, make_labels
 from ml_engine.trainer import TrainConfig, TrainReport, predict_proba_up, top_features, train
 from utils.errors import Conflict, InvalidInput
-from utils.intervals import interval_ms
+from utils.intervals import is_closed
 
 Action = Literal["buy", "sell", "hold"]
 Progress = Callable[[float, str], None]
@@ -257,6 +257,6 @@ class GenericAgent:
 
     def _closed(self, candles: Candles) -> Candles:
         """Drop a still-forming last candle: a prediction must never see a bar that has not closed."""
-        if len(candles) and int(candles.open_time[-1]) + interval_ms(candles.interval) > self.clock():
+        if len(candles) and not is_closed(int(candles.open_time[-1]), candles.interval, self.clock()):
             return candles.slice(0, len(candles) - 1)
         return candles

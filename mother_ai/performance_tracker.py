@@ -52,7 +52,7 @@ from backtester.market_data import MarketData
 from db.models import EquitySnapshot, PredictionRecord
 from mother_ai.trade_executer import Portfolio
 from utils.errors import AppError
-from utils.intervals import interval_ms, next_open_time
+from utils.intervals import interval_ms, is_closed, next_open_time
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ class PerformanceTracker:
         pending = 0
         for row in rows:
             target = target_open_time(row.as_of, row.interval, row.horizon)
-            if target + interval_ms(row.interval) > now:  # the target candle has not closed yet
+            if not is_closed(target, row.interval, now):  # the target candle has not closed yet
                 pending += 1
                 continue
             series[(row.symbol, row.interval)].append((row, target))
@@ -313,13 +313,17 @@ class PerformanceTracker:
             lo, hi = wanted[start], min(wanted[stop], now)
             limit = max(1, (hi - lo) // step + 1) if interval != "1M" else MAX_BARS_PER_LOAD
             answer = self.market.candles(symbol, interval, limit=limit, start_ms=lo, end_ms=hi)
+            window, start = wanted[start : stop + 1], stop + 1
+            if answer.stale and answer.source != "cache":
+                # Binance unreachable and only file/sample candles at hand: those are not the
+                # market the prediction was about; resolve later instead.
+                continue
             times = answer.candles.open_time
             values = answer.candles.close
-            for t in wanted[start : stop + 1]:
+            for t in window:
                 index = int(np.searchsorted(times, t))
                 if index < len(times) and int(times[index]) == t and math.isfinite(float(values[index])):
                     closes[t] = float(values[index])
-            start = stop + 1
         return closes
 
     def agent_stats(self, agents: Sequence[str] | None = None) -> dict[str, AgentStats]:

@@ -85,3 +85,8 @@ def next_open_time(open_ms: int, interval: str) -> int:
         year, month = (dt.year + 1, 1) if dt.month == 12 else (dt.year, dt.month + 1)
         return int(datetime(year, month, 1, tzinfo=UTC).timestamp() * 1000)
     return open_ms + interval_ms(interval)
+
+
+def is_closed(open_ms: int, interval: str, now_ms: int) -> bool:
+    """Whether the candle opening at `open_ms` has closed by `now_ms` (exact for calendar months)."""
+    return next_open_time(open_ms, interval) <= now_ms
