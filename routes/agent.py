@@ -156,7 +156,7 @@ def get_agent(ctx: Ctx, symbol: SymbolPath) -> AgentOut:
     status_code=202,
     summary="Train in the background",
     description="Returns a job; poll GET /api/jobs/{id} for progress and the out-of-sample report.",
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(401, 404, 409, 422),
 )
 def train_agent(ctx: Ctx, symbol: SymbolPath) -> JobOut:
     return job_out(ctx.agents.start_training(symbol))
