@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -47,9 +48,29 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One session, one transaction: committed on success, rolled back on any error."""
+    """One write transaction: committed on success, rolled back on any error.
+
+    On SQLite it takes the write lock up front (BEGIN IMMEDIATE): a deferred transaction that
+    reads and then writes fails at once with "database is locked" when another connection
+    committed in between, while an immediate one waits (busy timeout) instead.
+    """
     with factory() as session, session.begin():
+        if session.get_bind().dialect.name == "sqlite":
+            session.execute(text("BEGIN IMMEDIATE"))
         yield session
+
+
+_PROCESS_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+def process_lock(factory: sessionmaker[Session], name: str) -> threading.Lock:
+    """A lock per (database, name) shared by every object of this process: writers that must not
+    interleave (orders, decisions) queue here instead of racing for SQLite's single write lock."""
+    bind = factory.kw.get("bind")
+    url = bind.url.render_as_string(hide_password=True) if bind is not None else f"factory-{id(factory)}"
+    with _PROCESS_LOCKS_GUARD:
+        return _PROCESS_LOCKS.setdefault((url, name), threading.Lock())
 
 
 def upgrade_to_head(engine: Engine) -> None:

@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -80,7 +79,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from agents.generic_agent import Prediction
 from backtester.market_data import MarketData
 from db.models import DecisionRecord, RiskDay
-from mother_ai.performance_tracker import AgentStats, PerformanceTracker, write_transaction
+from db.storage import process_lock, transaction
+from mother_ai.performance_tracker import AgentStats, PerformanceTracker
 from mother_ai.performance_tracker import plain as _plain
 from mother_ai.trade_executer import (
     CLIENT_ORDER_ID_PATTERN,
@@ -385,7 +385,7 @@ class DailyLossGuard:
     ) -> DailyLossState:
         for attempt in (1, 2):
             try:
-                with write_transaction(self.sessions) as session:
+                with transaction(self.sessions) as session:
                     row = session.get(RiskDay, (portfolio.mode, _day(now)), with_for_update=True)
                     if row is None:
                         row = RiskDay(mode=portfolio.mode, day=_day(now), resumed_at=None)
@@ -515,7 +515,7 @@ class MotherAI:
         votes = [_vote(agent, p, weight_for(stats.get(agent))) for agent, p in raw_votes]
         if not execute:
             return self._decide(asked, votes, ignored, raw_votes, False, None)
-        with _decide_lock(self.sessions):
+        with process_lock(self.sessions, "decide"):
             if client_order_id is not None:
                 replay = self._replay(client_order_id)
                 if replay is not None:
@@ -943,12 +943,12 @@ class MotherAI:
     # --- records --------------------------------------------------------------------------------
 
     def _insert(self, decision: Decision, raw_votes: list[tuple[str, Prediction]]) -> None:
-        with write_transaction(self.sessions) as session:
+        with transaction(self.sessions) as session:
             session.add(_record(decision))
             self.tracker.record_predictions(raw_votes, decision.id, session=session)
 
     def _finalise(self, decision: Decision) -> None:
-        with write_transaction(self.sessions) as session:
+        with transaction(self.sessions) as session:
             session.execute(
                 update(DecisionRecord)
                 .where(DecisionRecord.id == decision.id)
@@ -1155,17 +1155,6 @@ def make_mother_ai(
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-_DECIDE_LOCKS: dict[str, threading.Lock] = {}
-_DECIDE_LOCKS_GUARD = threading.Lock()
-
-
-def _decide_lock(sessions: sessionmaker[Session]) -> threading.Lock:
-    """One lock per database, shared by every MotherAI object of this process."""
-    bind = sessions.kw.get("bind")
-    key = bind.url.render_as_string(hide_password=True) if bind is not None else f"factory-{id(sessions)}"
-    with _DECIDE_LOCKS_GUARD:
-        return _DECIDE_LOCKS.setdefault(key, threading.Lock())
 
 
 def _normalise_symbols(symbols: Sequence[str] | None) -> list[str] | None:

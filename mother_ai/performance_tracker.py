@@ -36,20 +36,20 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from agents.generic_agent import Prediction
 from backtester.market_data import MarketData
 from db.models import EquitySnapshot, PredictionRecord
+from db.storage import transaction
 from mother_ai.trade_executer import Portfolio
 from utils.errors import AppError
 from utils.intervals import interval_ms, is_closed, next_open_time
@@ -236,7 +236,7 @@ class PerformanceTracker:
         if session is not None:
             session.add_all(rows)
             return
-        with write_transaction(self.sessions) as own:
+        with transaction(self.sessions) as own:
             own.add_all(rows)
 
     def resolve(self, now_ms: int | None = None) -> ResolveReport:
@@ -290,7 +290,7 @@ class PerformanceTracker:
                     }
                 )
         if updates:
-            with write_transaction(self.sessions) as session:
+            with transaction(self.sessions) as session:
                 # Bulk UPDATE by primary key; resolving the same row twice writes the same values.
                 session.execute(update(PredictionRecord), updates)
         if updates or errors:
@@ -397,7 +397,7 @@ class PerformanceTracker:
 
     def snapshot(self, portfolio: Portfolio, when: datetime | None = None) -> None:
         """Store one point of the equity curve."""
-        with write_transaction(self.sessions) as session:
+        with transaction(self.sessions) as session:
             session.add(
                 EquitySnapshot(
                     mode=portfolio.mode,
@@ -481,14 +481,3 @@ def plain(value: Decimal) -> str:
     """A decimal as a plain string without exponent or trailing zeros ("10000", "999.94")."""
     text_value = format(value.normalize(), "f") if value != 0 else "0"
     return "0" if text_value == "-0" else text_value
-
-
-@contextmanager
-def write_transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
-    """One write transaction. On SQLite it takes the write lock up front (BEGIN IMMEDIATE): a
-    deferred transaction that reads and then writes fails at once with "database is locked" when
-    another connection (e.g. the executor's) committed in between; an immediate one waits instead."""
-    with sessions() as session, session.begin():
-        if session.get_bind().dialect.name == "sqlite":
-            session.execute(text("BEGIN IMMEDIATE"))
-        yield session

@@ -46,7 +46,6 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-import threading
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -54,7 +53,7 @@ from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_UP, Decimal, InvalidOperation
 from typing import Any, Literal, Protocol, TypeVar
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -68,6 +67,7 @@ from db.models import (
     TradingPosition,
     utcnow,
 )
+from db.storage import process_lock, transaction
 from mother_ai.trade_log import TradeLog
 from utils.binance_api import BinanceExchange
 from utils.errors import AppError, Conflict, ExchangeUnavailable, InvalidInput
@@ -925,25 +925,13 @@ def list_orders(
 
 # --- helpers --------------------------------------------------------------------------------------
 
-_WRITE_LOCKS: dict[str, threading.Lock] = {}
-_WRITE_LOCKS_GUARD = threading.Lock()
-
-
-def _writer_lock(sessions: sessionmaker[Session]) -> threading.Lock:
-    bind = sessions.kw.get("bind")
-    key = bind.url.render_as_string(hide_password=True) if bind is not None else f"factory-{id(sessions)}"
-    with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(key, threading.Lock())
-
 
 def _run_write(sessions: sessionmaker[Session], work: Callable[[Session], T], attempts: int = 3) -> T:
     """Run `work` in one write transaction (see the module docstring for why it looks like this).
     A UNIQUE violation means another process won a race; `work` re-reads and answers from it."""
     for attempt in range(1, attempts + 1):
         try:
-            with _writer_lock(sessions), sessions() as session, session.begin():
-                if session.get_bind().dialect.name == "sqlite":
-                    session.execute(text("BEGIN IMMEDIATE"))
+            with process_lock(sessions, "orders"), transaction(sessions) as session:
                 return work(session)
         except IntegrityError:
             if attempt == attempts:
