@@ -267,7 +267,14 @@ class MarketData:
                 buffer: list[np.ndarray] = []
                 cursor = lo
                 try:
+                    covered_to = hi
                     for page in self.exchange.iter_klines(symbol, interval, lo, hi):
+                        if page.forming_from is not None:
+                            # Binance has not closed that candle yet: leave it (and what follows)
+                            # uncovered so the next request fetches it once it has.
+                            covered_to = min(covered_to, page.forming_from - 1)
+                        if not len(page.rows):
+                            continue
                         buffer.append(page.rows)
                         cursor = int(page.rows[-1, 0])
                         if sum(len(rows) for rows in buffer) >= _FLUSH_ROWS:
@@ -280,8 +287,9 @@ class MarketData:
                     if buffer:
                         self._flush(symbol, interval, buffer, lo, cursor)
                     raise
-                # The whole range is now covered: what the exchange did not return does not exist.
-                added += self._flush(symbol, interval, buffer, lo, hi)
+                # The range is now covered: what the exchange did not return does not exist.
+                if covered_to >= lo:
+                    added += self._flush(symbol, interval, buffer, lo, covered_to)
                 done += hi - lo + 1
         requests = self.exchange.request_count - requests_before
         stored = self.store.load("binance", symbol, interval, start_ms, end_ms)

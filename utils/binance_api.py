@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import numpy as np
@@ -87,12 +88,16 @@ class BinanceExchange:
                     "Binance returned klines in an unexpected shape.", code="exchange_bad_response"
                 )
             rows, close_times = _parse_klines(raw)
-            now = self._clock()
-            # The newest candle may still be forming: only closed candles are ever stored.
-            closed = rows[close_times < now]
-            if len(closed):
-                yield KlinePage(closed, self.used_weight)
-            if len(rows) < KLINES_PAGE or len(closed) < len(rows):
+            # The newest candle may still be forming: only closed candles are ever stored. "Now"
+            # is the earlier of our clock and Binance's (its Date header), so a local clock that
+            # runs ahead cannot make a forming candle look closed.
+            now = min(self._clock(), self._server_now_ms())
+            is_closed = close_times < now
+            closed = rows[is_closed]
+            forming = None if is_closed.all() else int(rows[int(np.argmin(is_closed)), 0])
+            if len(closed) or forming is not None:
+                yield KlinePage(closed, self.used_weight, forming)
+            if len(rows) < KLINES_PAGE or forming is not None:
                 return
             cursor = int(rows[-1, 0]) + step
 
@@ -184,6 +189,15 @@ class BinanceExchange:
                 )
                 self._sleep(wait)
                 attempt += 1
+
+    def _server_now_ms(self) -> int:
+        """Binance's time from the last response's Date header (whole seconds, so never ahead of
+        Binance); our own clock when there is none."""
+        headers = getattr(self._client.response, "headers", None) or {}
+        try:
+            return int(parsedate_to_datetime(headers["Date"]).timestamp() * 1000)
+        except (KeyError, TypeError, ValueError, IndexError):
+            return self._clock()
 
     def _read_weight(self, response: Any) -> None:
         headers = getattr(response, "headers", None) or {}

@@ -34,10 +34,15 @@ class SymbolFilters:
 @dataclass(frozen=True, slots=True)
 class KlinePage:
     """One page of closed candles: `rows` is an (n, 6) float64 array of
-    open_time, open, high, low, close, volume, ascending by open time."""
+    open_time, open, high, low, close, volume, ascending by open time.
+
+    `forming_from` is the open time of a candle the exchange returned that had not closed yet
+    (dropped from `rows`): nothing from that time on may be considered known.
+    """
 
     rows: np.ndarray
     used_weight: int | None
+    forming_from: int | None = None
 
 
 class Exchange(Protocol):

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus, urlsplit
@@ -1100,6 +1101,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silenced: per-request lines on stderr would drown pytest's output."""
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header tells the fake's own time (`now_ms`), as Binance's tells its clock."""
+        return formatdate(self.server.fake.now_ms / 1000 if timestamp is None else timestamp, usegmt=True)
 
     def _serve(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)

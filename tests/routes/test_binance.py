@@ -505,3 +505,22 @@ def test_invalid_queries_are_422_naming_the_field(client: TestClient, params: di
         assert "'1m'" in error["message"] and "'1M'" in error["message"], "the message lists what is allowed"
     if field == "symbol":
         assert "A-Z0-9" in error["message"]
+
+
+def test_a_local_clock_ahead_of_binance_never_stores_a_forming_candle(
+    tmp_path: Path, fake_binance: FakeBinance
+) -> None:
+    midnight = fake_binance.now_ms
+    fake_binance.now_ms = midnight + 10 * 60_000  # Binance: 00:10, the 00:00 candle is forming
+    clock = {"skew": 55 * 60_000}  # our clock says 01:05 and believes 00:00 has closed
+    settings = make_settings(tmp_path, offline=False, binance_api_url=fake_binance.url)
+    app = create_app(settings, clock=lambda: fake_binance.now_ms + clock["skew"])
+    with TestClient(app) as client:
+        first = candles(client, limit=5)
+        assert first["candles"][-1]["open_time"] == midnight - HOUR, "Binance's Date header wins"
+        assert midnight not in stored(client).tolist()
+        fake_binance.now_ms = midnight + HOUR + 5_000  # now it has closed at Binance too
+        clock["skew"] = 0
+        second = candles(client, limit=5)
+        assert second["candles"][-1]["open_time"] == midnight, "left uncovered, so fetched once closed"
+        assert second["source"] == "binance"
