@@ -19,10 +19,11 @@ import pandas as pd
 
 from utils.errors import InvalidInput
 from utils.intervals import INTERVALS, floor_open_time, interval_ms
+from utils.symbols import SYMBOL_BODY
 
 PLAIN_HEADER = ("timestamp", "open", "high", "low", "close", "volume")
 _FILE_NAME = re.compile(
-    r"^(?P<symbol>[A-Z0-9]{5,20})-(?P<interval>" + "|".join(INTERVALS) + r")(?:-.*)?\.csv$"
+    r"^(?P<symbol>" + SYMBOL_BODY + r")-(?P<interval>" + "|".join(INTERVALS) + r")(?:-.*)?\.csv$"
 )
 
 

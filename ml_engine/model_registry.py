@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.models import ModelVersion
 from db.storage import transaction
 from utils.errors import Conflict, NotFound
+from utils.symbols import is_symbol
 
-_SYMBOL = re.compile(r"^[A-Z0-9]{5,20}$")
 _VERSION = re.compile(r"^[0-9]{8}T[0-9]{6}[0-9]{6}Z$")
 
 
@@ -44,7 +44,7 @@ class SavedModel:
 
 
 def _check_symbol(symbol: str) -> None:
-    if not _SYMBOL.match(symbol):
+    if not is_symbol(symbol):
         raise ValueError(f"invalid symbol {symbol!r}")
 
 

@@ -84,7 +84,6 @@ from mother_ai.performance_tracker import AgentStats, PerformanceTracker
 from mother_ai.performance_tracker import plain as _plain
 from mother_ai.trade_executer import (
     CLIENT_ORDER_ID_PATTERN,
-    SYMBOL_PATTERN,
     Executor,
     KillSwitch,
     OrderRequest,
@@ -98,6 +97,7 @@ from mother_ai.trade_log import TradeLog
 from utils.errors import AppError, Conflict, InvalidInput, NotFound
 from utils.exchange import SymbolFilters
 from utils.settings import Settings
+from utils.symbols import is_symbol
 
 log = logging.getLogger(__name__)
 
@@ -1165,7 +1165,7 @@ def _normalise_symbols(symbols: Sequence[str] | None) -> list[str] | None:
     cleaned: list[str] = []
     for symbol in symbols:
         value = symbol.strip().upper() if isinstance(symbol, str) else ""
-        if not SYMBOL_PATTERN.fullmatch(value):
+        if not is_symbol(value):
             raise InvalidInput(
                 f"symbols: {str(symbol)[:30]!r} is not a symbol (5-20 capital letters or digits).",
                 details={"field": "symbols"},

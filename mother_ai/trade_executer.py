@@ -73,6 +73,7 @@ from utils.binance_api import BinanceExchange
 from utils.errors import AppError, Conflict, ExchangeUnavailable, InvalidInput
 from utils.exchange import SymbolFilters
 from utils.settings import Settings
+from utils.symbols import SYMBOL_PATTERN, is_symbol
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -82,7 +83,6 @@ Side = Literal["BUY", "SELL"]
 
 LIVE_TRADING_CONFIRM_PHRASE = "I understand real money is at risk"
 CLIENT_ORDER_ID_PATTERN = re.compile(r"^[a-zA-Z0-9-_]{1,36}$")  # Binance's newClientOrderId range
-SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{5,20}$")
 ASSET_STEP = Decimal("0.00000001")  # Binance keeps 8 decimals per asset
 
 # Binance's codes and words, so a paper rejection reads exactly like a live one.
@@ -119,8 +119,8 @@ class OrderRequest:
     def validated(self) -> OrderRequest:
         """A normalised copy with a client order id; InvalidInput naming the first bad field."""
         symbol = self.symbol.upper() if isinstance(self.symbol, str) else ""
-        if not SYMBOL_PATTERN.fullmatch(symbol):
-            raise _invalid("symbol", f"symbol must match {SYMBOL_PATTERN.pattern}.")
+        if not is_symbol(symbol):
+            raise _invalid("symbol", f"symbol must match {SYMBOL_PATTERN}.")
         side = self.side.upper() if isinstance(self.side, str) else ""
         if side not in ("BUY", "SELL"):
             raise _invalid("side", "side must be BUY or SELL.")
@@ -847,7 +847,7 @@ class BinanceExecutor:
                 equity += balance.amount
                 continue
             symbol = f"{balance.asset}{self.quote_asset}"
-            price = _price_or_none(self.market, symbol) if SYMBOL_PATTERN.fullmatch(symbol) else None
+            price = _price_or_none(self.market, symbol) if is_symbol(symbol) else None
             if price is None:
                 unpriced.append(balance.asset)
             else:

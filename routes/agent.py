@@ -13,10 +13,11 @@ from agents.generic_agent import AgentConfig
 from agents.service import AgentView
 from ml_engine.feature_extractor import FEATURE_SETS
 from routes.common import Ctx, Interval, JobOut, Symbol, error_responses, job_out
+from utils.symbols import SYMBOL_PATTERN
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
 
-SymbolPath = Annotated[str, Path(pattern=r"^[A-Z0-9]{5,20}$", examples=["BTCUSDT"])]
+SymbolPath = Annotated[str, Path(pattern=SYMBOL_PATTERN, examples=["BTCUSDT"])]
 VersionPath = Annotated[str, Path(pattern=r"^[0-9]{8}T[0-9]{12}Z$", examples=["20261127T120000000000Z"])]
 
 

@@ -25,8 +25,8 @@ from utils.errors import AppError, Conflict, InvalidInput, Unauthorized
 from utils.exchange import Clock
 from utils.jobs import JobRunner
 from utils.settings import Settings
+from utils.symbols import SYMBOL_PATTERN
 
-SYMBOL_PATTERN = r"^[A-Z0-9]{5,20}$"
 _YEAR_3000_MS = 32_503_680_000_000
 Interval = Literal[
     "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M"

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from mother_ai.trade_executer import list_orders
 from mother_ai.trade_log import export_trades_csv
 from routes.common import Ctx, error_responses, get_mother
+from utils.symbols import SYMBOL_PATTERN
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/mother-ai", tags=["mother ai"])
@@ -20,7 +21,7 @@ Mode = Literal["paper", "live"]
 
 
 class DecideBody(BaseModel):
-    symbols: list[Annotated[str, Field(pattern=r"^[A-Z0-9]{5,20}$")]] | None = Field(
+    symbols: list[Annotated[str, Field(pattern=SYMBOL_PATTERN)]] | None = Field(
         default=None, max_length=50, description="Default: every active agent's symbol."
     )
     execute: bool = Field(

@@ -54,6 +54,7 @@ from pydantic_core import PydanticCustomError
 from ml_engine.indicators import INDICATORS, IndicatorSpec
 from utils.errors import InvalidInput
 from utils.intervals import INTERVALS
+from utils.symbols import SYMBOL_PATTERN
 
 __all__ = [
     "CROSS_OPERATORS",
@@ -82,7 +83,6 @@ __all__ = [
 MAX_DEPTH = 32
 MAX_COMPARISONS = 256
 MAX_OFFSET = 100_000  # same bound as an indicator period: further back than any history we hold
-SYMBOL_PATTERN = r"^[A-Z0-9]{5,20}$"
 PRICE_FIELDS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 OPERATORS: tuple[str, ...] = ("<", "<=", ">", ">=", "crosses_above", "crosses_below")
 CROSS_OPERATORS: tuple[str, ...] = ("crosses_above", "crosses_below")

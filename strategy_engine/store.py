@@ -30,8 +30,8 @@ from db.models import StrategyRecord, StrategyVersion, utcnow
 from db.storage import transaction
 from strategy_engine.spec import StrategySpec
 from utils.errors import Conflict, InvalidInput, NotFound
+from utils.symbols import is_symbol
 
-_SYMBOL = re.compile(r"^[A-Z0-9]{5,20}$")
 _write_lock = threading.Lock()
 
 
@@ -66,7 +66,7 @@ class StrategyStore:
         self.root = root
 
     def path(self, symbol: str, slug: str) -> Path:
-        if not _SYMBOL.match(symbol) or slugify(slug) != slug:
+        if not is_symbol(symbol) or slugify(slug) != slug:
             raise InvalidInput("Invalid symbol or slug.")
         path = (self.root / symbol / f"{slug}.json").resolve()
         if self.root.resolve() not in path.parents:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -12,6 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from utils.intervals import INTERVALS, is_interval
+from utils.symbols import is_symbol
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BINANCE_API_URL = "https://api.binance.com/api"
@@ -163,7 +163,7 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_symbols(cls, value: list[str]) -> list[str]:
         for symbol in value:
-            if not re.fullmatch(r"^[A-Z0-9]{5,20}$", symbol):
+            if not is_symbol(symbol):
                 raise ValueError(f"{symbol!r} is not a symbol (5-20 capital letters or digits)")
         return list(dict.fromkeys(value))
 
