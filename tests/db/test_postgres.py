@@ -47,3 +47,29 @@ def test_app_runs_on_postgres(pg_url: str, tmp_path: Path) -> None:
         job = client.get(f"/api/jobs/{'e' * 32}", headers=AUTH).json()
         assert (job["status"], job["progress"], job["params"]) == ("failed", 0.5, {"a": 1})
         assert job["created_at"].endswith(("Z", "+00:00"))
+
+
+def test_paper_orders_on_postgres_fill_once_and_balance(pg_url: str, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from decimal import Decimal
+
+    from mother_ai.trade_executer import OrderRequest, PaperExecutor, list_orders
+
+    settings = make_settings(tmp_path, database_url=pg_url)
+    with TestClient(create_app(settings)) as client:
+        ctx = client.app.state.ctx  # type: ignore[attr-defined]
+        executor = PaperExecutor(settings, ctx.sessions, ctx.market)
+        initial = executor.portfolio().balances["USDT"]
+
+        def buy(i: int) -> str:
+            # Ids repeat in pairs: each pair must fill once between them.
+            return executor.submit(
+                OrderRequest("BTCUSDT", "BUY", quote_amount=Decimal(50), client_order_id=f"pg-{i // 2}")
+            ).client_order_id
+
+        with ThreadPoolExecutor(8) as pool:
+            ids = list(pool.map(buy, range(16)))
+        orders, total = list_orders(ctx.sessions, "paper", limit=100)
+        assert total == 8 == len(set(ids))
+        spent = sum((o.quote_quantity + o.fee for o in orders), Decimal(0))
+        assert executor.portfolio().balances["USDT"] == initial - spent
