@@ -71,20 +71,6 @@ class Candles:
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame({name: self.column(name) for name in COLUMNS})
 
-    @classmethod
-    def from_frame(cls, frame: pd.DataFrame, symbol: str, interval: str, source: str) -> Candles:
-        return cls(
-            symbol,
-            interval,
-            frame["open_time"].to_numpy(dtype=np.int64),
-            frame["open"].to_numpy(dtype=np.float64),
-            frame["high"].to_numpy(dtype=np.float64),
-            frame["low"].to_numpy(dtype=np.float64),
-            frame["close"].to_numpy(dtype=np.float64),
-            frame["volume"].to_numpy(dtype=np.float64),
-            source,
-        )
-
 
 # --- the candle store ------------------------------------------------------------------------------
 #
@@ -195,15 +181,6 @@ class CandleStore:
         new_meta = meta_update(dict(meta)) if meta_update else meta
         self._write(partition, symbol, interval, combined, new_meta)
         return added
-
-    def write_meta(self, partition: str, symbol: str, interval: str, meta: dict[str, Any]) -> None:
-        table, _ = self._read(partition, symbol, interval)
-        rows = (
-            np.column_stack([table.column(name).to_numpy() for name in COLUMNS])
-            if table.num_rows
-            else (np.empty((0, 6)))
-        )
-        self._write(partition, symbol, interval, rows, meta)
 
     def _read(self, partition: str, symbol: str, interval: str) -> tuple[pa.Table, dict[str, Any]]:
         path = self.path(partition, symbol, interval)
