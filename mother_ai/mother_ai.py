@@ -81,7 +81,6 @@ from backtester.market_data import MarketData
 from db.models import DecisionRecord, RiskDay
 from db.storage import process_lock, transaction
 from mother_ai.performance_tracker import AgentStats, PerformanceTracker
-from mother_ai.performance_tracker import plain as _plain
 from mother_ai.trade_executer import (
     CLIENT_ORDER_ID_PATTERN,
     Executor,
@@ -91,7 +90,9 @@ from mother_ai.trade_executer import (
     Portfolio,
     PositionView,
     get_order,
+    jsonable,
     make_executor,
+    plain,
 )
 from mother_ai.trade_log import TradeLog
 from utils.errors import AppError, Conflict, InvalidInput, NotFound
@@ -732,8 +733,8 @@ class MotherAI:
             expected_return=expected,
             round_trip_cost=self.round_trip_cost,
             edge=expected - self.round_trip_cost,
-            held_quantity=_plain(position.quantity if position else Decimal(0)),
-            held_value=_plain(held_value),
+            held_quantity=plain(position.quantity if position else Decimal(0)),
+            held_value=plain(held_value),
             held_fraction=book.fraction(held_value),
         )
 
@@ -752,9 +753,9 @@ class MotherAI:
             symbol=edge.symbol,
             side="sell",
             score=-edge.expected_return - self.exit_cost,
-            size_quote=_plain(position.market_value),
+            size_quote=plain(position.market_value),
             size_fraction=book.fraction(position.market_value),
-            quantity=_plain(position.quantity),
+            quantity=plain(position.quantity),
             checks=[check],
             passed=True,
         )
@@ -785,8 +786,8 @@ class MotherAI:
                 book.fraction(used),
                 limit,
                 f"{what}: {book.fraction(used):.2%} of equity (limit {limit:.2%}); room left "
-                f"{_plain(amount.quantize(AMOUNT_STEP, ROUND_DOWN))} {book.quote_asset}"
-                + ("" if passed else f", below the minimum order of {_plain(min_notional)}")
+                f"{plain(amount.quantize(AMOUNT_STEP, ROUND_DOWN))} {book.quote_asset}"
+                + ("" if passed else f", below the minimum order of {plain(min_notional)}")
                 + ".",
             )
 
@@ -847,26 +848,26 @@ class MotherAI:
             RiskCheck(
                 "cash",
                 cash_room > 0 and cash_room >= min_notional,
-                _plain(book.cash),
-                _plain(min_notional),
-                f"{_plain(book.cash)} {book.quote_asset} available; "
-                f"{_plain(cash_room.quantize(AMOUNT_STEP, ROUND_DOWN))} can be spent after the fee.",
+                plain(book.cash),
+                plain(min_notional),
+                f"{plain(book.cash)} {book.quote_asset} available; "
+                f"{plain(cash_room.quantize(AMOUNT_STEP, ROUND_DOWN))} can be spent after the fee.",
             ),
             RiskCheck(
                 "min_order_size",
                 size > 0 and size >= min_notional,
-                _plain(size),
-                _plain(min_notional),
-                f"Size {_plain(size)} {book.quote_asset} = equity × {s.risk_max_position_fraction} × "
+                plain(size),
+                plain(min_notional),
+                f"Size {plain(size)} {book.quote_asset} = equity × {s.risk_max_position_fraction} × "
                 f"confidence {edge.confidence:.3f}, capped by the limits and cash; the exchange's minimum "
-                f"is {_plain(min_notional)}.",
+                f"is {plain(min_notional)}.",
             ),
         ]
         return Candidate(
             symbol=edge.symbol,
             side="buy",
             score=edge.edge,
-            size_quote=_plain(size),
+            size_quote=plain(size),
             size_fraction=book.fraction(size),
             quantity=None,
             checks=checks,
@@ -924,8 +925,8 @@ class MotherAI:
         filled = order.filled
         note = (
             f" Executed as {order.mode} order {order.client_order_id}: {order.status}, "
-            f"{_plain(order.executed_quantity)} {order.symbol} at "
-            f"{_plain(order.price) if order.price else '-'}, fee {_plain(order.fee)}."
+            f"{plain(order.executed_quantity)} {order.symbol} at "
+            f"{plain(order.price) if order.price else '-'}, fee {plain(order.fee)}."
             if filled
             else f" The {order.mode} order {order.client_order_id} was {order.status}"
             + (f": {order.reject_reason}" if order.reject_reason else "")
@@ -1058,16 +1059,16 @@ class MotherAI:
             "mode": portfolio.mode,
             "epoch": portfolio.epoch,
             "quote_asset": portfolio.quote_asset,
-            "equity": _plain(portfolio.equity),
-            "cash": _plain(book.cash),
-            "exposure": _plain(book.exposure),
+            "equity": plain(portfolio.equity),
+            "cash": plain(book.cash),
+            "exposure": plain(book.exposure),
             "exposure_fraction": book.fraction(book.exposure),
             "open_positions": [
-                {"symbol": p.symbol, "quantity": _plain(p.quantity), "value": _plain(p.market_value)}
+                {"symbol": p.symbol, "quantity": plain(p.quantity), "value": plain(p.market_value)}
                 for p in book.positions.values()
             ],
-            "realised_pnl": _plain(portfolio.realised_pnl),
-            "unrealised_pnl": _plain(portfolio.unrealised_pnl),
+            "realised_pnl": plain(portfolio.realised_pnl),
+            "unrealised_pnl": plain(portfolio.unrealised_pnl),
             "stale": portfolio.stale,
         }
 
@@ -1259,12 +1260,4 @@ def _dec(value: float) -> Decimal:
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return _plain(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    return value
+    return jsonable(value, plain)

@@ -50,7 +50,7 @@ from agents.generic_agent import Prediction
 from backtester.market_data import MarketData
 from db.models import EquitySnapshot, PredictionRecord
 from db.storage import transaction
-from mother_ai.trade_executer import Portfolio
+from mother_ai.trade_executer import Portfolio, plain
 from utils.errors import AppError
 from utils.intervals import interval_ms, is_closed, next_open_time
 
@@ -475,9 +475,3 @@ def _stats(agent: str, rows: list[Any], unresolved: int) -> AgentStats:
         follow_pnl_mean=sum(follows) / len(follows) if follows else None,
         last_resolved_as_of=int(rows[0].as_of) if rows else None,
     )
-
-
-def plain(value: Decimal) -> str:
-    """A decimal as a plain string without exponent or trailing zeros ("10000", "999.94")."""
-    text_value = format(value.normalize(), "f") if value != 0 else "0"
-    return "0" if text_value == "-0" else text_value

@@ -184,7 +184,7 @@ class OrderResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: decimals as exact strings, times as ISO-8601."""
-        return {key: _jsonable(value) for key, value in asdict(self).items()}
+        return {key: jsonable(value) for key, value in asdict(self).items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +229,7 @@ class Portfolio:
     as_of: datetime = field(default_factory=utcnow)
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -651,8 +651,8 @@ class BinanceExecutor:
                 # The cap limits new risk; an exit must always be possible, whatever it is worth.
                 local = Rejection(
                     None,
-                    f"Estimated notional {_plain((quantity * estimate).quantize(ASSET_STEP))} "
-                    f"{filters.quote_asset} exceeds LIVE_MAX_ORDER_NOTIONAL ({_plain(self.max_notional)}).",
+                    f"Estimated notional {plain((quantity * estimate).quantize(ASSET_STEP))} "
+                    f"{filters.quote_asset} exceeds LIVE_MAX_ORDER_NOTIONAL ({plain(self.max_notional)}).",
                 )
 
         pending = _run_write(
@@ -668,7 +668,7 @@ class BinanceExecutor:
             "symbol": request.symbol,
             "side": request.side,
             "type": "MARKET",
-            "quantity": _plain(quantity),  # a decimal string: str(float) could send "1e-05"
+            "quantity": plain(quantity),  # a decimal string: str(float) could send "1e-05"
             "newClientOrderId": request.client_order_id,
         }
         try:
@@ -732,8 +732,8 @@ class BinanceExecutor:
             if quantity > held:
                 local = Rejection(
                     None,
-                    f"Sell quantity {_plain(quantity)} exceeds the {filters.base_asset} position opened by "
-                    f"this backend ({_plain(held)}).",
+                    f"Sell quantity {plain(quantity)} exceeds the {filters.base_asset} position opened by "
+                    f"this backend ({plain(held)}).",
                 )
         if local is not None:
             row.status, row.reject_code, row.reject_reason = REJECTED, local.code, local.reason
@@ -1156,7 +1156,7 @@ def _after_order(result: OrderResult, trade_log: TradeLog | None) -> None:
         result.mode,
         result.client_order_id,
         result.side,
-        _plain(result.executed_quantity or result.requested_quantity or Decimal(0)),
+        plain(result.executed_quantity or result.requested_quantity or Decimal(0)),
         result.symbol,
         result.status,
         f" ({result.reject_reason})" if result.reject_reason else "",
@@ -1198,8 +1198,9 @@ def _price_decimal(price: float) -> Decimal:
     return Decimal(str(price))
 
 
-def _plain(value: Decimal) -> str:
-    """A decimal string without exponent or trailing zeros: what Binance accepts."""
+def plain(value: Decimal) -> str:
+    """A decimal string without exponent or trailing zeros ("10000", "999.94"): what Binance accepts
+    and how decisions print amounts."""
     text_value = format(value.normalize(), "f")
     return text_value if text_value != "-0" else "0"
 
@@ -1213,13 +1214,15 @@ def _invalid(name: str, message: str) -> InvalidInput:
     return InvalidInput(message, details={"field": name})
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any, decimal_text: Callable[[Decimal], str] = lambda d: format(d, "f")) -> Any:
+    """`value` with Decimals as exact strings (fixed-point by default) and datetimes as ISO-8601,
+    through nested dicts and lists: ready for a JSON response."""
     if isinstance(value, Decimal):
-        return format(value, "f")
+        return decimal_text(value)
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
+        return {key: jsonable(item, decimal_text) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
+        return [jsonable(item, decimal_text) for item in value]
     return value
