@@ -8,13 +8,21 @@ Rules:
 - Provenance is never mixed: one answer comes from one partition, in this order of preference:
   "binance" (fetched; reported as "binance" when this request fetched new candles, else "cache"),
   "file" (imported CSVs), then "sample" (generated, synthetic).
+- A symbol's exchange rules (`symbol_filters`) come from the `symbols` table while the stored row
+  is fresh: fetched from Binance less than `SYMBOL_FILTERS_MAX_AGE_MS` (24 h) ago by the injected
+  clock (the row's `updated_at`). An unknown, old or sample-only row is refreshed from Binance on
+  demand; a symbol Binance does not list is not asked about again for `SYMBOL_MISS_RETRY_MS` (1 h),
+  and after a failed refresh Binance is left alone for `SYMBOL_FAILURE_RETRY_MS` (1 min), serving
+  the stored row (even an old one) meanwhile. Offline, only the table is read.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +34,7 @@ from backtester.data import Candles, CandleStore, Gap, find_gaps
 from backtester.sample_data import PROFILES, SAMPLE_INTERVAL, generate
 from db import storage
 from db.models import Job
-from utils.errors import Conflict, DataUnavailable, ExchangeUnavailable, InvalidInput, NotFound
+from utils.errors import AppError, Conflict, DataUnavailable, ExchangeUnavailable, InvalidInput, NotFound
 from utils.exchange import Clock, Exchange, SymbolFilters
 from utils.intervals import INTERVALS, floor_open_time, interval_ms, next_open_time
 from utils.jobs import JobRunner
@@ -41,6 +49,9 @@ SAMPLE_FILTERS: tuple[SymbolFilters, ...] = (
     SymbolFilters("BTCUSDT", "TRADING", "BTC", "USDT", "0.01", "0.00001", "0.00001", "9000", "5"),
     SymbolFilters("ETHUSDT", "TRADING", "ETH", "USDT", "0.01", "0.0001", "0.0001", "9000", "5"),
 )
+SYMBOL_FILTERS_MAX_AGE_MS = 24 * 3_600_000  # stored exchange rules older than this are refreshed
+SYMBOL_MISS_RETRY_MS = 3_600_000  # a symbol Binance does not list is asked about again after this
+SYMBOL_FAILURE_RETRY_MS = 60_000  # after a failed refresh, Binance is not asked again before this
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +112,20 @@ class MarketData:
         sessions: sessionmaker[Session],
         clock: Clock,
         data_dir: Path,
+        *,
+        symbol_max_age_ms: int = SYMBOL_FILTERS_MAX_AGE_MS,
     ) -> None:
         self.store = store
         self.exchange = exchange  # None when OFFLINE
         self.sessions = sessions
         self.clock = clock
         self.data_dir = data_dir
+        self.symbol_max_age_ms = symbol_max_age_ms
+        # Freshness of stored rows is their `updated_at` column; what no row can record is kept
+        # here, in memory: when Binance last said a symbol does not exist, and the last failure.
+        self._symbols_lock = threading.Lock()  # one refresh at a time (scheduler and requests)
+        self._symbol_missed_at: dict[str, int] = {}
+        self._symbols_failed_at: int | None = None
 
     # --- candles ------------------------------------------------------------------------------
 
@@ -373,7 +392,11 @@ class MarketData:
         known = {row.symbol for row in storage.list_symbols(self.sessions)}
         missing = [f for f in SAMPLE_FILTERS if f.symbol not in known]
         if missing:
-            storage.upsert_symbols(self.sessions, [_symbol_row(f, "sample") for f in missing])
+            storage.upsert_symbols(
+                self.sessions,
+                [_symbol_row(f, "sample") for f in missing],
+                updated_at=_datetime_of(self.clock()),
+            )
 
     # --- prices and symbols -------------------------------------------------------------------
 
@@ -419,8 +442,8 @@ class MarketData:
     def symbols(self) -> SymbolsAnswer:
         if self.exchange is not None:
             try:
-                fresh = self.exchange.symbols()
-                storage.upsert_symbols(self.sessions, [_symbol_row(f, "binance") for f in fresh])
+                with self._symbols_lock:
+                    fresh = self._fetch_symbols(self.exchange)
                 return SymbolsAnswer(fresh, "binance", False)
             except ExchangeUnavailable:
                 log.warning("Binance unreachable; serving stored symbols")
@@ -430,8 +453,67 @@ class MarketData:
         return SymbolsAnswer(stored, source, self.exchange is not None)
 
     def symbol_filters(self, symbol: str) -> SymbolFilters | None:
+        """The symbol's exchange rules: stored while fresh, else refreshed from Binance (see the
+        module docstring). Never raises for an unreachable Binance; None means "not tradable here"
+        (unknown to Binance, or unknown to the store while Binance cannot be asked)."""
         row = storage.get_symbol(self.sessions, symbol)
-        return _filters_of(row) if row else None
+        exchange = self.exchange
+        if exchange is None or self._is_fresh(row, self.clock()):
+            return _filters_of(row) if row else None
+        with self._symbols_lock:
+            now = self.clock()
+            row = storage.get_symbol(self.sessions, symbol)  # another thread may have refreshed it
+            if self._is_fresh(row, now):
+                return _filters_of(row) if row else None
+            missed_at = self._symbol_missed_at.get(symbol)
+            if missed_at is not None and 0 <= now - missed_at < SYMBOL_MISS_RETRY_MS:
+                return None
+            failed_at = self._symbols_failed_at
+            if failed_at is not None and 0 <= now - failed_at < SYMBOL_FAILURE_RETRY_MS:
+                return _filters_of(row) if row else None
+            try:
+                # python-binance's get_exchange_info takes no symbol (get_symbol_info downloads
+                # the full list too), so this is one exchangeInfo call that refreshes every symbol.
+                fresh = self._fetch_symbols(exchange)
+            except NotFound:  # -1121: Binance does not know the symbol
+                self._symbols_failed_at = None
+                self._symbol_missed_at[symbol] = now
+                return None
+            except AppError as exc:
+                if self._symbols_failed_at is None:  # once per outage, not once per call
+                    log.warning(
+                        "could not refresh the exchange rules of %s from Binance (%s); %s",
+                        symbol,
+                        exc.message,
+                        "using the stored ones" if row else "it is not tradable until Binance answers",
+                    )
+                self._symbols_failed_at = now
+                return _filters_of(row) if row else None
+            found = next((f for f in fresh if f.symbol == symbol), None)
+            if found is None:
+                self._symbol_missed_at[symbol] = now
+            return found
+
+    def _fetch_symbols(self, exchange: Exchange) -> list[SymbolFilters]:
+        """Every symbol's rules from the exchange, stored with the clock's time (caller holds the lock)."""
+        fresh = exchange.symbols()
+        now = self.clock()
+        storage.upsert_symbols(
+            self.sessions, [_symbol_row(f, "binance") for f in fresh], updated_at=_datetime_of(now)
+        )
+        self._symbols_failed_at = None
+        listed = {f.symbol for f in fresh}
+        for symbol in [s for s in self._symbol_missed_at if s in listed]:
+            del self._symbol_missed_at[symbol]
+        return fresh
+
+    def _is_fresh(self, row: Any, now: int) -> bool:
+        """A row fetched from Binance less than the maximum age ago (a row stamped in the future,
+        by another clock, is not trusted to be fresh)."""
+        if row is None or row.source != "binance":
+            return False
+        age = now - _epoch_ms(row.updated_at)
+        return 0 <= age < self.symbol_max_age_ms
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -489,6 +571,17 @@ def _symbol_row(f: SymbolFilters, source: str) -> dict[str, Any]:
         "min_notional": f.min_notional,
         "source": source,
     }
+
+
+def _datetime_of(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _epoch_ms(value: datetime) -> int:
+    """Milliseconds since the epoch; a naive datetime (SQLite drops the offset) is UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return round(value.timestamp() * 1000)
 
 
 def _filters_of(row: Any) -> SymbolFilters:

@@ -135,11 +135,18 @@ def fail_interrupted_jobs(factory: sessionmaker[Session], now: datetime | None =
 # --- symbols --------------------------------------------------------------------------------------
 
 
-def upsert_symbols(factory: sessionmaker[Session], symbols: Sequence[dict[str, Any]]) -> None:
-    """Insert or replace symbol rows (portable: merge by primary key, no dialect-specific upsert)."""
+def upsert_symbols(
+    factory: sessionmaker[Session], symbols: Sequence[dict[str, Any]], *, updated_at: datetime | None = None
+) -> None:
+    """Insert or replace symbol rows (portable: merge by primary key, no dialect-specific upsert).
+
+    `updated_at` records when the rows were fetched (default: now by the wall clock); callers with
+    an injected clock pass its time so freshness checks use the same clock.
+    """
+    stamp = updated_at or utcnow()
     with transaction(factory) as session:
         for row in symbols:
-            session.merge(SymbolInfo(**row, updated_at=utcnow()))
+            session.merge(SymbolInfo(**row, updated_at=stamp))
 
 
 def list_symbols(factory: sessionmaker[Session]) -> Sequence[SymbolInfo]:
