@@ -23,7 +23,7 @@ One prediction is recorded per decision it voted in, so 50 decisions on one clos
 it 50 times. Every statistic counts a prediction once, keyed by (agent, model_version, as_of,
 horizon), over the agent's ``SKILL_WINDOW`` most recent resolved predictions (markets change;
 old skill should fade). ``calibration`` is the Brier-optimal shrink factor of the agent's
-probabilities (see ``mother_ai.mother_ai`` for how it becomes a weight).
+probabilities (``mother_ai.weighting`` has the formula and how it becomes a weight).
 
 Portfolio
 ``snapshot(portfolio)`` stores the equity, realised and unrealised pnl at a moment; the equity
@@ -50,13 +50,13 @@ from agents.generic_agent import Prediction
 from backtester.market_data import MarketData
 from db.models import EquitySnapshot, PredictionRecord
 from db.storage import transaction
-from mother_ai.trade_executer import Portfolio, plain
+from mother_ai.orders import Portfolio, plain
+from mother_ai.weighting import SKILL_WINDOW, calibration_of
 from utils.errors import AppError
 from utils.intervals import interval_ms, is_closed, next_open_time
 
 log = logging.getLogger(__name__)
 
-SKILL_WINDOW = 500  # most recent distinct resolved predictions per agent that count
 MAX_BARS_PER_LOAD = 5000  # candles loaded at once while resolving one series
 
 
@@ -448,16 +448,7 @@ def _stats(agent: str, rows: list[Any], unresolved: int) -> AgentStats:
     hits = sum(1 for r in directional if r.hit)
     briers = [float(r.brier) for r in rows if r.brier is not None]
     brier = sum(briers) / len(briers) if briers else None
-    numerator = denominator = 0.0
-    calibration_n = 0
-    for r in rows:
-        d = float(r.prob_up) - 0.5
-        if d == 0 or r.realised_return is None:
-            continue
-        y = 1.0 if r.realised_return > 0 else 0.0
-        numerator += d * (y - 0.5)
-        denominator += d * d
-        calibration_n += 1
+    skill = calibration_of((float(r.prob_up), r.realised_return) for r in rows)
     follows = [float(r.follow_pnl) for r in rows if r.action == "buy" and r.follow_pnl is not None]
     return AgentStats(
         agent=agent,
@@ -468,8 +459,8 @@ def _stats(agent: str, rows: list[Any], unresolved: int) -> AgentStats:
         hit_rate=hits / len(directional) if directional else None,
         brier=brier,
         brier_skill=None if brier is None else 1.0 - brier / 0.25,
-        calibration=numerator / denominator if denominator > 0 else None,
-        calibration_n=calibration_n,
+        calibration=skill.calibration,
+        calibration_n=skill.calibration_n,
         follow_trades=len(follows),
         follow_pnl=sum(follows),
         follow_pnl_mean=sum(follows) / len(follows) if follows else None,

@@ -87,6 +87,15 @@ class Settings(BaseSettings):
     live_max_order_notional: float = Field(
         default=100.0, gt=0, description="Largest estimated notional (quote asset) of one live order."
     )
+    live_fee_rate: float = Field(
+        default=0.001,
+        ge=0,
+        lt=0.1,
+        description="Your Binance taker fee as a fraction of the notional: the cost live edges are judged by.",
+    )
+    live_slippage_bps: float = Field(
+        default=5.0, ge=0, le=1000, description="Slippage live edges allow for, in basis points per side."
+    )
     live_quote_asset: str = Field(
         default="USDT", pattern=r"^[A-Z0-9]{2,10}$", description="The asset live equity is reported in."
     )

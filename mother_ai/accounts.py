@@ -1,0 +1,280 @@
+"""Account records in the database: the write transaction every order runs in, the locked account,
+balance and position rows of one mode, orders by client order id, and positions marked at current prices.
+
+Why ``run_write`` looks the way it does: an in-process lock per database serialises this process's writers
+(threads queue on a lock instead of spinning on SQLite's busy handler); on SQLite the transaction starts
+with ``BEGIN IMMEDIATE`` (``db.storage.transaction``), taking the write lock up front. On PostgreSQL the
+mode's account row is read with ``SELECT ... FOR UPDATE`` first, serialising writers of one mode across
+processes, and the balance and position rows are locked the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import TypeVar
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from backtester.market_data import MarketData
+from db.models import TradeOrder, TradingAccount, TradingBalance, TradingPosition, utcnow
+from db.storage import process_lock, transaction
+from mother_ai.fills import ASSET_STEP
+from mother_ai.orders import (
+    PENDING,
+    OrderRequest,
+    OrderResult,
+    PositionView,
+    check_mode,
+    plain,
+    price_decimal,
+)
+from mother_ai.trade_log import TradeLog
+from utils.errors import AppError
+from utils.exchange import SymbolFilters
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def get_order(sessions: sessionmaker[Session], mode: str, client_order_id: str) -> OrderResult | None:
+    check_mode(mode)
+    with sessions() as session:
+        row = find_order(session, mode, client_order_id)
+        return order_result(row) if row is not None else None
+
+
+def list_orders(
+    sessions: sessionmaker[Session],
+    mode: str,
+    *,
+    limit: int = 100,
+    offset: int = 0,
+    symbol: str | None = None,
+    epoch: int | None = None,
+) -> tuple[list[OrderResult], int]:
+    """Orders of one mode, newest first, and how many match in total."""
+    check_mode(mode)
+    conditions = [TradeOrder.mode == mode]
+    if symbol is not None:
+        conditions.append(TradeOrder.symbol == symbol)
+    if epoch is not None:
+        conditions.append(TradeOrder.epoch == epoch)
+    with sessions() as session:
+        rows = session.scalars(
+            select(TradeOrder).where(*conditions).order_by(TradeOrder.id.desc()).limit(limit).offset(offset)
+        ).all()
+        total = session.scalar(select(func.count()).select_from(TradeOrder).where(*conditions)) or 0
+        return [order_result(row) for row in rows], int(total)
+
+
+def run_write(sessions: sessionmaker[Session], work: Callable[[Session], T], attempts: int = 3) -> T:
+    """Run `work` in one write transaction (see the module docstring for why it looks like this).
+    A UNIQUE violation means another process won a race; `work` re-reads and answers from it."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with process_lock(sessions, "orders"), transaction(sessions) as session:
+                return work(session)
+        except IntegrityError:
+            if attempt == attempts:
+                raise
+            log.info("write conflicted with a concurrent writer; retrying (attempt %d)", attempt)
+    raise AssertionError("unreachable")
+
+
+def lock_account(session: Session, mode: str, quote_asset: str, initial: Decimal | None) -> TradingAccount:
+    account = session.get(TradingAccount, mode, with_for_update=True)
+    if account is None:
+        account = TradingAccount(
+            mode=mode,
+            quote_asset=quote_asset,
+            initial_balance=initial or Decimal(0),
+            epoch=1,
+            created_at=utcnow(),
+        )
+        session.add(account)
+        if mode == "paper" and initial:
+            session.add(TradingBalance(mode=mode, asset=quote_asset, amount=initial, updated_at=utcnow()))
+        session.flush()
+    return account
+
+
+def lock_balances(session: Session, mode: str, assets: Iterable[str]) -> dict[str, TradingBalance]:
+    wanted = list(dict.fromkeys(assets))
+    rows = session.scalars(
+        select(TradingBalance)
+        .where(TradingBalance.mode == mode, TradingBalance.asset.in_(wanted))
+        .with_for_update()
+    ).all()
+    found = {row.asset: row for row in rows}
+    for asset in wanted:
+        if asset not in found:
+            # Not added to the session yet: a rejected order must not leave empty balance rows.
+            found[asset] = TradingBalance(mode=mode, asset=asset, amount=Decimal(0), updated_at=utcnow())
+    return found
+
+
+def lock_position(session: Session, mode: str, filters: SymbolFilters) -> TradingPosition:
+    position = session.get(TradingPosition, (mode, filters.symbol), with_for_update=True)
+    if position is None:
+        zero = Decimal(0)
+        position = TradingPosition(
+            mode=mode,
+            symbol=filters.symbol,
+            base_asset=filters.base_asset,
+            quote_asset=filters.quote_asset,
+            quantity=zero,
+            cost_basis=zero,
+            avg_entry_price=zero,
+            realised_pnl=zero,
+        )
+        session.add(position)
+    return position
+
+
+def balance_rows(session: Session, mode: str) -> list[TradingBalance]:
+    return list(
+        session.scalars(
+            select(TradingBalance).where(TradingBalance.mode == mode).order_by(TradingBalance.asset)
+        )
+    )
+
+
+def position_rows(session: Session, mode: str) -> list[TradingPosition]:
+    return list(
+        session.scalars(
+            select(TradingPosition).where(TradingPosition.mode == mode).order_by(TradingPosition.symbol)
+        )
+    )
+
+
+def mark_position(market: MarketData, position: TradingPosition) -> PositionView:
+    mark: Decimal | None = None
+    source: str | None = None
+    stale = False
+    if position.quantity > 0:
+        priced = price_or_none(market, position.symbol)
+        if priced is None:
+            stale = True
+        else:
+            mark, source, stale = priced
+    value = (position.quantity * mark).quantize(ASSET_STEP) if mark is not None else position.cost_basis
+    return PositionView(
+        symbol=position.symbol,
+        base_asset=position.base_asset,
+        quote_asset=position.quote_asset,
+        quantity=position.quantity,
+        avg_entry_price=position.avg_entry_price,
+        cost_basis=position.cost_basis,
+        realised_pnl=position.realised_pnl,
+        mark_price=mark,
+        market_value=value,
+        unrealised_pnl=value - position.cost_basis,
+        price_source=source,
+        stale=stale,
+    )
+
+
+def price_or_none(market: MarketData, symbol: str) -> tuple[Decimal, str, bool] | None:
+    try:
+        answer = market.price(symbol)
+    except AppError:
+        return None
+    return price_decimal(answer.price), answer.source, answer.stale
+
+
+def filters_for(market: MarketData, symbol: str) -> SymbolFilters | None:
+    filters = market.symbol_filters(symbol)
+    if filters is None and market.exchange is not None:
+        try:
+            market.symbols()  # refreshes the stored filters from Binance
+        except AppError:
+            return None
+        filters = market.symbol_filters(symbol)
+    return filters
+
+
+def find_order(session: Session, mode: str, client_order_id: str) -> TradeOrder | None:
+    return session.scalar(
+        select(TradeOrder).where(TradeOrder.mode == mode, TradeOrder.client_order_id == client_order_id)
+    )
+
+
+def delete_order(session: Session, order_id: int) -> None:
+    session.execute(delete(TradeOrder).where(TradeOrder.id == order_id, TradeOrder.status == PENDING))
+
+
+def order_row(mode: str, request: OrderRequest, epoch: int) -> TradeOrder:
+    now = utcnow()
+    zero = Decimal(0)
+    return TradeOrder(
+        mode=mode,
+        client_order_id=request.client_order_id,
+        symbol=request.symbol,
+        side=request.side,
+        type="MARKET",
+        status=PENDING,
+        requested_quantity=request.quantity,
+        requested_quote_amount=request.quote_amount,
+        executed_quantity=zero,
+        quote_quantity=zero,
+        fee=zero,
+        realised_pnl=zero,
+        decision_id=request.decision_id,
+        epoch=epoch,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def order_result(row: TradeOrder, replayed: bool = False) -> OrderResult:
+    return OrderResult(
+        id=row.id,
+        mode=row.mode,  # type: ignore[arg-type]
+        client_order_id=row.client_order_id,
+        symbol=row.symbol,
+        side=row.side,  # type: ignore[arg-type]
+        type=row.type,
+        status=row.status,
+        requested_quantity=row.requested_quantity,
+        requested_quote_amount=row.requested_quote_amount,
+        executed_quantity=row.executed_quantity,
+        price=row.price,
+        quote_quantity=row.quote_quantity,
+        fee=row.fee,
+        fee_asset=row.fee_asset,
+        realised_pnl=row.realised_pnl,
+        reference_price=row.reference_price,
+        price_source=row.price_source,
+        reject_code=row.reject_code,
+        reject_reason=row.reject_reason,
+        exchange_order_id=row.exchange_order_id,
+        decision_id=row.decision_id,
+        epoch=row.epoch,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        replayed=replayed,
+    )
+
+
+def after_order(result: OrderResult, trade_log: TradeLog | None) -> None:
+    log.info(
+        "%s order %s: %s %s %s -> %s%s",
+        result.mode,
+        result.client_order_id,
+        result.side,
+        plain(result.executed_quantity or result.requested_quantity or Decimal(0)),
+        result.symbol,
+        result.status,
+        f" ({result.reject_reason})" if result.reject_reason else "",
+    )
+    if trade_log is not None:
+        try:
+            trade_log.append_trade(result)
+        except OSError:
+            # The database row is the record; a full disk must not undo or hide a filled order.
+            log.exception("could not append order %s to the trade log", result.client_order_id)
+

@@ -1,0 +1,416 @@
+"""Live trading on Binance: the conditions that enable it and ``BinanceExecutor``, which places real orders.
+
+It exists only with TRADING_MODE=live, Binance keys, and LIVE_TRADING_CONFIRM equal to
+``LIVE_TRADING_CONFIRM_PHRASE``. Every order is validated with POST /api/v3/order/test, then placed once
+with ``newClientOrderId``; entries above LIVE_MAX_ORDER_NOTIONAL are refused before any order request.
+Live orders are written as PENDING *before* Binance is called, so only the one caller that inserted that
+row ever sends the order. An order placement is never retried: after a timeout or 5xx Binance may or may
+not have it, so it is recorded as UNKNOWN for a human to check.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import replace
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from backtester.market_data import MarketData
+from db.models import TradeOrder, TradingAccount, TradingBalance, TradingControl, TradingPosition, utcnow
+from mother_ai.accounts import (
+    after_order,
+    balance_rows,
+    delete_order,
+    filters_for,
+    find_order,
+    get_order,
+    lock_account,
+    lock_position,
+    mark_position,
+    order_result,
+    order_row,
+    position_rows,
+    price_or_none,
+    run_write,
+)
+from mother_ai.fills import (
+    ASSET_STEP,
+    CODE_FILTER_FAILURE,
+    CODE_INVALID_SYMBOL,
+    MSG_DUPLICATE_ORDER,
+    MSG_INVALID_SYMBOL,
+    Rejection,
+    apply_fill_to_position,
+    floor_to_step,
+)
+from mother_ai.kill_switch import CONTROL_ROW, KillSwitch, ensure_not_halted, halt_state
+from mother_ai.orders import (
+    PENDING,
+    REJECTED,
+    UNKNOWN,
+    HaltState,
+    Mode,
+    OrderRequest,
+    OrderResult,
+    Portfolio,
+    plain,
+    price_decimal,
+)
+from mother_ai.trade_log import TradeLog
+from utils.binance_api import BinanceExchange
+from utils.errors import AppError, Conflict, ExchangeUnavailable
+from utils.exchange import SymbolFilters
+from utils.settings import Settings
+from utils.symbols import is_symbol
+
+log = logging.getLogger(__name__)
+
+LIVE_TRADING_CONFIRM_PHRASE = "I understand real money is at risk"
+
+
+def live_trading_problems(settings: Settings) -> list[tuple[str, str]]:
+    """Every unmet condition for live trading as (code, message); empty means enabled.
+    Messages name settings, never their values."""
+    problems: list[tuple[str, str]] = []
+    if settings.trading_mode != "live":
+        problems.append(("trading_mode", "TRADING_MODE is not 'live'."))
+    if settings.offline:
+        problems.append(("offline", "OFFLINE=true: Binance is never called."))
+    for name, secret in (
+        ("BINANCE_API_KEY", settings.binance_api_key),
+        ("BINANCE_API_SECRET", settings.binance_api_secret),
+    ):
+        if secret is None or not secret.get_secret_value().strip():
+            problems.append((name.lower(), f"{name} is not set."))
+    confirm = settings.live_trading_confirm
+    if confirm is None or not confirm.get_secret_value().strip():
+        problems.append(
+            (
+                "live_trading_confirm",
+                f"LIVE_TRADING_CONFIRM is not set; set it to '{LIVE_TRADING_CONFIRM_PHRASE}'.",
+            )
+        )
+    elif not hmac.compare_digest(
+        confirm.get_secret_value().strip().encode(), LIVE_TRADING_CONFIRM_PHRASE.encode()
+    ):
+        problems.append(
+            (
+                "live_trading_confirm",
+                f"LIVE_TRADING_CONFIRM does not match the required phrase '{LIVE_TRADING_CONFIRM_PHRASE}'.",
+            )
+        )
+    return problems
+
+
+def require_live_trading(settings: Settings) -> None:
+    """Conflict (code live_trading_disabled) naming every unmet condition for live trading."""
+    problems = live_trading_problems(settings)
+    if problems:
+        raise Conflict(
+            "Live trading is not enabled: " + " ".join(message for _, message in problems),
+            code="live_trading_disabled",
+            details={"missing": [code for code, _ in problems]},
+        )
+
+
+class BinanceExecutor:
+    """Real Binance spot orders (MARKET, by quantity), recorded with mode "live"."""
+
+    mode: Mode = "live"
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        market: MarketData,
+        *,
+        exchange: BinanceExchange | None = None,
+        trade_log: TradeLog | None = None,
+        kill_switch: KillSwitch | None = None,
+    ) -> None:
+        require_live_trading(settings)
+        assert settings.binance_api_key is not None and settings.binance_api_secret is not None
+        self.sessions = sessions
+        self.market = market
+        self.trade_log = trade_log
+        self.kill_switch = kill_switch or KillSwitch(sessions)
+        self.quote_asset = settings.live_quote_asset
+        self.max_notional = Decimal(str(settings.live_max_order_notional))
+        # Its own signed client: the market-data adapter may have been built without keys.
+        self.exchange = exchange or BinanceExchange(
+            api_url=settings.effective_binance_url,
+            api_key=settings.binance_api_key.get_secret_value(),
+            api_secret=settings.binance_api_secret.get_secret_value(),
+            timeout_s=settings.binance_timeout_seconds,
+            max_retries=settings.binance_max_retries,
+            weight_limit=settings.binance_weight_limit,
+        )
+
+    def submit(self, order: OrderRequest) -> OrderResult:
+        request = order.validated()
+        assert request.client_order_id is not None
+        existing = get_order(self.sessions, "live", request.client_order_id)
+        if existing is not None:
+            return replace(existing, replayed=True)  # never sent to Binance twice
+        self.kill_switch.check()
+        filters = filters_for(self.market, request.symbol)
+        estimate: Decimal | None = None
+        source: str | None = None
+        quantity = Decimal(0)
+        local: Rejection | None = None
+        if filters is None:
+            local = Rejection(CODE_INVALID_SYMBOL, MSG_INVALID_SYMBOL)
+        else:
+            answer = self.market.price(request.symbol)
+            if answer.stale or answer.source != "binance":
+                raise ExchangeUnavailable(
+                    f"No live {request.symbol} price from Binance to check the order against; "
+                    "nothing was sent."
+                )
+            estimate, source = price_decimal(answer.price), answer.source
+            raw = request.quantity if request.quantity is not None else (request.quote_amount or 0) / estimate
+            quantity = floor_to_step(raw, Decimal(filters.step_size))
+            if quantity <= 0:
+                local = Rejection(CODE_FILTER_FAILURE, "Filter failure: LOT_SIZE")
+            elif request.side == "BUY" and quantity * estimate > self.max_notional:
+                # The cap limits new risk; an exit must always be possible, whatever it is worth.
+                local = Rejection(
+                    None,
+                    f"Estimated notional {plain((quantity * estimate).quantize(ASSET_STEP))} "
+                    f"{filters.quote_asset} exceeds LIVE_MAX_ORDER_NOTIONAL ({plain(self.max_notional)}).",
+                )
+
+        pending = run_write(
+            self.sessions,
+            lambda s: self._record_pending(s, request, filters, quantity, estimate, source, local),
+        )
+        if pending.replayed or pending.status != PENDING:
+            if not pending.replayed:
+                after_order(pending, self.trade_log)
+            return pending
+        assert filters is not None
+        params = {
+            "symbol": request.symbol,
+            "side": request.side,
+            "type": "MARKET",
+            "quantity": plain(quantity),  # a decimal string: str(float) could send "1e-05"
+            "newClientOrderId": request.client_order_id,
+        }
+        try:
+            self.exchange.create_test_order(**params)
+        except Exception as exc:
+            rejection = _binance_rejection(exc)
+            if rejection is None:
+                # Could not even validate: nothing was placed, so forget the attempt; the same
+                # client order id may be submitted again.
+                run_write(self.sessions, lambda s: delete_order(s, pending.id))
+                raise
+            return self._finish(pending.id, filters, rejection=rejection)
+        try:
+            response = self.exchange.create_order(**params, newOrderRespType="FULL")
+        except Exception as exc:  # whatever happened, the PENDING row must not stay pending
+            rejection = _binance_rejection(exc)
+            if rejection is not None and rejection.reason != MSG_DUPLICATE_ORDER:
+                return self._finish(pending.id, filters, rejection=rejection)
+            # No answer, a garbled one, or Binance already has this id: the order may exist.
+            what = exc.message if isinstance(exc, AppError) else type(exc).__name__
+            reason = (
+                f"Binance's answer did not confirm the order ({what}); it may or may not exist. "
+                f"Check clientOrderId {request.client_order_id} on Binance before trading this symbol again."
+            )
+            return self._finish(pending.id, filters, unknown=reason)
+        return self._finish(pending.id, filters, response=response)
+
+    def _record_pending(
+        self,
+        session: Session,
+        request: OrderRequest,
+        filters: SymbolFilters | None,
+        quantity: Decimal,
+        estimate: Decimal | None,
+        source: str | None,
+        local: Rejection | None,
+    ) -> OrderResult:
+        assert request.client_order_id is not None
+        duplicate = find_order(session, "live", request.client_order_id)
+        if duplicate is not None:
+            return order_result(duplicate, replayed=True)
+        ensure_not_halted(session)
+        account = lock_account(session, "live", self.quote_asset, None)
+        row = order_row("live", request, account.epoch)
+        row.reference_price = estimate.quantize(ASSET_STEP) if estimate is not None else None
+        row.price_source = source
+        if local is None and request.side == "SELL" and filters is not None:
+            # Long-only: sell only what this backend bought, never the rest of the account.
+            position = session.get(TradingPosition, ("live", request.symbol), with_for_update=True)
+            held = position.quantity if position is not None else Decimal(0)
+            # Sells still in flight have not reduced the position yet; count them as sold.
+            in_flight = session.scalars(
+                select(TradeOrder.requested_quantity).where(
+                    TradeOrder.mode == "live",
+                    TradeOrder.symbol == request.symbol,
+                    TradeOrder.side == "SELL",
+                    TradeOrder.status == PENDING,
+                )
+            ).all()
+            held -= sum((q for q in in_flight if q is not None), Decimal(0))
+            if quantity > held:
+                local = Rejection(
+                    None,
+                    f"Sell quantity {plain(quantity)} exceeds the {filters.base_asset} position opened by "
+                    f"this backend ({plain(held)}).",
+                )
+        if local is not None:
+            row.status, row.reject_code, row.reject_reason = REJECTED, local.code, local.reason
+        else:
+            row.status = PENDING
+        session.add(row)
+        session.flush()
+        return order_result(row)
+
+    def _finish(
+        self,
+        order_id: int,
+        filters: SymbolFilters,
+        *,
+        rejection: Rejection | None = None,
+        unknown: str | None = None,
+        response: dict[str, Any] | None = None,
+    ) -> OrderResult:
+        def work(session: Session) -> OrderResult:
+            lock_account(session, "live", self.quote_asset, None)
+            row = session.get(TradeOrder, order_id, with_for_update=True)
+            assert row is not None and row.mode == "live"
+            row.updated_at = utcnow()
+            if rejection is not None:
+                row.status, row.reject_code, row.reject_reason = REJECTED, rejection.code, rejection.reason
+            elif unknown is not None:
+                row.status, row.reject_reason = UNKNOWN, unknown
+            elif response is not None:
+                self._apply_response(session, row, filters, response)
+            session.flush()
+            return order_result(row)
+
+        result = run_write(self.sessions, work)
+        after_order(result, self.trade_log)
+        return result
+
+    def _apply_response(
+        self, session: Session, row: TradeOrder, filters: SymbolFilters, response: dict[str, Any]
+    ) -> None:
+        try:
+            executed = Decimal(str(response["executedQty"]))
+            quote = Decimal(str(response["cummulativeQuoteQty"]))
+            fees: dict[str, Decimal] = {}
+            for fill in response.get("fills") or []:
+                asset = str(fill["commissionAsset"])
+                fees[asset] = fees.get(asset, Decimal(0)) + Decimal(str(fill["commission"]))
+            status = str(response["status"])
+            exchange_id = str(response["orderId"])
+        except (KeyError, TypeError, ValueError, InvalidOperation):
+            row.status = UNKNOWN
+            row.reject_reason = (
+                "Binance accepted the order but its answer could not be read; check it on Binance."
+            )
+            return
+        row.status, row.exchange_order_id = status, exchange_id
+        row.executed_quantity, row.quote_quantity = executed, quote
+        row.price = (quote / executed).quantize(ASSET_STEP) if executed > 0 else None
+        if fees:
+            # Binance charges the asset received (base on a buy, quote on a sell) or BNB.
+            row.fee_asset = max(
+                fees, key=lambda asset: (asset in (filters.base_asset, filters.quote_asset), fees[asset])
+            )
+            row.fee = fees[row.fee_asset]
+        if executed > 0:
+            position = lock_position(session, "live", filters)
+            row.realised_pnl = apply_fill_to_position(
+                position,
+                row.side,
+                executed,
+                quote,
+                fees.get(filters.quote_asset, Decimal(0)),
+                fees.get(filters.base_asset, Decimal(0)),
+            )
+
+    def portfolio(self) -> Portfolio:
+        """The Binance account (refreshed now; the last snapshot, `stale`, when unreachable) valued
+        in LIVE_QUOTE_ASSET, and the positions this backend opened, marked at current prices."""
+        stale = False
+        try:
+            account = self.exchange.get_account()
+            fresh = {
+                str(b["asset"]): Decimal(str(b["free"])) + Decimal(str(b["locked"]))
+                for b in account["balances"]
+            }
+            snapshot = {asset: amount for asset, amount in fresh.items() if amount != 0}
+        except (ExchangeUnavailable, KeyError, TypeError, ValueError, InvalidOperation):
+            log.warning("Binance account unavailable; serving the last live balance snapshot")
+            stale, snapshot = True, None
+
+        def work(
+            session: Session,
+        ) -> tuple[TradingAccount, list[TradingBalance], list[TradingPosition], HaltState]:
+            account_row = lock_account(session, "live", self.quote_asset, None)
+            if snapshot is not None:
+                session.execute(delete(TradingBalance).where(TradingBalance.mode == "live"))
+                now = utcnow()
+                session.add_all(
+                    TradingBalance(mode="live", asset=asset, amount=amount, updated_at=now)
+                    for asset, amount in snapshot.items()
+                )
+                session.flush()
+            balances = balance_rows(session, "live")
+            positions = position_rows(session, "live")
+            return account_row, balances, positions, halt_state(session.get(TradingControl, CONTROL_ROW))
+
+        account_row, balances, positions, halt = run_write(self.sessions, work)
+        views = [mark_position(self.market, position) for position in positions]
+        equity, unpriced = Decimal(0), []
+        for balance in balances:
+            if balance.asset == self.quote_asset:
+                equity += balance.amount
+                continue
+            symbol = f"{balance.asset}{self.quote_asset}"
+            price = price_or_none(self.market, symbol) if is_symbol(symbol) else None
+            if price is None:
+                unpriced.append(balance.asset)
+            else:
+                equity += (balance.amount * price[0]).quantize(ASSET_STEP)
+                stale = stale or price[2]
+        return Portfolio(
+            mode="live",
+            quote_asset=self.quote_asset,
+            balances={b.asset: b.amount for b in balances},
+            positions=views,
+            equity=equity,
+            realised_pnl=sum((v.realised_pnl for v in views), Decimal(0)),
+            unrealised_pnl=sum((v.unrealised_pnl for v in views), Decimal(0)),
+            initial_balance=None,
+            epoch=account_row.epoch,
+            halted=halt.halted,
+            stale=stale or any(v.stale for v in views if v.quantity > 0),
+            unpriced_assets=unpriced,
+        )
+
+    def reset(self) -> Portfolio:
+        raise Conflict(
+            "Reset is for the paper account only; live balances are your Binance account.",
+            code="live_reset_refused",
+        )
+
+
+def _binance_rejection(exc: Exception) -> Rejection | None:
+    """Binance's own code and message when it rejected the request, else None."""
+    if not isinstance(exc, AppError):
+        return None
+    details = exc.details if isinstance(exc.details, dict) else {}
+    code = details.get("binance_code")
+    if isinstance(code, int) and code < 0:
+        return Rejection(code, str(details.get("binance_message") or exc.message))
+    return None
+
