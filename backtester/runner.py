@@ -27,10 +27,13 @@ Stops (optional; fractions of the entry fill price)
   * Stop level ``entry_price * (1 - stop_loss)``; target ``entry_price * (1 + take_profit)``; trailing level
     ``peak * (1 - trailing_stop)`` where ``peak`` is the highest of the entry price and the highs of the
     bars completed since entry (the entry bar's high counts from the next bar on). A bar's own high never
-    moves the level it is tested against: inside one bar we cannot know whether the high came before the low.
+    moves the level it is tested against, the entry bar's included: inside one bar we cannot know whether the
+    high came before the low.
     With both stop_loss and trailing_stop, the higher level is the live stop; its exit_reason is
     "trailing_stop" when the trailing level is strictly higher, else "stop_loss".
-  * Checked on every bar after the entry bar (the entry bar itself is not checked), in this order:
+  * Live from the entry bar on: the entry fills at the entry bar's open, its first price, so the rest of that
+    bar (its high and low) can reach the levels, as it would a resting order placed with the entry. Checked
+    on every bar from the entry bar to the exit, in this order:
     1. open <= stop: fill at the open (the bar gapped through the stop);
     2. open >= target: fill at the open (the bar gapped through the target);
     3. low <= stop: fill at the stop;
@@ -38,6 +41,12 @@ Stops (optional; fractions of the entry fill price)
     The open is the only price whose time within the bar is known (first), so gaps are decided first; a
     bar that opens between the levels and touches both exits at the stop ("stop first"). Exit prices get
     slippage against the trader too.
+  * On the entry bar the open is the market price the entry filled at (the fill is ``open * (1 + s)``), so
+    rules 1 and 2 are not gaps there. Rule 2 never fires (a positive target is above the fill price). Rule 1
+    fires only when the slippage is at least the stop distance (about ``(1 + s) * (1 - stop_loss) >= 1``; the
+    same for the trailing level, whose peak is still the fill price): the stop is then at or above the market
+    price, and the position exits at that same open, at ``open * (1 - s)``. Without slippage the entry bar
+    exits only through rules 3 and 4.
   * An exit signal from bar t's close fills at bar t+1's open, before bar t+1's stop checks.
 
 End of data
@@ -355,7 +364,11 @@ def _simulate_stops_loop(
     trailing_stop: float,
     max_trades: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, bool]:
-    """Per-bar engine for stops (compiled by numba; NaN switches a stop off). Same rules as the module doc."""
+    """Per-bar engine for stops (compiled by numba; NaN switches a stop off). Same rules as the module doc.
+
+    Stops are tested on the entry bar too, right after the entry fills at its open; the trailing peak takes
+    a bar's high only after that bar's tests.
+    """
     n = close.shape[0]
     entry_bar = np.empty(max_trades, dtype=np.int64)
     exit_bar = np.empty(max_trades, dtype=np.int64)
@@ -383,40 +396,44 @@ def _simulate_stops_loop(
         if in_position and pending_exit:
             exiting = True
             exit_at = open_[t] * (1.0 - slip)
-        elif pending_entry:
-            price_in = open_[t] * (1.0 + slip)
-            budget = size * cash
-            qty = budget / (price_in * (1.0 + fee))
-            cash -= budget
-            peak = price_in
-            in_position = True
-            entry_bar[k] = t
-            entry_price[k] = price_in
-            quantity[k] = qty
-        elif in_position:
-            stop = -math.inf
-            why_stop = _STOP_LOSS
-            if has_sl:
-                stop = price_in * (1.0 - stop_loss)
-            if has_ts:
-                trail = peak * (1.0 - trailing_stop)
-                if trail > stop:
-                    stop = trail
-                    why_stop = _TRAILING_STOP
-            target = price_in * (1.0 + take_profit) if has_tp else math.inf
-            exiting = True
-            # The open is the bar's first price, so a gap decides before anything the range shows.
-            if open_[t] <= stop:
-                exit_at, why = open_[t], why_stop
-            elif open_[t] >= target:
-                exit_at, why = open_[t], _TAKE_PROFIT
-            elif low[t] <= stop:
-                exit_at, why = stop, why_stop
-            elif high[t] >= target:
-                exit_at, why = target, _TAKE_PROFIT
-            else:
-                exiting = False
-            exit_at *= 1.0 - slip
+        else:
+            if pending_entry:
+                price_in = open_[t] * (1.0 + slip)
+                budget = size * cash
+                qty = budget / (price_in * (1.0 + fee))
+                cash -= budget
+                peak = price_in
+                in_position = True
+                entry_bar[k] = t
+                entry_price[k] = price_in
+                quantity[k] = qty
+            if in_position:
+                # Live from the entry bar on: an entry fills at the open, so the rest of its bar counts.
+                stop = -math.inf
+                why_stop = _STOP_LOSS
+                if has_sl:
+                    stop = price_in * (1.0 - stop_loss)
+                if has_ts:
+                    trail = peak * (1.0 - trailing_stop)
+                    if trail > stop:
+                        stop = trail
+                        why_stop = _TRAILING_STOP
+                target = price_in * (1.0 + take_profit) if has_tp else math.inf
+                exiting = True
+                # The open is the bar's first price, so a gap decides before anything the range shows. On the
+                # entry bar the open is the fill price before slippage: at or below the stop only when the
+                # slippage is at least the stop distance, never at or above a target.
+                if open_[t] <= stop:
+                    exit_at, why = open_[t], why_stop
+                elif open_[t] >= target:
+                    exit_at, why = open_[t], _TAKE_PROFIT
+                elif low[t] <= stop:
+                    exit_at, why = stop, why_stop
+                elif high[t] >= target:
+                    exit_at, why = target, _TAKE_PROFIT
+                else:
+                    exiting = False
+                exit_at *= 1.0 - slip
         if exiting:
             cash += qty * exit_at * (1.0 - fee)
             exit_bar[k] = t

@@ -143,14 +143,76 @@ CASES: list[dict[str, Any]] = [
         trades=[(1, 100, 2, 111, "take_profit")],
         open=None,
     ),
+    # Stops are live from the entry bar on: the entry fills at bar 1's open, the rest of bar 1 counts.
     dict(
-        id="entry bar's own range is not checked",
+        id="stop loss inside the entry bar fills at the stop",
+        rows={1: (100, 101, 94, 97)},
+        entries=[0],
+        exits=[],
+        config=dict(stop_loss=0.05),
+        trades=[(1, 100, 1, 95, "stop_loss")],
+        open=None,
+    ),
+    dict(
+        id="take profit inside the entry bar fills at the target",
+        rows={1: (100, 112, 99, 111)},
+        entries=[0],
+        exits=[],
+        config=dict(take_profit=0.1),
+        trades=[(1, 100, 1, 110, "take_profit")],
+        open=None,
+    ),
+    dict(
+        id="stop and target in the entry bar: stop first",
         rows={1: (100, 120, 80, 100)},
         entries=[0],
         exits=[3],
         config=dict(stop_loss=0.05, take_profit=0.1),
-        trades=[(1, 100, 4, 100, "signal")],
+        trades=[(1, 100, 1, 95, "stop_loss")],
         open=None,
+    ),
+    dict(
+        id="stop in the entry bar then re-entry from that bar's signal",
+        rows={1: (100, 101, 94, 97)},
+        entries=[0, 1],
+        exits=[],
+        config=dict(stop_loss=0.05),
+        trades=[(1, 100, 1, 95, "stop_loss")],
+        open=(2, 100),
+    ),
+    dict(
+        id="trailing stop in the entry bar tests the entry-price level",
+        rows={1: (100, 110, 94, 100)},
+        entries=[0],
+        exits=[],
+        config=dict(trailing_stop=0.05),
+        trades=[(1, 100, 1, 95, "trailing_stop")],
+        open=None,
+    ),
+    dict(
+        id="entry bar's high moves the trailing level from the next bar on",
+        rows={1: (100, 110, 96, 100)},
+        entries=[0],
+        exits=[],
+        config=dict(trailing_stop=0.05),
+        trades=[(1, 100, 2, 100, "trailing_stop")],  # bar 2 opens at 100, below 110 * 0.95
+        open=None,
+    ),
+    dict(
+        id="slippage beyond the stop distance exits at the entry bar's open",
+        entries=[0],
+        exits=[],
+        config=dict(slippage_bps=600, stop_loss=0.05),  # fill 106, stop 100.7, above the open of 100
+        trades=[(1, 106, 1, 94, "stop_loss")],
+        open=None,
+    ),
+    dict(
+        id="slippage short of the stop distance: the entry bar's open is above the stop",
+        entries=[0],
+        exits=[],
+        config=dict(slippage_bps=400, stop_loss=0.05),  # fill 104, stop 98.8, below the open of 100
+        trades=[],
+        open=(1, 104),
     ),
     dict(
         id="signal exit at the open beats the stop in that bar",
@@ -436,8 +498,9 @@ def test_equity_stays_positive_and_consistent_with_trades() -> None:
     else:
         assert result.final_equity == pytest.approx(realised + result.open_trade.pnl, rel=1e-9)
     for trade in result.trades:
-        assert trade.exit_bar is not None and trade.exit_bar > trade.entry_bar
+        assert trade.exit_bar is not None and trade.exit_bar >= trade.entry_bar
         assert entries[trade.entry_bar - 1]
+    assert any(t.exit_bar == t.entry_bar for t in result.trades)  # stops are live on the entry bar
 
 
 @pytest.mark.parametrize(
