@@ -17,12 +17,13 @@ from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
+from threadpoolctl import threadpool_limits
 
 from backtester.data import Candles
 from ml_engine import model_registry
-from ml_engine.feature_extractor import FEATURE_SETS, FeatureConfig, extract_latest, tail_length
+from ml_engine.feature_extractor import FEATURE_SETS, FeatureConfig, extract, extract_latest, tail_length
 from ml_engine.labels import fee_dead_zone, make_labels
-from ml_engine.trainer import TrainConfig, TrainReport, predict_proba_up, top_features, train
+from ml_engine.trainer import TrainConfig, TrainReport, build_pipeline, predict_proba_up, top_features, train
 from utils.errors import Conflict, InvalidInput
 from utils.intervals import is_closed
 
@@ -115,6 +116,118 @@ class TrainedModel:
     report: TrainReport
 
 
+@dataclass(frozen=True, eq=False)
+class FittedModel:
+    """A fitted agent model before it is registered: the pipeline, what predicting needs (`meta`),
+    and the walk-forward report (None for a refit, which runs no new out-of-sample evaluation)."""
+
+    model: Any
+    meta: dict[str, Any]
+    report: TrainReport | None
+    interval: str
+    window_end_open_time: int  # open time of the last candle the model was fitted on
+
+    @property
+    def family(self) -> tuple[str, dict[str, Any]]:
+        return self.meta["family"], dict(self.meta["params"])
+
+
+def training_window(config: AgentConfig, closed: Candles) -> Candles:
+    """The candles a training at the end of `closed` uses: the latest `train_bars` of them.
+
+    The one window rule of live training, scheduled retraining and the replay."""
+    if len(closed) > config.train_bars:
+        return closed.slice(len(closed) - config.train_bars, len(closed))
+    return closed
+
+
+def fit_model(config: AgentConfig, candles: Candles, progress: Progress | None = None) -> FittedModel:
+    """Purged walk-forward training with candidate selection (``ml_engine.trainer.train``) on `candles`."""
+    try:
+        outcome = train(candles, config.features, config.train_config(), progress)
+    except ValueError as exc:
+        raise InvalidInput(f"Cannot train {config.symbol}: {exc}", code="training_failed") from None
+    report = outcome.report
+    meta = {
+        "features": outcome.feature_names,
+        "feature_config": report.feature_config,
+        "agent": config.to_dict(),
+        "training_range": [report.train_start_open_time, report.train_end_open_time],
+        "window_end_open_time": int(candles.open_time[-1]),
+        "data_source": candles.source,
+        "family": report.chosen,
+        "params": dict(report.chosen_params),
+        **_moves(candles, config.horizon),
+    }
+    return FittedModel(outcome.model, meta, report, candles.interval, int(candles.open_time[-1]))
+
+
+def refit_model(config: AgentConfig, candles: Candles, base: FittedModel) -> FittedModel:
+    """`base`'s model family and hyper-parameters refitted on `candles`, without a new search.
+
+    Every usable row (features and a full future, outside the fee dead zone) is fitted, exactly as the
+    final model of ``fit_model`` is; only the walk-forward evaluation and the selection are skipped."""
+    cfg = config.train_config()
+    frame = extract(candles, config.features)
+    labels = make_labels(candles.close, cfg.horizon, cfg.dead_zone, cfg.flat)
+    usable = labels.usable & np.isfinite(frame.X).all(axis=1)
+    usable[: frame.warmup] = False
+    rows = np.flatnonzero(usable)
+    family, params = base.family
+    if rows.shape[0] < cfg.min_train_rows or np.unique(labels.y[rows]).shape[0] < 2:
+        raise InvalidInput(
+            f"Cannot refit {config.symbol}: {rows.shape[0]} usable rows "
+            f"(need {cfg.min_train_rows}, and both classes).",
+            code="training_failed",
+        )
+    with threadpool_limits(limits=cfg.n_jobs):
+        model = build_pipeline(family, params, cfg.random_state, cfg.n_jobs).fit(
+            frame.X[rows], labels.y[rows]
+        )
+    if "n_jobs" in model.named_steps["model"].get_params():
+        model.set_params(model__n_jobs=1)
+    meta = {
+        **base.meta,
+        "training_range": [int(candles.open_time[rows[0]]), int(candles.open_time[rows[-1]])],
+        "window_end_open_time": int(candles.open_time[-1]),
+        "data_source": candles.source,
+        **_moves(candles, config.horizon),
+    }
+    return FittedModel(model, meta, None, candles.interval, int(candles.open_time[-1]))
+
+
+def _moves(candles: Candles, horizon: int) -> dict[str, float]:
+    """Mean forward return of the up and of the down moves: turns P(up) into an expected return."""
+    labels = make_labels(candles.close, horizon)
+    fwd = labels.fwd[labels.usable]
+    return {
+        "mean_up_return": float(fwd[fwd > 0].mean()) if (fwd > 0).any() else 0.0,
+        "mean_down_return": float(fwd[fwd <= 0].mean()) if (fwd <= 0).any() else 0.0,
+    }
+
+
+def expected_return(meta: dict[str, Any], p_up: float | np.ndarray) -> Any:
+    return p_up * meta.get("mean_up_return", 0.0) + (1 - p_up) * meta.get("mean_down_return", 0.0)
+
+
+def action_for(config: AgentConfig, p_up: float) -> Action:
+    if p_up > config.buy_threshold:
+        return "buy"
+    return "sell" if p_up < config.sell_threshold else "hold"
+
+
+def model_stale_reason(
+    config: AgentConfig, model_interval: str, data_interval: str, trained_at_ms: int, now_ms: int
+) -> str | None:
+    """Why a model must not vote now (another interval, or older than max_model_age_hours), or None."""
+    if model_interval != config.interval or model_interval != data_interval:
+        return f"model trained on {model_interval} candles, agent uses {config.interval}"
+    age_h = (now_ms - trained_at_ms) / 3_600_000
+    if age_h > config.max_model_age_hours:
+        return f"model is {age_h:.0f} h old (max {config.max_model_age_hours:.0f} h)"
+    return None
+
+
 class GenericAgent:
     """Trains and serves one symbol's model; the loaded model is cached per version."""
 
@@ -136,39 +249,19 @@ class GenericAgent:
 
     def train(self, candles: Candles, progress: Progress | None = None) -> TrainedModel:
         """Walk-forward train on the latest `train_bars` closed candles, then register the model."""
-        candles = self._closed(candles)
-        if len(candles) > self.config.train_bars:
-            candles = candles.slice(len(candles) - self.config.train_bars, len(candles))
-        try:
-            outcome = train(candles, self.config.features, self.config.train_config(), progress)
-        except ValueError as exc:
-            raise InvalidInput(f"Cannot train {self.config.symbol}: {exc}", code="training_failed") from None
-        labels = make_labels(candles.close, self.config.horizon)
-        fwd = labels.fwd[labels.usable]
-        moves = {
-            "mean_up_return": float(fwd[fwd > 0].mean()) if (fwd > 0).any() else 0.0,
-            "mean_down_return": float(fwd[fwd <= 0].mean()) if (fwd <= 0).any() else 0.0,
-        }
-        report = outcome.report
-        metadata = {
-            "features": outcome.feature_names,
-            "feature_config": report.feature_config,
-            "agent": self.config.to_dict(),
-            "training_range": [report.train_start_open_time, report.train_end_open_time],
-            "data_source": candles.source,
-            **moves,
-        }
+        fitted = fit_model(self.config, training_window(self.config, self._closed(candles)), progress)
+        report = fitted.report
         # What prediction depends on travels inside the checksummed artifact; the JSON beside it
         # (which also carries the full report) is for people and is never trusted.
         saved = model_registry.save_model(
             self.sessions,
             self.models_dir,
             self.config.symbol,
-            {"model": outcome.model, "meta": metadata},
-            interval=candles.interval,
+            {"model": fitted.model, "meta": fitted.meta},
+            interval=fitted.interval,
             horizon=self.config.horizon,
             metrics=report.metrics_dict(),
-            metadata={**metadata, "report": report.to_dict()},
+            metadata={**fitted.meta, "report": report.to_dict()},
             now=lambda: datetime.fromtimestamp(self.clock() / 1000, tz=UTC),
         )
         return TrainedModel(saved.version, report)
@@ -199,14 +292,8 @@ class GenericAgent:
                 code="not_enough_candles",
             )
         p_up = float(predict_proba_up(model, x)[0])
-        action: Action = (
-            "buy"
-            if p_up > self.config.buy_threshold
-            else "sell"
-            if p_up < self.config.sell_threshold
-            else "hold"
-        )
-        expected = p_up * meta.get("mean_up_return", 0.0) + (1 - p_up) * meta.get("mean_down_return", 0.0)
+        action = action_for(self.config, p_up)
+        expected = expected_return(meta, p_up)
         stale_reason = self._stale_reason(row, candles.interval)
         top = [
             {"name": c.name, "value": float(c.value), "contribution": float(c.contribution)}
@@ -234,12 +321,9 @@ class GenericAgent:
         return None if row is None else self._stale_reason(row, self.config.interval)
 
     def _stale_reason(self, row: Any, interval: str) -> str | None:
-        if row.interval != self.config.interval or row.interval != interval:
-            return f"model trained on {row.interval} candles, agent uses {self.config.interval}"
-        age_h = (self.clock() / 1000 - row.trained_at.timestamp()) / 3600
-        if age_h > self.config.max_model_age_hours:
-            return f"model is {age_h:.0f} h old (max {self.config.max_model_age_hours:.0f} h)"
-        return None
+        return model_stale_reason(
+            self.config, row.interval, interval, int(row.trained_at.timestamp() * 1000), self.clock()
+        )
 
     def _load(self, version: str) -> tuple[Any, Any, dict[str, Any]]:
         with self._lock:
