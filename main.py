@@ -33,7 +33,7 @@ from mother_ai.mother_ai import make_mother_ai
 from mother_ai.scheduler import DecisionScheduler
 from mother_ai.trade_executer import KillSwitch
 from mother_ai.trade_log import TradeLog
-from routes import agent, backtest, binance, mother_ai, strategy, system
+from routes import agent, backtest, binance, mother_ai, replay, strategy, system
 from routes.common import AppContext, require_api_key
 from strategy_engine.store import StrategyStore
 from utils.binance_api import BinanceExchange, wall_clock_ms
@@ -103,6 +103,7 @@ def create_app(
     app.include_router(agent.router, dependencies=authed)
     app.include_router(strategy.router, dependencies=authed)
     app.include_router(mother_ai.router, dependencies=authed)
+    app.include_router(replay.router, dependencies=authed)
     app.include_router(mother_ai.trading, dependencies=authed)
     _install_error_handlers(app)
     app.add_middleware(

@@ -87,6 +87,12 @@ class AgentService:
             )
         return row
 
+    def agent_config(self, symbol: str) -> AgentConfig | None:
+        """The stored configuration of `symbol`'s agent, or None when there is no such agent."""
+        with self.sessions() as session:
+            row = session.get(AgentRecord, symbol)
+        return None if row is None else AgentConfig.from_dict(row.config)
+
     def agent(self, symbol: str) -> GenericAgent:
         row = self.record(symbol)
         config = AgentConfig.from_dict(row.config)

@@ -400,6 +400,42 @@ class RiskDay(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ReplayRun(Base):
+    """One Mother AI replay: its request, summary (metrics, comparisons, retrains) and compressed series.
+
+    A replay never writes the trading tables; its results live here alone. `series` is zlib-compressed
+    JSON (equity, fills, per-voter predictions and weights); the decision payloads of its steps are in
+    `replay_chunks`, a few hundred steps per compressed row, so one page can be read without the rest."""
+
+    __tablename__ = "replays"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    symbols: Mapped[list[str]] = mapped_column(JSON)
+    interval: Mapped[str] = mapped_column(String(4))
+    start_time: Mapped[int] = mapped_column(BigInteger)
+    end_time: Mapped[int] = mapped_column(BigInteger)
+    n_steps: Mapped[int] = mapped_column(Integer)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    series: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ReplayChunk(Base):
+    """A compressed block of consecutive decision payloads of one replay."""
+
+    __tablename__ = "replay_chunks"
+
+    replay_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("replays.id", ondelete="CASCADE"), primary_key=True
+    )
+    chunk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_step: Mapped[int] = mapped_column(Integer)
+    n_steps: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 __all__ = [
     "TRADING_MODES",
     "AgentRecord",
@@ -411,6 +447,8 @@ __all__ = [
     "Job",
     "ModelVersion",
     "PredictionRecord",
+    "ReplayChunk",
+    "ReplayRun",
     "RiskDay",
     "StrategyRecord",
     "StrategyVersion",

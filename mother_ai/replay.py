@@ -271,9 +271,7 @@ def _decision_loop(
                 note = fill_note(order)
         if record:
             decisions.append(
-                _decision_payload(
-                    params, j, now, votes, ignored, policy, portfolio, book, state, order, note
-                )
+                _decision_payload(params, j, now, votes, ignored, policy, portfolio, book, state, order, note)
             )
     last = steps[-1]
     marks = {
@@ -367,13 +365,18 @@ def _comparisons(
         }
 
     alone = {}
+    curves: dict[str, np.ndarray] = {"mother_ai": main.equity}
     for series in voters:
         outcome = _decision_loop(
             params, inputs, timeline, steps, [series], weights="skill", record=False, stop=stop
         )
         alone[series.voter] = {**summary(outcome), "kind": series.kind}
+        curves[f"alone:{series.voter}"] = outcome.equity
     equal = _decision_loop(params, inputs, timeline, steps, voters, weights="equal", record=False, stop=stop)
-    holds = {s: _buy_and_hold(params, inputs.candles[s], timeline, steps, s) for s in sorted(params.symbols)}
+    curves["equal_weights"] = equal.equity
+    holds = {}
+    for s in sorted(params.symbols):
+        holds[s], curves[f"buy_and_hold:{s}"] = _buy_and_hold(params, inputs.candles[s], timeline, steps, s)
     best_alone = max(alone.items(), key=lambda kv: kv[1]["final_equity"], default=None)
     return {
         "mother_ai": summary(main),
@@ -386,18 +389,20 @@ def _comparisons(
         ),
         "beats_equal_weights": main.final_equity > equal.final_equity,
         "beats_buy_and_hold": {s: main.final_equity > h["final_equity"] for s, h in holds.items()},
+        "curves": curves,
     }
 
 
 def _buy_and_hold(
     params: ReplayParams, candles: Candles, timeline: Timeline, steps: np.ndarray, symbol: str
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], np.ndarray]:
     """All cash into `symbol` at the first decision's next open (slippage and fee), held to the end."""
     initial = float(params.initial_balance)
     rows = timeline.index[symbol][steps]
     first = int(rows[0]) + 1 if rows[0] >= 0 else 0
     if first >= len(candles):
-        return {"final_equity": initial, "total_return": 0.0, "max_drawdown": 0.0}
+        flat = np.full(steps.shape[0], initial)
+        return {"final_equity": initial, "total_return": 0.0, "max_drawdown": 0.0}, flat
     price = float(candles.open[first]) * (1 + params.costs.slippage)
     quantity = initial / (price * (1 + params.costs.fee_rate))
     close = np.asarray(candles.close, dtype=np.float64)
@@ -407,7 +412,7 @@ def _buy_and_hold(
         "final_equity": final,
         "total_return": final / initial - 1.0,
         "max_drawdown": _max_drawdown(curve, initial),
-    }
+    }, curve
 
 
 def _max_drawdown(equity: np.ndarray, initial: float) -> float:

@@ -12,7 +12,7 @@ import strategy_registry
 from backtester import service
 from backtester.runner import BacktestConfig
 from db.models import BacktestRun
-from routes.common import Ctx, Interval, Symbol, error_responses, parse_time
+from routes.common import Ctx, Interval, MetricsOut, Symbol, error_responses, parse_time
 from utils.errors import InvalidInput
 
 router = APIRouter(prefix="/api/backtest", tags=["backtest"])
@@ -93,24 +93,6 @@ class SweepBody(BacktestBody):
         examples=[{"fast": [5, 10, 20], "slow": [30, 50]}],
     )
     rank_by: Literal[service.RANK_METRICS] = Field(default="sharpe")  # type: ignore[valid-type]
-
-
-class MetricsOut(BaseModel):
-    total_return: float | None = Field(description="Final equity / initial capital - 1 (0.12 = 12%).")
-    cagr: float | None
-    sharpe: float | None = Field(description="Annualised from per-bar equity returns, 365-day calendar.")
-    sortino: float | None
-    max_drawdown: float | None = Field(description="Largest peak-to-trough fall, positive fraction.")
-    max_drawdown_duration: int | None = Field(description="Bars from a peak to the recovery (or the end).")
-    calmar: float | None
-    win_rate: float | None
-    profit_factor: float | None = Field(description="Gross profit / gross loss in quote currency.")
-    expectancy: float | None = Field(description="Mean pnl per closed trade, quote currency.")
-    avg_trade_return: float | None
-    n_trades: int = Field(description="Closed trades (an open position at the end is not counted).")
-    exposure: float | None = Field(description="Share of bars in a position.")
-    buy_and_hold_return: float | None
-    final_equity: float
 
 
 class TradeOut(BaseModel):

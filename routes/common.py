@@ -147,13 +147,35 @@ SymbolQuery = Annotated[
 IntervalQuery = Annotated[Interval, Query(description="One of Binance's kline intervals.", examples=["1h"])]
 
 
+# --- shared bodies ---------------------------------------------------------------------------------
+
+
+class MetricsOut(BaseModel):
+    total_return: float | None = Field(description="Final equity / initial capital - 1 (0.12 = 12%).")
+    cagr: float | None
+    sharpe: float | None = Field(description="Annualised from per-bar equity returns, 365-day calendar.")
+    sortino: float | None
+    max_drawdown: float | None = Field(description="Largest peak-to-trough fall, positive fraction.")
+    max_drawdown_duration: int | None = Field(description="Bars from a peak to the recovery (or the end).")
+    calmar: float | None
+    win_rate: float | None
+    profit_factor: float | None = Field(description="Gross profit / gross loss in quote currency.")
+    expectancy: float | None = Field(description="Mean pnl per closed trade, quote currency.")
+    avg_trade_return: float | None
+    n_trades: int = Field(description="Closed trades (an open position at the end is not counted).")
+    exposure: float | None = Field(description="Share of bars in a position.")
+    buy_and_hold_return: float | None
+    final_equity: float
+
+
+
 # --- jobs -----------------------------------------------------------------------------------------
 
 
 class JobOut(BaseModel):
     id: str
     kind: str = Field(examples=["sync"])
-    status: Literal["queued", "running", "done", "failed"]
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
     progress: float = Field(ge=0, le=1)
     message: str
     params: dict[str, Any] | None

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from db import storage
 from routes.common import Ctx, JobOut, error_responses, job_out, require_api_key
-from utils.errors import NotFound
+from utils.errors import Conflict, NotFound
 
 VERSION = "0.1.0"
 
@@ -70,3 +70,26 @@ def get_job(ctx: Ctx, job_id: Annotated[str, Field(max_length=64)]) -> JobOut:
     if job is None:
         raise NotFound(f"No job with id {job_id!r}.", code="job_not_found")
     return job_out(job)
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobOut,
+    summary="Cancel a queued or running job",
+    description="The job stops at its next checkpoint and ends as `cancelled`, leaving nothing half-written. "
+    "A job that already finished is answered as it is (409).",
+    responses=error_responses(401, 404, 409),
+)
+def cancel_job(ctx: Ctx, job_id: Annotated[str, Field(max_length=64)]) -> JobOut:
+    job = storage.get_job(ctx.sessions, job_id)
+    if job is None:
+        raise NotFound(f"No job with id {job_id!r}.", code="job_not_found")
+    if job.status not in ("queued", "running"):
+        raise Conflict(f"Job {job_id} has already ended ({job.status}).", code="job_finished")
+    if not ctx.jobs.cancel(job_id):
+        raise Conflict(
+            f"Job {job_id} is not running in this server process, so it cannot be cancelled here.",
+            code="job_not_here",
+        )
+    refreshed = storage.get_job(ctx.sessions, job_id)
+    return job_out(refreshed or job)

@@ -1,9 +1,11 @@
-"""Background jobs in the app's process: submit work, watch its progress in the database.
+"""Background jobs in the app's process: submit work, watch its progress in the database, cancel it.
 
-A job is a row (queued, running, done, failed) plus a function run on a small thread pool.
+A job is a row (queued, running, done, failed, cancelled) plus a function run on a small thread pool.
 The function receives a `report(progress, message)` callback; progress writes are throttled
-so a chatty job cannot flood the database. Jobs left unfinished by a previous process are
-marked failed at start-up (see `db.storage.fail_interrupted_jobs`).
+so a chatty job cannot flood the database. Every report is a checkpoint: after ``cancel(job_id)``
+the next one raises ``JobCancelled`` (``report.cancelled()`` asks without raising), the job ends as
+``cancelled`` and whatever it would have written at the end is never written. Jobs left unfinished
+by a previous process are marked failed at start-up (see `db.storage.fail_interrupted_jobs`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,31 @@ from utils.errors import AppError
 
 log = logging.getLogger(__name__)
 
-Report = Callable[[float, str], None]
-JobFn = Callable[[Report], dict[str, Any]]
 _MIN_WRITE_INTERVAL_S = 0.25
+
+
+class JobCancelled(Exception):
+    """Raised at a job's next checkpoint after it was cancelled."""
+
+
+class Report:
+    """The progress callback a job receives; also its cancellation checkpoint."""
+
+    def __init__(self, job_id: str, write: Callable[[float, str], None], cancel: threading.Event) -> None:
+        self.job_id = job_id
+        self._write = write
+        self._cancel = cancel
+
+    def __call__(self, progress: float, message: str) -> None:
+        if self._cancel.is_set():
+            raise JobCancelled()
+        self._write(progress, message)
+
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+
+JobFn = Callable[[Report], dict[str, Any]]
 
 
 class JobRunner:
@@ -34,10 +58,13 @@ class JobRunner:
         self._sessions = sessions
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="job")
         self._futures: dict[str, Future[None]] = {}
+        self._cancels: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
     def submit(self, kind: str, params: dict[str, Any], fn: JobFn) -> Job:
         job = storage.create_job(self._sessions, uuid.uuid4().hex, kind, params)
+        with self._lock:
+            self._cancels[job.id] = threading.Event()
         future = self._pool.submit(self._run, job.id, fn)
         with self._lock:
             self._futures[job.id] = future
@@ -51,18 +78,34 @@ class JobRunner:
         if future is not None:
             future.result(timeout=timeout)
 
+    def cancel(self, job_id: str) -> bool:
+        """Ask a queued or running job of this process to stop at its next checkpoint.
+        False when this process runs no such job (it finished, or never ran here)."""
+        with self._lock:
+            event = self._cancels.get(job_id)
+        if event is None:
+            return False
+        event.set()
+        return True
+
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _forget(self, job_id: str) -> None:
         with self._lock:
             self._futures.pop(job_id, None)
+            self._cancels.pop(job_id, None)
 
     def _run(self, job_id: str, fn: JobFn) -> None:
+        with self._lock:
+            cancel = self._cancels.setdefault(job_id, threading.Event())
+        if cancel.is_set():
+            self._cancelled(job_id)
+            return
         storage.update_job(self._sessions, job_id, status="running", started_at=utcnow(), message="running")
         last_write = 0.0
 
-        def report(progress: float, message: str) -> None:
+        def write(progress: float, message: str) -> None:
             nonlocal last_write
             now = time.monotonic()
             if now - last_write >= _MIN_WRITE_INTERVAL_S:
@@ -72,7 +115,10 @@ class JobRunner:
                 )
 
         try:
-            result = fn(report)
+            result = fn(Report(job_id, write, cancel))
+        except JobCancelled:
+            self._cancelled(job_id)
+            return
         except AppError as exc:
             storage.update_job(
                 self._sessions,
@@ -101,4 +147,10 @@ class JobRunner:
             message="done",
             result=result,
             finished_at=utcnow(),
+        )
+
+    def _cancelled(self, job_id: str) -> None:
+        log.info("job %s cancelled", job_id)
+        storage.update_job(
+            self._sessions, job_id, status="cancelled", message="cancelled", finished_at=utcnow()
         )
