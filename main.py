@@ -168,6 +168,7 @@ def _start(ctx: AppContext) -> None:
             clock=ctx.clock,
             trade_log=ctx.trade_log,
             kill_switch=ctx.kill_switch,
+            strategies=ctx.strategies,
         )
     except AppError as exc:  # live mode not fully enabled: trading endpoints answer 409 with the reason
         ctx.mother_error = exc

@@ -32,19 +32,17 @@ the first decision and its order. Run one deciding process per database.
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from agents.generic_agent import Prediction
 from backtester.market_data import MarketData
 from db.models import DecisionRecord
 from db.storage import process_lock, transaction
@@ -53,6 +51,7 @@ from mother_ai.decision import Decision, DecisionOutcome, client_order_id_for, p
 from mother_ai.explain import reason_text
 from mother_ai.fills import cost_model_for
 from mother_ai.kill_switch import KillSwitch
+from mother_ai.live_votes import AgentSource, collect_votes
 from mother_ai.orders import CLIENT_ORDER_ID_PATTERN, Executor, OrderRequest, OrderResult, plain
 from mother_ai.performance_tracker import AgentStats, PerformanceTracker
 from mother_ai.policy import (
@@ -68,9 +67,10 @@ from mother_ai.policy import (
 from mother_ai.risk_days import DailyLossGuard
 from mother_ai.trade_executer import get_order, make_executor
 from mother_ai.trade_log import TradeLog
-from mother_ai.votes import IgnoredVoter, Vote, Weight, vote_from
+from mother_ai.votes import IgnoredVoter, PredictionLike, Vote, VoterKind, Weight, vote_from
 from mother_ai.weighting import NULL_WEIGHT, PRIOR_WEIGHT, SHRINK_K, weight_for, weighting_summary
-from utils.errors import AppError, Conflict, InvalidInput, NotFound
+from strategy_engine.store import StrategyStore
+from utils.errors import AppError, InvalidInput, NotFound
 from utils.settings import Settings
 from utils.symbols import is_symbol
 
@@ -96,39 +96,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TRAIN_ENDPOINT = "POST /api/agents/{symbol}/train"
-
-
-# --- what the Mother AI needs from the agents ------------------------------------------------------
-
-
-class AgentConfigLike(Protocol):
-    @property
-    def symbol(self) -> str: ...
-
-
-class AgentViewLike(Protocol):
-    """What `agents.service.AgentView` offers."""
-
-    @property
-    def config(self) -> AgentConfigLike: ...
-    @property
-    def active(self) -> bool: ...
-    @property
-    def active_version(self) -> str | None: ...
-    @property
-    def stale(self) -> bool: ...
-    @property
-    def stale_reason(self) -> str | None: ...
-
-
-class AgentSource(Protocol):
-    """The predictions provider: `agents.service.AgentService`, or anything shaped like it."""
-
-    def views(self) -> Sequence[AgentViewLike]: ...
-
-    def predict(self, symbol: str) -> Prediction: ...
-
 
 # --- the Mother AI --------------------------------------------------------------------------------
 
@@ -148,8 +115,10 @@ class MotherAI:
         clock: Callable[[], int],
         kill_switch: KillSwitch | None = None,
         trade_log: TradeLog | None = None,
+        strategies: StrategyStore | None = None,
     ) -> None:
         self.settings = settings
+        self.strategies = strategies
         self.sessions = sessions
         self.market = market
         self.agents = agents
@@ -189,7 +158,7 @@ class MotherAI:
                 return replay
         raw_votes, ignored, asked = self._collect(wanted)
         stats = self.tracker.agent_stats(sorted({agent for agent, _ in raw_votes}))
-        votes = [vote_from(agent, p, weight_for(stats.get(agent))) for agent, p in raw_votes]
+        votes = [vote_from(agent, p, weight_for(stats.get(agent)), _kind(agent)) for agent, p in raw_votes]
         if not execute:
             return self._decide(asked, votes, ignored, raw_votes, False, None)
         with process_lock(self.sessions, "decide"):
@@ -201,84 +170,23 @@ class MotherAI:
 
     def _collect(
         self, wanted: list[str] | None
-    ) -> tuple[list[tuple[str, Prediction]], list[IgnoredVoter], list[str]]:
-        views = sorted(self.agents.views(), key=lambda v: v.config.symbol)
-        relevant = [v for v in views if wanted is None or v.config.symbol in wanted]
-        known = {v.config.symbol for v in views}
-        ignored = [
-            IgnoredVoter(s, "no_agent", f"No agent for {s}; create one with POST /api/agents, then train it.")
-            for s in (wanted or [])
-            if s not in known
-        ]
-        if not any(v.active_version for v in relevant):
-            raise _no_trained_agents(wanted, relevant)
-        votes: list[tuple[str, Prediction]] = []
-        for view in relevant:
-            agent = view.config.symbol
-            if not view.active:
-                ignored.append(IgnoredVoter(agent, "inactive", "The agent is switched off."))
-            elif not view.active_version:
-                ignored.append(
-                    IgnoredVoter(
-                        agent,
-                        "untrained",
-                        f"No trained model yet; train it with POST /api/agents/{agent}/train.",
-                    )
-                )
-            elif view.stale:
-                ignored.append(IgnoredVoter(agent, "stale", f"Stale model: {view.stale_reason}."))
-            else:
-                prediction, problem = self._predict(agent)
-                if problem is not None:
-                    ignored.append(problem)
-                elif prediction is not None:
-                    votes.append((agent, prediction))
-        if self.settings.mother_ai_include_strategies:
-            ignored.append(
-                IgnoredVoter(
-                    "strategies",
-                    "strategies_unavailable",
-                    "Saved strategies do not vote yet: their entry/exit signals carry no probability "
-                    "or expected return to weigh against the agents'; only agents voted.",
-                )
-            )
-        asked = wanted if wanted is not None else sorted(v.config.symbol for v in relevant)
-        return votes, ignored, asked
-
-    def _predict(self, agent: str) -> tuple[Prediction | None, IgnoredVoter | None]:
-        try:
-            prediction = self.agents.predict(agent)
-        except AppError as exc:
-            return None, IgnoredVoter(agent, "prediction_failed", f"Prediction failed: {exc.message}")
-        except Exception:  # a broken model must not take every other agent's vote down with it
-            log.exception("prediction of agent %s failed", agent)
-            return None, IgnoredVoter(
-                agent, "prediction_failed", "Prediction failed unexpectedly; the server log has details."
-            )
-        if prediction.stale:
-            return None, IgnoredVoter(agent, "stale", f"Stale prediction: {prediction.stale_reason}.")
-        if prediction.data_stale:
-            return None, IgnoredVoter(
-                agent,
-                "stale_data",
-                "Binance was unreachable, so its latest candles may be behind the market.",
-            )
-        if self.executor.mode == "live" and prediction.data_source in ("sample", "file"):
-            # Real money only follows predictions made from Binance's own candles.
-            return None, IgnoredVoter(
-                agent, "not_live_data", f"Its candles come from {prediction.data_source} data, not Binance."
-            )
-        numbers = (prediction.prob_up, prediction.expected_return, prediction.confidence)
-        if not all(math.isfinite(x) for x in numbers) or not 0 <= prediction.prob_up <= 1:
-            return None, IgnoredVoter(agent, "prediction_failed", "The prediction has no valid probability.")
-        return prediction, None
+    ) -> tuple[list[tuple[str, PredictionLike]], list[IgnoredVoter], list[str]]:
+        return collect_votes(
+            self.agents,
+            self.strategies,
+            self.settings.mother_ai_include_strategies,
+            self.market,
+            self.executor.mode,
+            self.clock,
+            wanted,
+        )
 
     def _decide(
         self,
         asked: list[str],
         votes: list[Vote],
         ignored: list[IgnoredVoter],
-        raw_votes: list[tuple[str, Prediction]],
+        raw_votes: list[tuple[str, PredictionLike]],
         execute: bool,
         client_order_id: str | None,
     ) -> DecisionOutcome:
@@ -418,7 +326,7 @@ class MotherAI:
 
     # --- records --------------------------------------------------------------------------------
 
-    def _insert(self, decision: Decision, raw_votes: list[tuple[str, Prediction]]) -> None:
+    def _insert(self, decision: Decision, raw_votes: list[tuple[str, PredictionLike]]) -> None:
         with transaction(self.sessions) as session:
             session.add(_record(decision))
             self.tracker.record_predictions(raw_votes, decision.id, session=session)
@@ -538,6 +446,7 @@ def make_mother_ai(
     trade_log: TradeLog | None = None,
     kill_switch: KillSwitch | None = None,
     executor: Executor | None = None,
+    strategies: StrategyStore | None = None,
 ) -> MotherAI:
     """The Mother AI with the executor for TRADING_MODE (make_executor) and a tracker on `market`."""
     kill_switch = kill_switch or KillSwitch(sessions)
@@ -556,6 +465,7 @@ def make_mother_ai(
         clock=clock,
         kill_switch=kill_switch,
         trade_log=trade_log,
+        strategies=strategies,
     )
 
 
@@ -583,25 +493,8 @@ def _normalise_symbols(symbols: Sequence[str] | None) -> list[str] | None:
     return sorted(set(cleaned))
 
 
-def _no_trained_agents(wanted: list[str] | None, relevant: Sequence[AgentViewLike]) -> Conflict:
-    untrained = sorted(v.config.symbol for v in relevant)
-    missing = sorted(set(wanted or []) - set(untrained))
-    steps = [f"POST /api/agents/{s}/train" for s in untrained]
-    parts = ["No agent has a trained model yet, so there is nothing to decide on."]
-    if steps:
-        parts.append(f"Train {', '.join(untrained)} first: {'; '.join(steps)}.")
-    if missing:
-        parts.append(
-            f"No agent exists for {', '.join(missing)}: create one with POST /api/agents, then train it "
-            f"with {TRAIN_ENDPOINT}."
-        )
-    if not relevant and not missing:
-        parts.append(f"Create an agent with POST /api/agents, then train it with {TRAIN_ENDPOINT}.")
-    return Conflict(
-        " ".join(parts),
-        code="no_trained_agents",
-        details={"untrained": untrained, "missing": missing, "endpoint": TRAIN_ENDPOINT},
-    )
+def _kind(voter: str) -> VoterKind:
+    return "strategy" if voter.startswith("strategy:") else "agent"
 
 
 def _record(decision: Decision) -> DecisionRecord:

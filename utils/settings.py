@@ -91,7 +91,7 @@ class Settings(BaseSettings):
         default=0.001,
         ge=0,
         lt=0.1,
-        description="Your Binance taker fee as a fraction of the notional: the cost live edges are judged by.",
+        description="Your Binance taker fee (fraction of the notional): the cost live edges are judged by.",
     )
     live_slippage_bps: float = Field(
         default=5.0, ge=0, le=1000, description="Slippage live edges allow for, in basis points per side."
@@ -140,8 +140,16 @@ class Settings(BaseSettings):
         description="Loss since the UTC day's start (fraction of start-of-day equity) that halts new "
         "entries until the next UTC day or a manual resume; exits stay allowed.",
     )
-    mother_ai_include_strategies: bool = Field(
-        default=False, description="Let saved strategies vote too (not available yet; recorded as ignored)."
+    mother_ai_include_strategies: Annotated[tuple[int, ...] | Literal["all"], NoDecode] = Field(
+        default=(),
+        description="Saved strategies that vote with the agents: comma-separated ids, 'all' (every one whose "
+        "health allows activation), or empty/false for none.",
+    )
+    scheduler_retrain_every: int = Field(
+        default=0,
+        ge=0,
+        le=100_000,
+        description="Retrain each scheduled agent every N closed candles of its interval (0: off).",
     )
     scheduler_enabled: bool = Field(
         default=False, description="Run a decision after each SCHEDULER_INTERVAL candle closes."
@@ -159,6 +167,23 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("mother_ai_include_strategies", mode="before")
+    @classmethod
+    def _split_strategies(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return "all" if value else ()
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text in ("", "false", "none", "0", "no"):
+                return ()
+            if text in ("all", "true", "yes"):
+                return "all"
+            items = [item.strip() for item in text.split(",") if item.strip()]
+            if not all(item.isdigit() for item in items):
+                raise ValueError("expected comma-separated strategy ids, 'all' or empty")
+            return tuple(int(item) for item in items)
         return value
 
     @field_validator("scheduler_symbols", mode="before")

@@ -501,10 +501,12 @@ def test_predictions_from_stale_data_do_not_vote(world: World) -> None:
     assert {i.agent: i.code for i in decision.ignored}["ETHUSDT"] == "stale_data"
 
 
-def test_strategies_flag_is_recorded_as_not_available(tmp_path: Path) -> None:
-    w = build_world(tmp_path, mother_ai_include_strategies=True)
+def test_listed_strategies_without_a_store_add_no_voter(tmp_path: Path) -> None:
+    # The world has no strategy store: asking for strategies changes nothing about the agents' votes.
+    w = build_world(tmp_path, mother_ai_include_strategies="all")
     strong(w, "BTCUSDT")
-    assert [i.code for i in w.mother.decide().decision.ignored] == ["strategies_unavailable"]
+    decision = w.mother.decide().decision
+    assert [v.agent for v in decision.votes] == ["BTCUSDT"] and decision.ignored == []
 
 
 def test_same_inputs_give_the_same_decision(world: World) -> None:
