@@ -79,7 +79,9 @@ def create_app(
         _start(ctx)
         scheduler = None
         if ctx.settings.scheduler_enabled and ctx.mother is not None:
-            scheduler = DecisionScheduler.for_mother_ai(ctx.mother, ctx.settings, clock=ctx.clock)
+            scheduler = DecisionScheduler.for_mother_ai(
+                ctx.mother, ctx.settings, clock=ctx.clock, agents=ctx.agents
+            )
             scheduler.start()
         yield
         if scheduler is not None:

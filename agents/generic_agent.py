@@ -25,7 +25,7 @@ from ml_engine.feature_extractor import FEATURE_SETS, FeatureConfig, extract, ex
 from ml_engine.labels import fee_dead_zone, make_labels
 from ml_engine.trainer import TrainConfig, TrainReport, build_pipeline, predict_proba_up, top_features, train
 from utils.errors import Conflict, InvalidInput
-from utils.intervals import is_closed
+from utils.intervals import interval_ms, is_closed
 
 Action = Literal["buy", "sell", "hold"]
 Progress = Callable[[float, str], None]
@@ -139,6 +139,13 @@ def training_window(config: AgentConfig, closed: Candles) -> Candles:
     if len(closed) > config.train_bars:
         return closed.slice(len(closed) - config.train_bars, len(closed))
     return closed
+
+
+def retrain_due(tried: bool, close_ms: int, interval: str, every: int) -> bool:
+    """The retraining rule shared by the Mother AI replay and scheduled live retraining:
+    at the first close (`tried` False: no training attempted yet), then at each close that is a whole
+    multiple of `every` candles since the epoch. A failed training waits for the next such close."""
+    return not tried or (close_ms // interval_ms(interval)) % every == 0
 
 
 def fit_model(config: AgentConfig, candles: Candles, progress: Progress | None = None) -> FittedModel:

@@ -144,24 +144,10 @@ class AgentService:
 
         def work(report: Callable[[float, str], None]) -> dict[str, Any]:
             try:
-                return train_and_activate(report)
+                return self._train_and_activate(symbol, report)
             finally:
                 with self._lock:
                     self._training.pop(symbol, None)
-
-        def train_and_activate(report: Callable[[float, str], None]) -> dict[str, Any]:
-            report(0.0, "loading candles")
-            # Only the window the agent trains on: older stored history is not re-synced here.
-            answer = self.market.history(symbol, config.interval, last_bars=config.train_bars)
-            trained = agent.train(answer.candles, lambda f, m: report(0.05 + 0.9 * f, m))
-            self.activate(symbol, trained.version)
-            return {
-                "symbol": symbol,
-                "version": trained.version,
-                "data_source": answer.source,
-                "chosen": trained.report.chosen,
-                "metrics": trained.report.metrics_dict(),
-            }
 
         try:
             job = self.jobs.submit("train", {"symbol": symbol, "interval": config.interval}, work)
@@ -173,6 +159,39 @@ class AgentService:
             if symbol in self._training:
                 self._training[symbol] = job.id
         return job
+
+    def train_now(self, symbol: str) -> dict[str, Any]:
+        """Train and activate in the caller's thread (scheduled retraining); one training per symbol."""
+        with self._lock:
+            if symbol in self._training:
+                raise Conflict(
+                    f"{symbol} is already training (job {self._training[symbol]}).",
+                    code="training_in_progress",
+                )
+            self._training[symbol] = "scheduled"
+        try:
+            return self._train_and_activate(symbol, lambda _f, _m: None)
+        finally:
+            with self._lock:
+                self._training.pop(symbol, None)
+
+    def _train_and_activate(self, symbol: str, report: Callable[[float, str], None]) -> dict[str, Any]:
+        """The latest `train_bars` closed candles, walk-forward training, registration, activation: the
+        model is activated only after its out-of-sample report is stored with it."""
+        agent = self.agent(symbol)
+        config = agent.config
+        report(0.0, "loading candles")
+        # Only the window the agent trains on: older stored history is not re-synced here.
+        answer = self.market.history(symbol, config.interval, last_bars=config.train_bars)
+        trained = agent.train(answer.candles, lambda f, m: report(0.05 + 0.9 * f, m))
+        self.activate(symbol, trained.version)
+        return {
+            "symbol": symbol,
+            "version": trained.version,
+            "data_source": answer.source,
+            "chosen": trained.report.chosen,
+            "metrics": trained.report.metrics_dict(),
+        }
 
     def models(self, symbol: str) -> Sequence[ModelVersion]:
         self.record(symbol)

@@ -201,13 +201,14 @@ def _decision_loop(
     trade_returns: list[float] = []
     decisions: list[dict[str, Any]] = []
     in_position = 0
-    mark_cache: dict[tuple[str, int], Decimal] = {}
+    price_cache: dict[tuple[int, str, int], Decimal] = {}
 
     def mark(symbol: str, index: int, prices: Mapping[str, np.ndarray]) -> Decimal:
-        key = (symbol, index)
-        if key not in mark_cache:
-            mark_cache[key] = price_decimal(float(prices[symbol][index]))
-        return mark_cache[key]
+        """A candle's open or close (whichever `prices` holds) as the executor's decimal."""
+        key = (id(prices), symbol, index)
+        if key not in price_cache:
+            price_cache[key] = price_decimal(float(prices[symbol][index]))
+        return price_cache[key]
 
     for j, step in enumerate(steps):
         if j % 2048 == 0 and stop():

@@ -20,6 +20,7 @@ from agents.generic_agent import (
     fit_model,
     model_stale_reason,
     refit_model,
+    retrain_due,
     training_window,
 )
 from backtester.data import Candles
@@ -75,13 +76,6 @@ class ReplayInputs:
     agents: Mapping[str, AgentConfig]  # symbol -> the agent's configuration
     strategies: Sequence[StrategyInput]
     filters: Mapping[str, SymbolFilters | None]
-
-
-def retrain_due(tried: bool, close_ms: int, interval: str, every: int) -> bool:
-    """The retraining rule shared by the replay and the live scheduler (module docstring, step 2):
-    at the first close (`tried` False: no training attempted yet), then at each close that is a whole
-    multiple of `every` candles since the epoch. A failed training waits for the next such close."""
-    return not tried or (close_ms // interval_ms(interval)) % every == 0
 
 
 @dataclass(slots=True)

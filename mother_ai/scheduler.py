@@ -1,5 +1,6 @@
-"""The decision scheduler: after each candle of SCHEDULER_INTERVAL closes, resolve past predictions and
-run a decision for SCHEDULER_SYMBOLS in the app's process, never two runs at once.
+"""The decision scheduler: after each candle of SCHEDULER_INTERVAL closes, resolve past predictions,
+retrain the agents that are due (SCHEDULER_RETRAIN_EVERY, the replay's rule) and run a decision for
+SCHEDULER_SYMBOLS in the app's process, never two runs at once.
 
 Off unless SCHEDULER_ENABLED. All timing logic is in ``run_if_due(now_ms)``, which tests call with
 any time they like; ``start()``/``stop()`` only wrap it in a daemon thread that waits on a
@@ -20,14 +21,31 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
+from agents.generic_agent import AgentConfig, retrain_due
 from mother_ai.mother_ai import MotherAI
 from utils.errors import AppError
 from utils.intervals import floor_open_time, next_open_time
 from utils.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class _Record(Protocol):
+    @property
+    def active_version(self) -> str | None: ...
+
+
+class Retrainer(Protocol):
+    """What scheduled retraining needs from ``agents.service.AgentService``."""
+
+    def agent_config(self, symbol: str) -> AgentConfig | None: ...
+
+    def record(self, symbol: str) -> _Record: ...
+
+    def train_now(self, symbol: str) -> dict[str, Any]: ...
+
 
 DEFAULT_GRACE_MS = 5_000  # after a close, before the run: Binance publishes the closed kline
 MAX_WAIT_S = 60.0  # the thread re-checks at least this often, so a clock jump is noticed
@@ -76,18 +94,49 @@ class DecisionScheduler:
         *,
         clock: Callable[[], int],
         grace_ms: int = DEFAULT_GRACE_MS,
+        agents: Retrainer | None = None,
     ) -> DecisionScheduler:
-        """Each run resolves predictions (so weights are current), then decides for
-        SCHEDULER_SYMBOLS, executing when SCHEDULER_EXECUTE."""
+        """Each run resolves predictions (so weights are current), retrains the agents that are due
+        (SCHEDULER_RETRAIN_EVERY > 0 and `agents` given), then decides for SCHEDULER_SYMBOLS,
+        executing when SCHEDULER_EXECUTE. The replay runs the same three steps in the same order."""
         symbols: Sequence[str] = list(settings.scheduler_symbols)
         execute = settings.scheduler_execute
+        every = settings.scheduler_retrain_every
+        tried: set[str] = set()  # agents trained (or tried) by this scheduler: see retrain_due
+
+        def retrain() -> list[dict[str, Any]]:
+            if agents is None or every <= 0:
+                return []
+            done = []
+            for symbol in symbols:
+                config = agents.agent_config(symbol)
+                if config is None:
+                    continue
+                has_model = symbol in tried or agents.record(symbol).active_version is not None
+                close = floor_open_time(clock(), config.interval)
+                if not retrain_due(has_model, close, config.interval, every):
+                    continue
+                tried.add(symbol)
+                try:
+                    trained = agents.train_now(symbol)
+                    done.append({"symbol": symbol, "version": trained["version"], "ok": True})
+                    log.info(
+                        "scheduler: retrained %s at the close %d: model %s", symbol, close, trained["version"]
+                    )
+                except AppError as exc:
+                    # The previous model (if any) stays active; the next retrain point tries again.
+                    log.warning("scheduler: retraining %s failed: %s", symbol, exc.message)
+                    done.append({"symbol": symbol, "ok": False, "error": exc.message})
+            return done
 
         def job() -> dict[str, Any]:
             resolved = mother.resolve()
+            retrained = retrain()
             outcome = mother.decide(symbols, execute=execute)
             decision = outcome.decision
             return {
                 "resolved": resolved,
+                "retrained": retrained,
                 "decision_id": decision.id,
                 "action": decision.action,
                 "symbol": decision.symbol,

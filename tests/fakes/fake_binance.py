@@ -814,10 +814,11 @@ class FakeBinance:
         }
 
     def _market_price(self, spec: _Symbol) -> Decimal:
-        """Last price: the close of the (still open) 1m candle containing now_ms."""
-        minute = INTERVALS["1m"]
-        index = minute.floor_index(self.now_ms)
-        return spec.to_price(spec.price_at(minute.open_ms(index + 1)))
+        """Last price: the symbol's price at now_ms. At a candle boundary that is the open of the candle
+        starting then and the close of the one ending then, as on an exchange whose next trade after a
+        close is the next candle's first; so a market order placed right at a close fills at the next
+        open, the rule the backtester and the Mother AI replay fill by."""
+        return spec.to_price(spec.price_at(self.now_ms))
 
     def _ticker_price(self, params: dict[str, str]) -> object:
         selected = self._requested_symbols(params)

@@ -239,14 +239,18 @@ def test_exchange_info_reports_realistic_filters_and_limits(fake: FakeBinance, c
     assert eth_filters["LOT_SIZE"]["stepSize"] == "0.00010000"
 
 
-def test_ticker_is_the_close_of_the_current_minute_candle(fake: FakeBinance, client: Client) -> None:
-    fake.now_ms = DEFAULT_NOW_MS + 17_000
-    current_minute = client.get_klines(symbol="BTCUSDT", interval="1m", limit=1)[0]
+def test_ticker_at_a_close_is_the_next_candles_open(fake: FakeBinance, client: Client) -> None:
+    fake.now_ms = DEFAULT_NOW_MS + 3 * 3_600_000  # exactly the close of one 1h candle
+    candle_now = client.get_klines(symbol="BTCUSDT", interval="1h", startTime=fake.now_ms, limit=1)[0]
+    previous = client.get_klines(symbol="BTCUSDT", interval="1h", endTime=fake.now_ms - 1, limit=1)[0]
 
     ticker = client.get_symbol_ticker(symbol="BTCUSDT")
-    assert ticker == {"symbol": "BTCUSDT", "price": current_minute[4]}
+    assert candle_now[0] == fake.now_ms and previous[6] == fake.now_ms - 1
+    assert ticker == {"symbol": "BTCUSDT", "price": candle_now[1]} and ticker["price"] == previous[4]
     assert EIGHT_DECIMALS.match(ticker["price"])
     assert [t["symbol"] for t in client.get_all_tickers()] == ["BTCUSDT", "ETHUSDT"]
+    fake.now_ms += 17_000  # between boundaries the price moves on
+    assert client.get_symbol_ticker(symbol="BTCUSDT")["price"] != ticker["price"]
 
 
 # ---- weight ------------------------------------------------------------------------------------------
