@@ -4,7 +4,7 @@ records step by step, so both answer in the same shape."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -47,7 +47,7 @@ class Decision:
     order_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable(asdict(self), plain)
+        return jsonable(self, plain)  # type: ignore[no-any-return]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Decision:

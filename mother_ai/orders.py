@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Protocol
@@ -16,6 +16,9 @@ from typing import Any, Literal, Protocol
 from db.models import TRADING_MODES, utcnow
 from utils.errors import InvalidInput
 from utils.symbols import SYMBOL_PATTERN, is_symbol
+
+_FIELDS: dict[type, tuple[str, ...]] = {}  # dataclass -> its field names (other types: ()), for jsonable
+_ATOMS = frozenset({str, int, float, bool, type(None)})
 
 Mode = Literal["paper", "live"]
 Side = Literal["BUY", "SELL"]
@@ -211,7 +214,18 @@ def invalid_field(name: str, message: str) -> InvalidInput:
 
 def jsonable(value: Any, decimal_text: Callable[[Decimal], str] = lambda d: format(d, "f")) -> Any:
     """`value` with Decimals as exact strings (fixed-point by default) and datetimes as ISO-8601,
-    through nested dicts and lists: ready for a JSON response."""
+    through nested dataclasses (as dicts of their fields, like ``dataclasses.asdict``), dicts and
+    lists: ready for a JSON response. One walk, no deep copy: a replay turns thousands of decisions
+    into payloads, and ``asdict`` followed by a second walk cost most of its decision loop."""
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    names = _FIELDS.get(kind)
+    if names is None:
+        is_record = is_dataclass(value) and not isinstance(value, type)
+        names = _FIELDS[kind] = tuple(f.name for f in fields(value)) if is_record else ()
+    if names:
+        return {name: jsonable(getattr(value, name), decimal_text) for name in names}
     if isinstance(value, Decimal):
         return decimal_text(value)
     if isinstance(value, datetime):
