@@ -186,17 +186,6 @@ def price_or_none(market: MarketData, symbol: str) -> tuple[Decimal, str, bool] 
     return price_decimal(answer.price), answer.source, answer.stale
 
 
-def filters_for(market: MarketData, symbol: str) -> SymbolFilters | None:
-    filters = market.symbol_filters(symbol)
-    if filters is None and market.exchange is not None:
-        try:
-            market.symbols()  # refreshes the stored filters from Binance
-        except AppError:
-            return None
-        filters = market.symbol_filters(symbol)
-    return filters
-
-
 def find_order(session: Session, mode: str, client_order_id: str) -> TradeOrder | None:
     return session.scalar(
         select(TradeOrder).where(TradeOrder.mode == mode, TradeOrder.client_order_id == client_order_id)

@@ -25,7 +25,6 @@ from mother_ai.accounts import (
     after_order,
     balance_rows,
     delete_order,
-    filters_for,
     find_order,
     get_order,
     lock_account,
@@ -157,7 +156,7 @@ class BinanceExecutor:
         if existing is not None:
             return replace(existing, replayed=True)  # never sent to Binance twice
         self.kill_switch.check()
-        filters = filters_for(self.market, request.symbol)
+        filters = self.market.symbol_filters(request.symbol)
         estimate: Decimal | None = None
         source: str | None = None
         quantity = Decimal(0)

@@ -55,7 +55,6 @@ from db.models import TradeOrder, TradingAccount, TradingBalance, TradingControl
 from mother_ai.accounts import (
     after_order,
     balance_rows,
-    filters_for,
     find_order,
     get_order,
     list_orders,
@@ -195,7 +194,7 @@ class PaperExecutor:
         if existing is not None:
             return replace(existing, replayed=True)
         self.kill_switch.check()  # cheap early refusal; checked again inside the write transaction
-        filters = filters_for(self.market, request.symbol)
+        filters = self.market.symbol_filters(request.symbol)
         reference: tuple[Decimal, str] | None = None
         if filters is not None and filters.status == "TRADING":
             answer = self.market.price(request.symbol)
