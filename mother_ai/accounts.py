@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from backtester.market_data import MarketData
 from db.models import TradeOrder, TradingAccount, TradingBalance, TradingPosition, utcnow
 from db.storage import process_lock, transaction
-from mother_ai.fills import ASSET_STEP
 from mother_ai.orders import (
     PENDING,
     OrderRequest,
@@ -30,6 +29,7 @@ from mother_ai.orders import (
     PositionView,
     check_mode,
     plain,
+    position_view,
     price_decimal,
 )
 from mother_ai.trade_log import TradeLog
@@ -161,20 +161,8 @@ def mark_position(market: MarketData, position: TradingPosition) -> PositionView
             stale = True
         else:
             mark, source, stale = priced
-    value = (position.quantity * mark).quantize(ASSET_STEP) if mark is not None else position.cost_basis
-    return PositionView(
-        symbol=position.symbol,
-        base_asset=position.base_asset,
-        quote_asset=position.quote_asset,
-        quantity=position.quantity,
-        avg_entry_price=position.avg_entry_price,
-        cost_basis=position.cost_basis,
-        realised_pnl=position.realised_pnl,
-        mark_price=mark,
-        market_value=value,
-        unrealised_pnl=value - position.cost_basis,
-        price_source=source,
-        stale=stale,
+    return position_view(
+        position.symbol, position.base_asset, position.quote_asset, position, mark, source, stale
     )
 
 
@@ -266,4 +254,3 @@ def after_order(result: OrderResult, trade_log: TradeLog | None) -> None:
         except OSError:
             # The database row is the record; a full disk must not undo or hide a filled order.
             log.exception("could not append order %s to the trade log", result.client_order_id)
-

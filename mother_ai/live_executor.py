@@ -381,14 +381,12 @@ class BinanceExecutor:
             else:
                 equity += (balance.amount * price[0]).quantize(ASSET_STEP)
                 stale = stale or price[2]
-        return Portfolio(
-            mode="live",
-            quote_asset=self.quote_asset,
-            balances={b.asset: b.amount for b in balances},
-            positions=views,
-            equity=equity,
-            realised_pnl=sum((v.realised_pnl for v in views), Decimal(0)),
-            unrealised_pnl=sum((v.unrealised_pnl for v in views), Decimal(0)),
+        return Portfolio.of(
+            "live",
+            self.quote_asset,
+            {b.asset: b.amount for b in balances},
+            views,
+            equity,
             initial_balance=None,
             epoch=account_row.epoch,
             halted=halt.halted,

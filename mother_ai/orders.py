@@ -19,6 +19,7 @@ from utils.symbols import SYMBOL_PATTERN, is_symbol
 
 _FIELDS: dict[type, tuple[str, ...]] = {}  # dataclass -> its field names (other types: ()), for jsonable
 _ATOMS = frozenset({str, int, float, bool, type(None)})
+_ASSET_STEP = Decimal("0.00000001")  # = fills.ASSET_STEP: Binance keeps 8 decimals per asset
 
 Mode = Literal["paper", "live"]
 Side = Literal["BUY", "SELL"]
@@ -59,9 +60,7 @@ class OrderRequest:
         if self.quote_amount is not None and side != "BUY":
             raise invalid_field("quote_amount", "quote_amount sizes buys only; sell a quantity.")
         quantity = positive_decimal(self.quantity, "quantity") if self.quantity is not None else None
-        quote = (
-            positive_decimal(self.quote_amount, "quote_amount") if self.quote_amount is not None else None
-        )
+        quote = positive_decimal(self.quote_amount, "quote_amount") if self.quote_amount is not None else None
         client_order_id = self.client_order_id or new_client_order_id()
         if not isinstance(client_order_id, str) or not CLIENT_ORDER_ID_PATTERN.fullmatch(client_order_id):
             raise invalid_field(
@@ -161,6 +160,75 @@ class Portfolio:
     def to_dict(self) -> dict[str, Any]:
         return jsonable(asdict(self))
 
+    @classmethod
+    def of(
+        cls,
+        mode: Mode,
+        quote_asset: str,
+        balances: dict[str, Decimal],
+        positions: list[PositionView],
+        equity: Decimal,
+        *,
+        initial_balance: Decimal | None,
+        epoch: int,
+        halted: bool,
+        stale: bool,
+        unpriced_assets: list[str] | None = None,
+        as_of: datetime | None = None,
+    ) -> Portfolio:
+        """A portfolio whose pnl totals are its positions' (closed ones included)."""
+        return cls(
+            mode=mode,
+            quote_asset=quote_asset,
+            balances=balances,
+            positions=positions,
+            equity=equity,
+            realised_pnl=sum((v.realised_pnl for v in positions), Decimal(0)),
+            unrealised_pnl=sum((v.unrealised_pnl for v in positions), Decimal(0)),
+            initial_balance=initial_balance,
+            epoch=epoch,
+            halted=halted,
+            stale=stale,
+            unpriced_assets=unpriced_assets or [],
+            as_of=as_of or utcnow(),
+        )
+
+
+class PositionTotals(Protocol):
+    """A long position's running totals (a ``TradingPosition`` row or the replay's own)."""
+
+    quantity: Decimal
+    cost_basis: Decimal
+    avg_entry_price: Decimal
+    realised_pnl: Decimal
+
+
+def position_view(
+    symbol: str,
+    base_asset: str,
+    quote_asset: str,
+    totals: PositionTotals,
+    mark: Decimal | None,
+    source: str | None,
+    stale: bool,
+) -> PositionView:
+    """The position marked at `mark` (8 decimals); unpriced, it is valued at cost."""
+    value = (totals.quantity * mark).quantize(_ASSET_STEP) if mark is not None else totals.cost_basis
+    return PositionView(
+        symbol=symbol,
+        base_asset=base_asset,
+        quote_asset=quote_asset,
+        quantity=totals.quantity,
+        avg_entry_price=totals.avg_entry_price,
+        cost_basis=totals.cost_basis,
+        realised_pnl=totals.realised_pnl,
+        mark_price=mark,
+        market_value=value,
+        unrealised_pnl=value - totals.cost_basis,
+        price_source=source,
+        stale=stale,
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class HaltState:
@@ -177,6 +245,7 @@ class Executor(Protocol):
     def portfolio(self) -> Portfolio: ...
 
     def reset(self) -> Portfolio: ...
+
 
 def positive_decimal(value: Any, name: str) -> Decimal:
     if isinstance(value, bool | float):

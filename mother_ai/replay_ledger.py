@@ -10,7 +10,6 @@ from decimal import Decimal
 from typing import Any
 
 from mother_ai.fills import (
-    ASSET_STEP,
     CODE_ORDER_REJECTED,
     MSG_INSUFFICIENT_BALANCE,
     CostModel,
@@ -19,7 +18,7 @@ from mother_ai.fills import (
     apply_fill_to_position,
     plan_paper_fill,
 )
-from mother_ai.orders import Portfolio, PositionView, plain
+from mother_ai.orders import Portfolio, plain, position_view
 from mother_ai.policy import Candidate
 from utils.exchange import SymbolFilters
 
@@ -43,35 +42,17 @@ class Ledger:
     positions: dict[str, LedgerPosition] = field(default_factory=dict)
 
     def portfolio(self, marks: Mapping[str, Decimal], now: datetime) -> Portfolio:
-        views: list[PositionView] = []
-        for symbol, p in sorted(self.positions.items()):
-            mark = marks.get(symbol)
-            value = (p.quantity * mark).quantize(ASSET_STEP) if mark is not None else p.cost_basis
-            views.append(
-                PositionView(
-                    symbol=symbol,
-                    base_asset=symbol,
-                    quote_asset=self.quote_asset,
-                    quantity=p.quantity,
-                    avg_entry_price=p.avg_entry_price,
-                    cost_basis=p.cost_basis,
-                    realised_pnl=p.realised_pnl,
-                    mark_price=mark,
-                    market_value=value,
-                    unrealised_pnl=value - p.cost_basis,
-                    price_source="replay",
-                    stale=False,
-                )
-            )
+        views = [
+            position_view(symbol, symbol, self.quote_asset, p, marks.get(symbol), "replay", False)
+            for symbol, p in sorted(self.positions.items())
+        ]
         equity = self.cash + sum((v.market_value for v in views if v.quantity > 0), Decimal(0))
-        return Portfolio(
-            mode="paper",
-            quote_asset=self.quote_asset,
-            balances={self.quote_asset: self.cash, **self.base},
-            positions=views,
-            equity=equity,
-            realised_pnl=sum((v.realised_pnl for v in views), Decimal(0)),
-            unrealised_pnl=sum((v.unrealised_pnl for v in views), Decimal(0)),
+        return Portfolio.of(
+            "paper",
+            self.quote_asset,
+            {self.quote_asset: self.cash, **self.base},
+            views,
+            equity,
             initial_balance=None,
             epoch=1,
             halted=False,

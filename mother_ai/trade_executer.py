@@ -286,14 +286,12 @@ class PaperExecutor:
         views = [mark_position(self.market, position) for position in positions]
         cash = next((b.amount for b in balances if b.asset == account.quote_asset), Decimal(0))
         equity = cash + sum((v.market_value for v in views if v.quantity > 0), Decimal(0))
-        return Portfolio(
-            mode="paper",
-            quote_asset=account.quote_asset,
-            balances={b.asset: b.amount for b in balances},
-            positions=views,
-            equity=equity,
-            realised_pnl=sum((v.realised_pnl for v in views), Decimal(0)),
-            unrealised_pnl=sum((v.unrealised_pnl for v in views), Decimal(0)),
+        return Portfolio.of(
+            "paper",
+            account.quote_asset,
+            {b.asset: b.amount for b in balances},
+            views,
+            equity,
             initial_balance=account.initial_balance,
             epoch=account.epoch,
             halted=halt.halted,
