@@ -1,4 +1,4 @@
-"""ml_engine/indicators.py against TA-Lib (the reference), causality, edge cases and the registry."""
+"""ml_engine/indicators/ against TA-Lib (the reference), causality, edge cases and the registry."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 import talib
 
 from ml_engine import indicators as ind
+from ml_engine.indicators.workspace import SCRATCH_POOL, BufferPool, Workspace
 
 Candles = dict[str, np.ndarray]
 Outputs = tuple[np.ndarray, ...]
@@ -368,6 +369,25 @@ def test_threads_get_the_same_values() -> None:
     for outs, want in zip(got, expected, strict=True):
         for a, b in zip(outs, want, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_scratch_pool_lends_best_fit_and_keeps_the_smallest_within_its_limit() -> None:
+    pool = BufferPool(limit_bytes=8 * 1000)
+    with Workspace(pool) as ws:
+        sizes = [ws.take(n).size for n in (100, 500, 2000)]  # buffers of ~170, ~580 and ~2130 floats
+        assert sizes == [100, 500, 2000]
+    assert 0 < pool.nbytes <= pool.limit_bytes  # the largest did not fit next to the other two
+    kept = pool.nbytes
+    small, large = pool.lend(150), pool.lend(150)  # best fit first: the ~170 buffer, then the ~580
+    assert small is not None and large is not None and 150 <= small.size < 500 <= large.size
+    assert pool.lend(1) is None and pool.nbytes == 0
+    pool.keep([large, small])
+    assert pool.nbytes == kept
+
+
+def test_indicators_draw_on_the_one_bounded_scratch_pool() -> None:
+    ind.compute("macd", random_walk(300_000, 21))
+    assert 0 < SCRATCH_POOL.nbytes <= SCRATCH_POOL.limit_bytes == 64 * 2**20
 
 
 @pytest.mark.parametrize(
