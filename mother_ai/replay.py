@@ -129,6 +129,8 @@ def run_replay(
     timeline = Timeline(inputs.candles, params.interval)
     n = timeline.open_time.shape[0]
     steps = np.arange(params.warmup, n)
+    if steps.shape[0] == 0:
+        raise ValueError(f"no decision step: {n} candles do not reach past a warm-up of {params.warmup}")
     timings: dict[str, float] = {"training": 0.0, "prediction": 0.0}
     retrains: list[dict[str, Any]] = []
     voters: list[VoterSeries] = []

@@ -47,7 +47,7 @@ from mother_ai.weighting import weighting_summary
 from strategy_engine.spec import validate_spec
 from strategy_engine.store import StrategyStore
 from utils.errors import AppError, InvalidInput, NotFound
-from utils.intervals import is_closed
+from utils.intervals import interval_ms, is_closed
 from utils.jobs import JobCancelled, JobRunner, Report
 from utils.settings import Settings
 
@@ -155,6 +155,13 @@ def prepare(deps: ReplayDeps, request: ReplayRequest) -> tuple[ReplayParams, Rep
             notes.append(f"{symbol}'s agent uses {config.interval} candles; replayed on {request.interval}.")
             config = replace(config, interval=request.interval)
         agents[symbol] = config
+        cycle_hours = request.retrain_every * interval_ms(request.interval) / 3_600_000
+        if cycle_hours > config.max_model_age_hours:
+            notes.append(
+                f"{symbol}: retrain_every ({request.retrain_every} bars, {cycle_hours:.0f} h) is longer than "
+                f"its agent's max_model_age_hours ({config.max_model_age_hours:.0f} h): between retrains its "
+                "model goes stale and it does not vote, as it would live."
+            )
         needed = min_warmup(config)
         if request.warmup < needed:
             raise _invalid(
