@@ -1,6 +1,6 @@
 """Model features: turns candles into a causal feature matrix (training) or one feature row (prediction).
 
-Every feature is built from ``ml_engine/indicators.py`` (the project's one indicator library) and plain
+Every feature is built from ``ml_engine.indicators`` (the project's one indicator library) and plain
 price/volume transforms; nothing here re-implements an indicator. Rolling standard deviations come from
 ``bollinger(x, w, k=1)`` (upper - middle is the population std of the last ``w`` values) and rolling
 means from ``sma``.
