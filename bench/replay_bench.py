@@ -183,7 +183,8 @@ def main() -> int:
     print(row("whole replay", totals))
     print(row("decisions per second", rates, "/s"))
     print(
-        f"stored result (series + decision chunks, as saved): {stored / 1e6:.2f} MB ({CHUNK_STEPS} steps a chunk)"
+        f"stored result (series + decision chunks, as saved): {stored / 1e6:.2f} MB "
+        f"({CHUNK_STEPS} steps a chunk)"
     )
     print(f"peak resident memory: {peak_mb:.0f} MB")
     ok = (

@@ -75,6 +75,7 @@ from mother_ai.replay_voters import (
 )
 from mother_ai.votes import IgnoredVoter, Vote, Weight
 from mother_ai.weighting import weighting_summary
+from utils.gc_pause import gc_paused
 
 __all__ = [
     "LoopOutcome",
@@ -179,6 +180,21 @@ def run_replay(
 
 
 def _decision_loop(
+    params: ReplayParams,
+    inputs: ReplayInputs,
+    timeline: Timeline,
+    steps: np.ndarray,
+    voters: Sequence[VoterSeries],
+    *,
+    weights: Literal["skill", "equal"],
+    record: bool,
+    stop: Callable[[], bool],
+) -> LoopOutcome:
+    with gc_paused():  # decision payloads hold no cycles (utils.gc_pause says why)
+        return _run_loop(params, inputs, timeline, steps, voters, weights=weights, record=record, stop=stop)
+
+
+def _run_loop(
     params: ReplayParams,
     inputs: ReplayInputs,
     timeline: Timeline,
