@@ -34,6 +34,7 @@ N = bars_per_year(interval) on a 365-day crypto calendar):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -157,10 +158,37 @@ def risk_ratios(returns: np.ndarray, periods_per_year: float) -> tuple[float | N
     return sharpe, sortino
 
 
-def drawdown(equity: np.ndarray, initial_capital: float) -> tuple[float, int]:
-    """(max drawdown as a positive fraction, most consecutive bars below the running peak)."""
+def running_peak(equity: np.ndarray, initial: float | None = None) -> np.ndarray:
+    """The highest equity so far at each bar; with `initial`, the peak starts there (the capital the
+    curve started from counts as a peak), else at the curve's first value."""
     peak = np.maximum.accumulate(equity)
-    np.maximum(peak, initial_capital, out=peak)  # the running peak starts at the initial capital
+    if initial is not None:
+        np.maximum(peak, initial, out=peak)
+    return peak
+
+
+def drawdown_series(equity: np.ndarray | Sequence[float], initial: float | None = None) -> np.ndarray:
+    """Per bar, ``(peak - equity) / peak`` with the running peak of `running_peak`: 0.25 is 25% below
+    it; 0 where the peak is not positive."""
+    values = np.asarray(equity, dtype=np.float64)
+    peak = running_peak(values, initial)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(peak > 0, (peak - values) / peak, 0.0)
+
+
+def max_drawdown(equity: np.ndarray | Sequence[float], initial: float | None = None) -> tuple[float, float]:
+    """(largest, last) of `drawdown_series`; (0.0, 0.0) for an empty curve."""
+    if len(equity) == 0:
+        return 0.0, 0.0
+    series = drawdown_series(equity, initial)
+    return float(series.max()), float(series[-1])
+
+
+def drawdown(equity: np.ndarray, initial_capital: float) -> tuple[float, int]:
+    """(max drawdown as a positive fraction, most consecutive bars below the running peak), the peak
+    starting at the initial capital. The fraction is ``1 - equity / peak`` (the metrics' definition,
+    the same number as `max_drawdown` up to rounding)."""
+    peak = running_peak(equity, initial_capital)
     below = equity < peak
     if not below.any():
         return 0.0, 0

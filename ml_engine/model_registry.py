@@ -12,9 +12,7 @@ import hashlib
 import hmac
 import io
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.models import ModelVersion
 from db.storage import transaction
 from utils.errors import Conflict, NotFound
+from utils.files import write_atomic
 from utils.symbols import is_symbol
 
 _VERSION = re.compile(r"^[0-9]{8}T[0-9]{6}[0-9]{6}Z$")
@@ -88,8 +87,8 @@ def save_model(
         "metrics": metrics,
         "trained_at": stamp.isoformat(),
     }
-    _atomic_write(artifact, blob)
-    _atomic_write(meta_path, json.dumps(full_meta, indent=2, sort_keys=True, default=str).encode())
+    write_atomic(artifact, blob)
+    write_atomic(meta_path, json.dumps(full_meta, indent=2, sort_keys=True, default=str).encode())
     try:
         with transaction(sessions) as session:
             session.add(
@@ -158,16 +157,3 @@ def list_versions(sessions: sessionmaker[Session], symbol: str) -> Sequence[Mode
         return session.scalars(
             select(ModelVersion).where(ModelVersion.symbol == symbol).order_by(ModelVersion.trained_at.desc())
         ).all()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.stem, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -12,6 +11,7 @@ from sklearn.pipeline import Pipeline
 
 from ml_engine.feature_extractor import FeatureConfig
 from ml_engine.oos import BacktestSummary, OOSMetrics
+from utils.jsonsafe import json_safe
 
 __all__ = ["CandidateReport", "FoldReport", "TrainOutcome", "TrainReport"]
 
@@ -71,25 +71,13 @@ class TrainReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: nested dataclasses become dicts, NaN/inf become None."""
-        return _json_safe(asdict(self))
+        return json_safe(self, str_keys=True)
 
     def metrics_dict(self) -> dict[str, Any]:
         """Flat headline numbers: the chosen model's OOS metrics plus ``backtest_*``."""
         flat = asdict(self.metrics)
         flat.update({f"backtest_{k}": v for k, v in asdict(self.backtest).items()})
-        return _json_safe(flat)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+        return json_safe(flat, str_keys=True)
 
 
 @dataclass(frozen=True, eq=False)

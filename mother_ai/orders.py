@@ -8,17 +8,16 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Protocol
 
 from db.models import TRADING_MODES, utcnow
 from utils.errors import InvalidInput
+from utils.jsonsafe import fixed_point, json_safe
 from utils.symbols import SYMBOL_PATTERN, is_symbol
 
-_FIELDS: dict[type, tuple[str, ...]] = {}  # dataclass -> its field names (other types: ()), for jsonable
-_ATOMS = frozenset({str, int, float, bool, type(None)})
 _ASSET_STEP = Decimal("0.00000001")  # = fills.ASSET_STEP: Binance keeps 8 decimals per asset
 
 Mode = Literal["paper", "live"]
@@ -281,26 +280,7 @@ def invalid_field(name: str, message: str) -> InvalidInput:
     return InvalidInput(message, details={"field": name})
 
 
-def jsonable(value: Any, decimal_text: Callable[[Decimal], str] = lambda d: format(d, "f")) -> Any:
-    """`value` with Decimals as exact strings (fixed-point by default) and datetimes as ISO-8601,
-    through nested dataclasses (as dicts of their fields, like ``dataclasses.asdict``), dicts and
-    lists: ready for a JSON response. One walk, no deep copy: a replay turns thousands of decisions
-    into payloads, and ``asdict`` followed by a second walk cost most of its decision loop."""
-    kind = type(value)
-    if kind in _ATOMS:
-        return value
-    names = _FIELDS.get(kind)
-    if names is None:
-        is_record = is_dataclass(value) and not isinstance(value, type)
-        names = _FIELDS[kind] = tuple(f.name for f in fields(value)) if is_record else ()
-    if names:
-        return {name: jsonable(getattr(value, name), decimal_text) for name in names}
-    if isinstance(value, Decimal):
-        return decimal_text(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {key: jsonable(item, decimal_text) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(item, decimal_text) for item in value]
-    return value
+def jsonable(value: Any, decimal_text: Callable[[Decimal], str] = fixed_point) -> Any:
+    """`value` ready for a JSON response: ``utils.jsonsafe.json_safe`` with Decimals as exact strings
+    (fixed-point by default) and NaN left as it is."""
+    return json_safe(value, decimal_text=decimal_text, nan_to_null=False)

@@ -19,18 +19,20 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import TRADING_MODES, TradeOrder, utcnow
 from utils.errors import InvalidInput
+from utils.files import write_atomic_with
+from utils.jsonsafe import fixed_point, json_default
 from utils.logger import redact
 from utils.settings import Settings
 
@@ -116,7 +118,7 @@ class TradeLog:
         """Append one event (e.g. kind "decision") to ``<kind>s.jsonl``; returns that file's path."""
         path = self.path_for(kind)
         record = {"ts": utcnow().isoformat(timespec="milliseconds"), "kind": kind, "data": _scrub(payload)}
-        line = redact(json.dumps(record, default=_json_default, ensure_ascii=False), self.secrets)
+        line = redact(json.dumps(record, default=json_default, ensure_ascii=False), self.secrets)
         data = (line.replace("\n", " ") + "\n").encode("utf-8")
         with _file_lock(path.resolve()):
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -152,25 +154,28 @@ def export_trades_csv(sessions: sessionmaker[Session], mode: str, directory: Pat
     directory.mkdir(parents=True, exist_ok=True)
     stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
     target = directory / f"trades-{mode}-{stamp}-{uuid.uuid4().hex[:8]}.csv"
-    partial = target.with_name(f".{target.name}.partial")
     with sessions() as session:
         rows = session.scalars(
             select(TradeOrder).where(TradeOrder.mode == mode).order_by(TradeOrder.id)
         ).all()
-        with partial.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(CSV_COLUMNS)
-            for row in rows:
-                writer.writerow([_csv_cell(name, getattr(row, name)) for name in CSV_COLUMNS])
-    os.replace(partial, target)
+        write_atomic_with(
+            target, lambda handle: _write_csv(handle, rows), encoding="utf-8", newline="", suffix=".partial"
+        )
     return target
+
+
+def _write_csv(handle: IO[str], rows: Sequence[TradeOrder]) -> None:
+    writer = csv.writer(handle)
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        writer.writerow([_csv_cell(name, getattr(row, name)) for name in CSV_COLUMNS])
 
 
 def _csv_cell(name: str, value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, Decimal):
-        return format(value, "f")
+        return fixed_point(value)
     if isinstance(value, datetime):
         return value.isoformat()
     text = str(value)
@@ -189,16 +194,3 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [_scrub(item) for item in value]
     return value
-
-
-def _json_default(value: Any) -> Any:
-    # Decimals as strings: a float would change the logged amount.
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    return str(value)

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import requests
@@ -24,6 +24,9 @@ from binance.exceptions import BinanceAPIException, BinanceRequestException
 from utils.errors import ExchangeError, ExchangeUnavailable, NotFound
 from utils.exchange import Clock, KlinePage, Sleep, SymbolFilters
 from utils.intervals import interval_ms
+
+if TYPE_CHECKING:
+    from utils.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -217,6 +220,28 @@ class BinanceExchange:
         log.info("request weight %d of %d used; pausing %.1f s", self.used_weight, self._weight_limit, wait_s)
         self._sleep(wait_s)
         self.used_weight = 0
+
+
+def exchange_from_settings(
+    settings: Settings, *, clock: Clock | None = None, sleep: Sleep | None = None, signed: bool = False
+) -> BinanceExchange:
+    """The Binance client the settings describe: BINANCE_API_URL (or the testnet), the keys when set,
+    the timeout, retries and request-weight budget. `signed` is for account calls (orders, balances):
+    both keys must then be set. `clock` and `sleep` default to the wall clock and ``time.sleep``."""
+    key = settings.binance_api_key.get_secret_value() if settings.binance_api_key else None
+    secret = settings.binance_api_secret.get_secret_value() if settings.binance_api_secret else None
+    if signed and not (key and secret):
+        raise ValueError("A signed Binance client needs BINANCE_API_KEY and BINANCE_API_SECRET.")
+    return BinanceExchange(
+        api_url=settings.effective_binance_url,
+        api_key=key,
+        api_secret=secret,
+        timeout_s=settings.binance_timeout_seconds,
+        max_retries=settings.binance_max_retries,
+        weight_limit=settings.binance_weight_limit,
+        clock=clock if clock is not None else wall_clock_ms,
+        sleep=sleep if sleep is not None else time.sleep,
+    )
 
 
 def _parse_klines(raw: list[Any]) -> tuple[np.ndarray, np.ndarray]:
