@@ -8,10 +8,8 @@ failing interrupted jobs) happens in the lifespan, so tests and tools can import
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -36,9 +34,10 @@ from mother_ai.trade_log import TradeLog
 from routes import agent, backtest, binance, mother_ai, replay, strategy, system
 from routes.common import AppContext, require_api_key
 from strategy_engine.store import StrategyStore
-from utils.binance_api import BinanceExchange, wall_clock_ms
+from utils.binance_api import exchange_from_settings, wall_clock_ms
 from utils.errors import AppError
 from utils.exchange import Clock, Sleep
+from utils.files import write_atomic
 from utils.jobs import JobRunner
 from utils.logger import add_secrets, redact, request_id_var, setup_logging
 from utils.settings import Settings
@@ -127,18 +126,7 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
     sessions = storage.make_session_factory(engine)
     exchange = None
     if not settings.offline:
-        exchange = BinanceExchange(
-            api_url=settings.effective_binance_url,
-            api_key=settings.binance_api_key.get_secret_value() if settings.binance_api_key else None,
-            api_secret=settings.binance_api_secret.get_secret_value()
-            if settings.binance_api_secret
-            else None,
-            timeout_s=settings.binance_timeout_seconds,
-            max_retries=settings.binance_max_retries,
-            weight_limit=settings.binance_weight_limit,
-            clock=clock,
-            sleep=sleep,
-        )
+        exchange = exchange_from_settings(settings, clock=clock, sleep=sleep)
     store = CandleStore(settings.data_dir / "store")
     market = MarketData(store, exchange, sessions, clock, settings.data_dir)
     jobs = JobRunner(sessions, max_workers=settings.train_max_parallel + 1)
@@ -198,17 +186,7 @@ def ensure_api_key(settings: Settings) -> str:
     lines = [line for line in lines if line.partition("=")[0].strip() != "API_KEY"]
     lines.append(f"API_KEY={key}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".env.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            os.fchmod(handle.fileno(), 0o600)  # it holds secrets
-            handle.write("\n".join(lines) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, ("\n".join(lines) + "\n").encode())  # a new file, 0600: it holds secrets
     # Printed once, straight to the terminal: the logs never carry it.
     print(
         f"\n  Generated API key (saved to {path}):\n\n    {key}\n\n"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from utils.files import write_atomic_with
 from utils.intervals import interval_ms, next_open_time
 
 COLUMNS: tuple[str, ...] = ("open_time", "open", "high", "low", "close", "volume")
@@ -198,14 +197,7 @@ class CandleStore:
         arrays = [pa.array(rows[:, 0].astype(np.int64))] + [pa.array(rows[:, i]) for i in range(1, 6)]
         schema = _SCHEMA.with_metadata({_META_KEY: json.dumps(meta).encode()})
         table = pa.Table.from_arrays(arrays, schema=schema)
-        fd, tmp = tempfile.mkstemp(prefix=path.stem, suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            pq.write_table(table, tmp, compression="zstd")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic_with(path, lambda handle: pq.write_table(table, handle, compression="zstd"))
 
 
 def find_gaps(open_time: np.ndarray, interval: str) -> list[Gap]:

@@ -60,7 +60,7 @@ from mother_ai.orders import (
     price_decimal,
 )
 from mother_ai.trade_log import TradeLog
-from utils.binance_api import BinanceExchange
+from utils.binance_api import BinanceExchange, exchange_from_settings
 from utils.errors import AppError, Conflict, ExchangeUnavailable
 from utils.exchange import SymbolFilters
 from utils.settings import Settings
@@ -132,7 +132,6 @@ class BinanceExecutor:
         kill_switch: KillSwitch | None = None,
     ) -> None:
         require_live_trading(settings)
-        assert settings.binance_api_key is not None and settings.binance_api_secret is not None
         self.sessions = sessions
         self.market = market
         self.trade_log = trade_log
@@ -140,14 +139,7 @@ class BinanceExecutor:
         self.quote_asset = settings.live_quote_asset
         self.max_notional = Decimal(str(settings.live_max_order_notional))
         # Its own signed client: the market-data adapter may have been built without keys.
-        self.exchange = exchange or BinanceExchange(
-            api_url=settings.effective_binance_url,
-            api_key=settings.binance_api_key.get_secret_value(),
-            api_secret=settings.binance_api_secret.get_secret_value(),
-            timeout_s=settings.binance_timeout_seconds,
-            max_retries=settings.binance_max_retries,
-            weight_limit=settings.binance_weight_limit,
-        )
+        self.exchange = exchange or exchange_from_settings(settings, signed=True)
 
     def submit(self, order: OrderRequest) -> OrderResult:
         request = order.validated()

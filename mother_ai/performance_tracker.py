@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agents.generic_agent import Prediction
 from backtester.market_data import MarketData
+from backtester.metrics import max_drawdown
 from db.models import EquitySnapshot, PredictionRecord
 from db.storage import transaction
 from mother_ai.orders import Portfolio, plain
@@ -169,17 +170,6 @@ def target_open_time(as_of: int, interval: str, horizon: int) -> int:
     for _ in range(horizon):
         target = next_open_time(target, interval)
     return target
-
-
-def max_drawdown(equity: Sequence[float]) -> tuple[float, float]:
-    """(maximum, current) drawdown of a curve as fractions of the running peak."""
-    if not equity:
-        return 0.0, 0.0
-    values = np.asarray(equity, dtype=np.float64)
-    peaks = np.maximum.accumulate(values)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        drawdowns = np.where(peaks > 0, (peaks - values) / peaks, 0.0)
-    return float(drawdowns.max()), float(drawdowns[-1])
 
 
 # --- the tracker ----------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ from typing import Any, Literal
 import numpy as np
 
 from backtester.data import Candles
-from backtester.metrics import compute_metrics
+from backtester.metrics import compute_metrics, max_drawdown
 from mother_ai.daily_loss import DailyLossBook
 from mother_ai.decision import Decision, portfolio_summary
 from mother_ai.explain import reason_code, reason_text
@@ -179,22 +179,8 @@ def run_replay(
 # --- the decision loop ----------------------------------------------------------------------------
 
 
+@gc_paused()  # decision payloads hold no cycles (utils.gc_pause says why)
 def _decision_loop(
-    params: ReplayParams,
-    inputs: ReplayInputs,
-    timeline: Timeline,
-    steps: np.ndarray,
-    voters: Sequence[VoterSeries],
-    *,
-    weights: Literal["skill", "equal"],
-    record: bool,
-    stop: Callable[[], bool],
-) -> LoopOutcome:
-    with gc_paused():  # decision payloads hold no cycles (utils.gc_pause says why)
-        return _run_loop(params, inputs, timeline, steps, voters, weights=weights, record=record, stop=stop)
-
-
-def _run_loop(
     params: ReplayParams,
     inputs: ReplayInputs,
     timeline: Timeline,
@@ -380,7 +366,7 @@ def _comparisons(
             "final_equity": outcome.final_equity,
             "total_return": outcome.final_equity / initial - 1.0,
             "fills": len(outcome.fills),
-            "max_drawdown": _max_drawdown(outcome.equity, initial),
+            "max_drawdown": max_drawdown(outcome.equity, initial)[0],
         }
 
     alone = {}
@@ -430,16 +416,8 @@ def _buy_and_hold(
     return {
         "final_equity": final,
         "total_return": final / initial - 1.0,
-        "max_drawdown": _max_drawdown(curve, initial),
+        "max_drawdown": max_drawdown(curve, initial)[0],
     }, curve
-
-
-def _max_drawdown(equity: np.ndarray, initial: float) -> float:
-    if equity.shape[0] == 0:
-        return 0.0
-    peaks = np.maximum.accumulate(np.concatenate(([initial], equity)))[1:]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return float(np.max(np.where(peaks > 0, (peaks - equity) / peaks, 0.0)))
 
 
 def _metrics(

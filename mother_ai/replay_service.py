@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from agents.generic_agent import AgentConfig
 from backtester.data import Candles
 from backtester.market_data import MarketData
+from backtester.metrics import drawdown_series
 from db.models import Job, ReplayChunk, ReplayRun
 from db.storage import transaction
 from ml_engine.feature_extractor import warmup as feature_warmup
@@ -49,6 +50,7 @@ from strategy_engine.store import StrategyStore
 from utils.errors import AppError, InvalidInput, NotFound
 from utils.intervals import interval_ms, is_closed
 from utils.jobs import JobCancelled, JobRunner, Report
+from utils.jsonsafe import json_safe
 from utils.settings import Settings
 
 _ZSTD = pa.Codec("zstd", compression_level=9)
@@ -307,8 +309,7 @@ def save_result(
     """The replay's row and its decision chunks, in one transaction: all of it or nothing."""
     initial = float(result.params.initial_balance)
     equity = result.main.equity
-    peaks = np.maximum.accumulate(np.concatenate(([initial], equity)))[1:] if equity.size else equity
-    drawdown = np.where(peaks > 0, (peaks - equity) / np.where(peaks > 0, peaks, 1.0), 0.0)
+    drawdown = drawdown_series(equity, initial)
     voters = []
     for series in result.voters:
         resolved = np.isfinite(series.realised) if series.realised is not None else np.zeros(0, bool)
@@ -370,7 +371,7 @@ def save_result(
                 end_time=request.end_ms,
                 n_steps=len(decisions),
                 request=request.to_dict(),
-                summary=_clean(summary),
+                summary=json_safe(summary),  # a JSON column must not hold NaN
                 series=_pack(series),
             )
         )
@@ -434,19 +435,6 @@ def _floats(values: np.ndarray) -> list[float | None]:
     ]
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN and infinities become null (a JSON column must not hold them)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        return _clean(value.item())
-    return value
-
-
 # Stored steps leave out what is the same at every step (costs, weighting: in the summary) or follows
 # from the rest (risk_checks: the chosen candidate's checks, else the first refused one's, then the kill
 # switch, which a replay never has); _read_step puts them back, so a page reads as the live payload.
@@ -474,7 +462,7 @@ def _pack(value: Any) -> bytes:
     """JSON, zstd-compressed (through pyarrow, already the candle store's engine; level 9: about a sixth
     smaller than zlib on decision JSON and as fast), after an 8-byte little-endian raw length, which
     zstd's decoder in pyarrow needs to be told."""
-    raw = json.dumps(_clean(value), separators=(",", ":")).encode()
+    raw = json.dumps(json_safe(value), separators=(",", ":")).encode()
     return struct.pack("<Q", len(raw)) + bytes(_ZSTD.compress(raw, asbytes=True))
 
 

@@ -10,9 +10,9 @@ from pydantic import BaseModel, Field, StrictFloat, StrictInt
 
 import strategy_registry
 from backtester import service
-from backtester.runner import BacktestConfig
 from db.models import BacktestRun
 from routes.common import Ctx, Interval, MetricsOut, Symbol, error_responses, parse_time
+from strategy_engine.strategy_parser import STOP_FIELDS, backtest_config
 from utils.errors import InvalidInput
 
 router = APIRouter(prefix="/api/backtest", tags=["backtest"])
@@ -63,20 +63,17 @@ class BacktestBody(BaseModel):
         self, strategy: strategy_registry.ResolvedStrategy | None = None
     ) -> service.BacktestRequest:
         """The engine request; a JSON strategy's own stops and size apply where the body gives none."""
-        risk = {
-            name: getattr(self, name)
-            for name in ("stop_loss", "take_profit", "trailing_stop", "position_size")
+        spec = strategy.spec if strategy is not None else None
+        stops = {
+            name: getattr(self, name) for name in STOP_FIELDS if spec is None or name in self.model_fields_set
         }
-        if strategy is not None and strategy.spec is not None:
-            for name in risk:
-                if name not in self.model_fields_set:
-                    risk[name] = getattr(strategy.spec, name)
         try:
-            config = BacktestConfig(
+            config = backtest_config(
+                spec,
                 initial_capital=self.initial_capital,
                 fee_rate=self.fee_rate,
                 slippage_bps=self.slippage_bps,
-                **risk,
+                **stops,
             )
         except ValueError as exc:  # the engine's own rules, beyond the field bounds above
             raise InvalidInput(str(exc), details={"field": str(exc).split(" ", 1)[0]}) from None

@@ -12,12 +12,11 @@ keys guard against a second process.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from db.models import StrategyRecord, StrategyVersion, utcnow
 from db.storage import transaction
 from strategy_engine.spec import StrategySpec
 from utils.errors import Conflict, InvalidInput, NotFound
+from utils.files import write_atomic
 from utils.symbols import is_symbol
 
 _write_lock = threading.Lock()
@@ -78,62 +78,35 @@ class StrategyStore:
     def create(self, spec: StrategySpec, health: dict[str, Any] | None) -> SavedStrategy:
         slug = slugify(spec.name)
         written: list[tuple[Path, bytes | None]] = []
-        with _write_lock:
-            try:
-                with transaction(self.sessions) as session:
-                    exists = session.scalars(
-                        select(StrategyRecord.id).where(
-                            StrategyRecord.symbol == spec.symbol, StrategyRecord.slug == slug
-                        )
-                    ).first()
-                    if exists is not None:
-                        raise Conflict(
-                            f"A {spec.symbol} strategy named like {spec.name!r} already exists "
-                            f"(id {exists}); update it with PUT /api/strategies/{{id}}.",
-                            code="strategy_exists",
-                            details={"id": exists},
-                        )
-                    record = StrategyRecord(
-                        name=spec.name,
-                        slug=slug,
-                        symbol=spec.symbol,
-                        interval=spec.interval,
-                        version=1,
-                        health_score=_score(health),
-                    )
-                    session.add(record)
-                    session.flush()
-                    session.add(
-                        StrategyVersion(strategy_id=record.id, version=1, spec=spec.to_dict(), health=health)
-                    )
-                    written.append(self._write_file(record, spec, health))
-            except IntegrityError:
-                _restore(written)
+        with _write_lock, _undone_on_failure(written, spec), transaction(self.sessions) as session:
+            exists = _named(session, spec.symbol, slug)
+            if exists is not None:
                 raise Conflict(
-                    f"A {spec.symbol} strategy named like {spec.name!r} already exists.",
+                    f"A {spec.symbol} strategy named like {spec.name!r} already exists "
+                    f"(id {exists}); update it with PUT /api/strategies/{{id}}.",
                     code="strategy_exists",
-                ) from None
-            except BaseException:
-                _restore(written)
-                raise
+                    details={"id": exists},
+                )
+            record = StrategyRecord(
+                name=spec.name,
+                slug=slug,
+                symbol=spec.symbol,
+                interval=spec.interval,
+                version=1,
+                health_score=_score(health),
+            )
+            session.add(record)
+            session.flush()
+            session.add(StrategyVersion(strategy_id=record.id, version=1, spec=spec.to_dict(), health=health))
+            written.append(self._write_file(record, spec, health))
         return self.get(record.id)
 
     def update(self, strategy_id: int, spec: StrategySpec, health: dict[str, Any] | None) -> SavedStrategy:
         written: list[tuple[Path, bytes | None]] = []
         retired: list[Path] = []
         with _write_lock:
-            try:
-                with transaction(self.sessions) as session:
-                    self._update_rows(session, strategy_id, spec, health, written, retired)
-            except IntegrityError:
-                _restore(written)
-                raise Conflict(
-                    f"A {spec.symbol} strategy named like {spec.name!r} already exists.",
-                    code="strategy_exists",
-                ) from None
-            except BaseException:
-                _restore(written)
-                raise
+            with _undone_on_failure(written, spec), transaction(self.sessions) as session:
+                self._update_rows(session, strategy_id, spec, health, written, retired)
             for path in retired:  # a renamed strategy's old file goes only once the rename committed
                 path.unlink(missing_ok=True)
         return self.get(strategy_id)
@@ -152,11 +125,7 @@ class StrategyStore:
             raise _not_found(strategy_id)
         slug = slugify(spec.name)
         if slug != record.slug:  # renamed: the file follows the name, and the name must stay unique
-            taken = session.scalars(
-                select(StrategyRecord.id).where(
-                    StrategyRecord.symbol == record.symbol, StrategyRecord.slug == slug
-                )
-            ).first()
+            taken = _named(session, record.symbol, slug)
             if taken is not None:
                 raise Conflict(
                     f"Another {record.symbol} strategy (id {taken}) is already named like {spec.name!r}.",
@@ -209,17 +178,7 @@ class StrategyStore:
             "spec": spec.to_dict(),
             "health": health,
         }
-        fd, tmp = tempfile.mkstemp(prefix=f".{record.slug}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(document, handle, indent=2, sort_keys=False)
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(path, (json.dumps(document, indent=2, sort_keys=False) + "\n").encode("utf-8"))
         return path, previous
 
     # --- reads ------------------------------------------------------------------------------------
@@ -253,13 +212,37 @@ class StrategyStore:
             return [_saved(record, version) for record, version in rows]
 
 
+def _named(session: Session, symbol: str, slug: str) -> int | None:
+    """The id of the `symbol` strategy whose name has this slug, if there is one."""
+    return session.scalars(
+        select(StrategyRecord.id).where(StrategyRecord.symbol == symbol, StrategyRecord.slug == slug)
+    ).first()
+
+
+@contextmanager
+def _undone_on_failure(written: list[tuple[Path, bytes | None]], spec: StrategySpec) -> Iterator[None]:
+    """Around a save's transaction: if it fails, the files it wrote are put back as they were, and a
+    unique-key race (a second writer took the name) is the same Conflict as the check before it."""
+    try:
+        yield
+    except IntegrityError:
+        _restore(written)
+        raise Conflict(
+            f"A {spec.symbol} strategy named like {spec.name!r} already exists.",
+            code="strategy_exists",
+        ) from None
+    except BaseException:
+        _restore(written)
+        raise
+
+
 def _restore(written: list[tuple[Path, bytes | None]]) -> None:
     """Put files back as they were before a transaction that did not commit."""
     for path, previous in reversed(written):
         if previous is None:
             path.unlink(missing_ok=True)
         else:
-            path.write_bytes(previous)
+            write_atomic(path, previous)
 
 
 def _saved(record: StrategyRecord, row: StrategyVersion) -> SavedStrategy:

@@ -50,7 +50,19 @@ from strategy_engine.spec import (
     validate_spec,
 )
 
-__all__ = ["ComparisonTrace", "Signals", "Trace", "backtest_config", "evaluate", "trace", "warmup"]
+__all__ = [
+    "STOP_FIELDS",
+    "ComparisonTrace",
+    "Signals",
+    "Trace",
+    "backtest_config",
+    "evaluate",
+    "trace",
+    "warmup",
+]
+
+# What a strategy spec decides about its backtest, beyond the signals: its stops and position size.
+STOP_FIELDS: tuple[str, ...] = ("stop_loss", "take_profit", "trailing_stop", "position_size")
 
 
 class Signals(NamedTuple):
@@ -109,15 +121,14 @@ def warmup(spec: StrategySpec | Mapping[str, Any]) -> int:
     return longest
 
 
-def backtest_config(spec: StrategySpec, base: BacktestConfig | None = None) -> BacktestConfig:
-    """``base`` (money and fill settings) with the spec's stops and position size."""
-    return dataclasses.replace(
-        base or BacktestConfig(),
-        stop_loss=spec.stop_loss,
-        take_profit=spec.take_profit,
-        trailing_stop=spec.trailing_stop,
-        position_size=spec.position_size,
-    )
+def backtest_config(
+    spec: StrategySpec | None, base: BacktestConfig | None = None, **given: Any
+) -> BacktestConfig:
+    """``base`` (money and fill settings; default ``BacktestConfig()``) with the spec's stops and
+    position size (``STOP_FIELDS``), then the fields in `given`, a caller's explicit choices, over
+    both. One ``BacktestConfig`` is validated, with the merged values (ValueError as its own)."""
+    stops = {} if spec is None else {name: getattr(spec, name) for name in STOP_FIELDS}
+    return dataclasses.replace(base or BacktestConfig(), **(stops | given))
 
 
 def _operand_warmup(operand: Any) -> int:

@@ -41,6 +41,11 @@ def cross_below(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
     return out
 
 
+def crosses(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(entries, exits) of a crossover strategy: `a` crossing above `b`, and crossing below it."""
+    return cross_above(a, b), cross_below(a, b)
+
+
 def require(ok: bool, message: str) -> None:
     """Parameter validation: a ValueError whose message names the parameter."""
     if not ok:
@@ -61,6 +66,13 @@ def require_float(value: object, name: str, low: float, high: float) -> None:
         f"{name} must be a number, got {value!r}",
     )
     require(low < value < high, f"{name} must be > {low} and < {high}, got {value!r}")  # type: ignore[operator]
+
+
+def require_fast_slow(fast: object, slow: object) -> None:
+    """The periods of a fast/slow moving-average pair: integers, fast >= 1, slow >= 2, fast < slow."""
+    require_int(fast, "fast", 1)
+    require_int(slow, "slow", 2)
+    require(fast < slow, f"fast must be < slow, got fast={fast}, slow={slow}")  # type: ignore[operator]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,4 +128,4 @@ BUILTINS: dict[str, BuiltinStrategy] = {
     m.NAME: BuiltinStrategy(m.NAME, m.DESCRIPTION, m.Params, m.warmup, m.signals) for m in _MODULES
 }
 
-__all__ = ["BUILTINS", "BuiltinStrategy", "cross_above", "cross_below"]
+__all__ = ["BUILTINS", "BuiltinStrategy", "cross_above", "cross_below", "crosses"]

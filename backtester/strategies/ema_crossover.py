@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backtester.data import Candles
-from backtester.strategies import cross_above, cross_below, require, require_int
+from backtester.strategies import crosses, require_fast_slow
 from ml_engine.indicators import ema
 
 NAME = "ema_crossover"
@@ -20,9 +20,7 @@ class Params:
     slow: int = 26
 
     def __post_init__(self) -> None:
-        require_int(self.fast, "fast", 1)
-        require_int(self.slow, "slow", 2)
-        require(self.fast < self.slow, f"fast must be < slow, got fast={self.fast}, slow={self.slow}")
+        require_fast_slow(self.fast, self.slow)
 
 
 def warmup(params: Params) -> int:
@@ -31,6 +29,4 @@ def warmup(params: Params) -> int:
 
 
 def signals(candles: Candles, params: Params) -> tuple[np.ndarray, np.ndarray]:
-    fast = ema(candles.close, params.fast)
-    slow = ema(candles.close, params.slow)
-    return cross_above(fast, slow), cross_below(fast, slow)
+    return crosses(ema(candles.close, params.fast), ema(candles.close, params.slow))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backtester.data import Candles
-from backtester.strategies import cross_above, cross_below, require, require_int
+from backtester.strategies import crosses, require, require_int
 from ml_engine.indicators import macd
 
 NAME = "macd_signal"
@@ -34,4 +34,4 @@ def warmup(params: Params) -> int:
 
 def signals(candles: Candles, params: Params) -> tuple[np.ndarray, np.ndarray]:
     line, signal_line, _ = macd(candles.close, params.fast, params.slow, params.signal)
-    return cross_above(line, signal_line), cross_below(line, signal_line)
+    return crosses(line, signal_line)
