@@ -24,15 +24,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agents.service import AgentService
-from backtester.data import CandleStore
-from backtester.market_data import MarketData
 from db import storage
 from mother_ai.mother_ai import make_mother_ai
 from mother_ai.scheduler import DecisionScheduler
 from mother_ai.trade_executer import KillSwitch
 from mother_ai.trade_log import TradeLog
 from routes import agent, backtest, binance, mother_ai, replay, strategy, system
-from routes.common import AppContext, require_api_key
+from routes.common import AppContext, error_message, http_status, require_api_key
 from strategy_engine.store import StrategyStore
 from utils.binance_api import exchange_from_settings, wall_clock_ms
 from utils.errors import AppError
@@ -40,6 +38,8 @@ from utils.exchange import Clock, Sleep
 from utils.files import write_atomic
 from utils.jobs import JobRunner
 from utils.logger import add_secrets, redact, request_id_var, setup_logging
+from utils.market_data.candles import CandleStore
+from utils.market_data.market import MarketData
 from utils.settings import Settings
 
 log = logging.getLogger("app")
@@ -207,8 +207,9 @@ def _error(
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        return _error(exc.status_code, exc.code, exc.message, exc.details, headers)
+        status = http_status(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return _error(status, exc.code, error_message(exc), exc.details, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from backtester.data import Candles
 from backtester.strategies import BUILTINS
 from strategy_engine import strategy_parser
 from strategy_engine.spec import StrategySpec, validate_spec
 from strategy_engine.store import StrategyStore
 from utils.errors import InvalidInput, NotFound
+from utils.market_data.candles import Candles
 
 StrategyRef = str | int | Mapping[str, Any]
 

@@ -19,13 +19,13 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 from threadpoolctl import threadpool_limits
 
-from backtester.data import Candles
 from ml_engine import model_registry
 from ml_engine.feature_extractor import FEATURE_SETS, FeatureConfig, extract, extract_latest, tail_length
 from ml_engine.labels import fee_dead_zone, make_labels
 from ml_engine.trainer import TrainConfig, TrainReport, build_pipeline, predict_proba_up, top_features, train
 from utils.errors import Conflict, InvalidInput
 from utils.intervals import interval_ms, is_closed
+from utils.market_data.candles import Candles
 
 Action = Literal["buy", "sell", "hold"]
 Progress = Callable[[float, str], None]
@@ -258,6 +258,7 @@ class GenericAgent:
         """Walk-forward train on the latest `train_bars` closed candles, then register the model."""
         fitted = fit_model(self.config, training_window(self.config, self._closed(candles)), progress)
         report = fitted.report
+        assert report is not None  # fit_model always evaluates; only refits carry no report
         # What prediction depends on travels inside the checksummed artifact; the JSON beside it
         # (which also carries the full report) is for people and is never trusted.
         saved = model_registry.save_model(
@@ -302,7 +303,7 @@ class GenericAgent:
         action = action_for(self.config, p_up)
         expected = expected_return(meta, p_up)
         stale_reason = self._stale_reason(row, candles.interval)
-        top = [
+        top: list[dict[str, float | str]] = [
             {"name": c.name, "value": float(c.value), "contribution": float(c.contribution)}
             for c in top_features(model, x, frame.names, k=5)
         ]

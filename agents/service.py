@@ -18,12 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agents import btc_agent, eth_agent
 from agents.generic_agent import AgentConfig, GenericAgent, Prediction
-from backtester.market_data import MarketData
 from db.models import AgentRecord, Job, ModelVersion
 from db.storage import transaction
 from ml_engine import model_registry
 from utils.errors import Conflict, NotFound
 from utils.jobs import JobRunner
+from utils.market_data.market import MarketData
 
 DEFAULTS: tuple[Callable[[], AgentConfig], ...] = (btc_agent.default_config, eth_agent.default_config)
 
@@ -83,7 +83,7 @@ class AgentService:
             row = session.get(AgentRecord, symbol)
         if row is None:
             raise NotFound(
-                f"No agent for {symbol}; create one with POST /api/agents.", code="agent_not_found"
+                f"No agent for {symbol}.", code="agent_not_found", details={"symbol": symbol}
             )
         return row
 
@@ -213,9 +213,9 @@ class AgentService:
         row = self.record(symbol)
         if row.active_version is None:
             raise Conflict(
-                f"The {symbol} agent has no trained model yet; "
-                f"train it with POST /api/agents/{symbol}/train.",
+                f"The {symbol} agent has no trained model yet.",
                 code="agent_untrained",
+                details={"symbol": symbol},
             )
         agent = self.agent(symbol)
         tail = max(3000, agent.config.train_bars // 5)

@@ -78,9 +78,9 @@ from typing import Any
 
 import numpy as np
 
-from backtester.data import Candles
 from backtester.metrics import Metrics, compute_metrics
 from utils.gc_pause import gc_paused
+from utils.market_data.candles import Candles
 
 EXIT_REASONS: tuple[str, ...] = ("signal", "stop_loss", "take_profit", "trailing_stop", "end")
 _SIGNAL, _STOP_LOSS, _TAKE_PROFIT, _TRAILING_STOP = 0, 1, 2, 3

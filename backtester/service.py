@@ -18,12 +18,12 @@ import numpy as np
 from joblib import Parallel, delayed
 from sqlalchemy.orm import Session, sessionmaker
 
-from backtester.data import Candles
-from backtester.market_data import MarketData
 from backtester.runner import BacktestConfig, BacktestResult, Trade, run_backtest
 from db import storage
 from db.models import BacktestRun
 from utils.errors import InvalidInput, NotFound
+from utils.market_data.candles import Candles
+from utils.market_data.market import MarketData
 
 MAX_CURVE_POINTS = 2000
 MAX_SWEEP_COMBINATIONS = 256

@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from backtester.data import Candles  # noqa: E402
 from backtester.runner import BacktestConfig, BacktestResult, run_backtest  # noqa: E402
 from backtester.strategies import sma_crossover  # noqa: E402
+from utils.market_data.candles import Candles  # noqa: E402
 
 FEE = 0.001
 FAST, SLOW = 10, 20
@@ -142,7 +142,7 @@ def median_time(fn: Callable[[], object], runs: int) -> float:
 
 WARMUP_SCRIPT = """
 import numpy as np
-from backtester.data import Candles
+from utils.market_data.candles import Candles
 from backtester.runner import BacktestConfig, run_backtest
 from backtester.strategies import BUILTINS
 n = 64

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backtester.data import CandleStore
+from utils.market_data.candles import CandleStore
 
 N = 1_000_000
 RUNS = 5

@@ -39,15 +39,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from agents import btc_agent, eth_agent  # noqa: E402
-from backtester.data import Candles  # noqa: E402
-from backtester.market_data import SAMPLE_FILTERS  # noqa: E402
-from backtester.sample_data import PROFILES, generate  # noqa: E402
 from db import storage  # noqa: E402
 from db.models import ReplayChunk, ReplayRun  # noqa: E402
 from mother_ai.fills import CostModel  # noqa: E402
 from mother_ai.policy import RiskLimits  # noqa: E402
 from mother_ai.replay import ReplayInputs, ReplayParams, ReplayResult, run_replay  # noqa: E402
 from mother_ai.replay_service import CHUNK_STEPS, ReplayRequest, save_result  # noqa: E402
+from utils.market_data.candles import Candles  # noqa: E402
+from utils.market_data.market import SAMPLE_FILTERS  # noqa: E402
+from utils.market_data.sample import PROFILES, generate  # noqa: E402
 
 TARGET_TOTAL_S = 120.0
 TARGET_DECISIONS_PER_S = 2000.0

@@ -37,11 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from backtester.data import Candles  # noqa: E402
 from ml_engine import indicators as ind  # noqa: E402
 from strategy_engine.spec import validate_spec  # noqa: E402
 from strategy_engine.strategy_health import check  # noqa: E402
 from strategy_engine.strategy_parser import evaluate, trace  # noqa: E402
+from utils.market_data.candles import Candles  # noqa: E402
 
 TARGET_MS = 150.0
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backtester.data import CandleStore
-from backtester.market_data import MarketData
 from db import storage
 from tests.fakes.fake_binance import FakeBinance
 from utils.binance_api import BinanceExchange
+from utils.market_data.candles import CandleStore
+from utils.market_data.market import MarketData
 
 YEAR_START = 1_672_531_200_000  # 2023-01-01
 YEAR_END = 1_704_067_200_000 - 60_000  # last minute of 2023

@@ -40,7 +40,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from backtester.data import Candles  # noqa: E402
 from ml_engine.feature_extractor import FeatureConfig, extract, extract_latest, tail_length  # noqa: E402
 from ml_engine.labels import make_labels  # noqa: E402
 from ml_engine.trainer import (  # noqa: E402
@@ -51,6 +50,7 @@ from ml_engine.trainer import (  # noqa: E402
     top_features,
     train,
 )
+from utils.market_data.candles import Candles  # noqa: E402
 
 SHARED_BTC = ROOT.parent / "shared" / "data" / "BTC_USDT_2h.csv"
 

@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from backtester.data import Candles
 from ml_engine import indicators as ind
 from utils.intervals import interval_ms
+from utils.market_data.candles import Candles
 
 __all__ = [
     "FEATURE_SETS",

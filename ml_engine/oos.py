@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, log_loss, roc_auc_score
 
-from backtester.data import Candles
 from backtester.runner import BacktestConfig, run_backtest
 from ml_engine.labels import UP
 from ml_engine.train_config import SelectionMetric, TrainConfig
+from utils.market_data.candles import Candles
 
 __all__ = ["BacktestSummary", "OOSMetrics", "oos_backtest", "oos_metrics", "selection_key"]
 

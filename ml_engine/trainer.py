@@ -57,7 +57,6 @@ import sklearn
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from backtester.data import Candles
 from ml_engine.candidate_search import pick_params
 from ml_engine.candidates import CANDIDATES, CandidateSpec, build_pipeline
 from ml_engine.feature_extractor import FeatureConfig, FeatureFrame, extract
@@ -67,6 +66,7 @@ from ml_engine.prediction import FeatureContribution, predict_proba_up, top_feat
 from ml_engine.train_config import Progress, TrainConfig
 from ml_engine.train_report import CandidateReport, FoldReport, TrainOutcome, TrainReport
 from ml_engine.walk_forward import Dataset, Fold, FoldResults, inner_split, run_folds, walk_forward_splits
+from utils.market_data.candles import Candles
 
 __all__ = [
     "CANDIDATES",

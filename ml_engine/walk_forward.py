@@ -11,12 +11,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from backtester.data import Candles
 from ml_engine.candidate_search import pick_params
 from ml_engine.candidates import build_pipeline
 from ml_engine.prediction import aligned_proba, predict_proba_up
 from ml_engine.train_config import Progress, TrainConfig, is_int, require
 from ml_engine.train_report import FoldReport
+from utils.market_data.candles import Candles
 
 __all__ = [
     "CandidateRun",

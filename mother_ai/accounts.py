@@ -19,7 +19,6 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from backtester.market_data import MarketData
 from db.models import TradeOrder, TradingAccount, TradingBalance, TradingPosition, utcnow
 from db.storage import process_lock, transaction
 from mother_ai.orders import (
@@ -35,6 +34,7 @@ from mother_ai.orders import (
 from mother_ai.trade_log import TradeLog
 from utils.errors import AppError
 from utils.exchange import SymbolFilters
+from utils.market_data.market import MarketData
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

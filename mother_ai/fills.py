@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_UP, Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from utils.exchange import SymbolFilters
 from utils.settings import Settings
@@ -147,7 +147,7 @@ class PositionLike(Protocol):
     cost_basis: Decimal
     avg_entry_price: Decimal
     realised_pnl: Decimal
-    updated_at: datetime | None
+    updated_at: Any  # datetime; a row's column and a dataclass field differ in their declared types
 
 
 def apply_fill_to_position(

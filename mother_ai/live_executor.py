@@ -19,7 +19,6 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from backtester.market_data import MarketData
 from db.models import TradeOrder, TradingAccount, TradingBalance, TradingControl, TradingPosition, utcnow
 from mother_ai.accounts import (
     after_order,
@@ -63,6 +62,7 @@ from mother_ai.trade_log import TradeLog
 from utils.binance_api import BinanceExchange, exchange_from_settings
 from utils.errors import AppError, Conflict, ExchangeUnavailable
 from utils.exchange import SymbolFilters
+from utils.market_data.market import MarketData
 from utils.settings import Settings
 from utils.symbols import is_symbol
 
@@ -402,4 +402,3 @@ def _binance_rejection(exc: Exception) -> Rejection | None:
     if isinstance(code, int) and code < 0:
         return Rejection(code, str(details.get("binance_message") or exc.message))
     return None
-

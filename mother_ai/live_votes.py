@@ -9,8 +9,6 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from agents.generic_agent import Prediction
-from backtester.data import Candles
-from backtester.market_data import MarketData
 from mother_ai.strategy_voter import views as strategy_views
 from mother_ai.strategy_voter import vote_at as strategy_vote_at
 from mother_ai.strategy_voter import voter_id
@@ -19,10 +17,11 @@ from strategy_engine.spec import validate_spec
 from strategy_engine.store import SavedStrategy, StrategyStore
 from utils.errors import AppError, Conflict, NotFound
 from utils.intervals import is_closed
+from utils.market_data.candles import Candles
+from utils.market_data.market import MarketData
 
 log = logging.getLogger(__name__)
 
-TRAIN_ENDPOINT = "POST /api/agents/{symbol}/train"
 STRATEGY_CANDLES = 5000  # candles a live strategy vote reads: its record covers about this many bars
 
 
@@ -70,7 +69,7 @@ def collect_votes(
     relevant = [v for v in views if wanted is None or v.config.symbol in wanted]
     known = {v.config.symbol for v in views}
     ignored = [
-        IgnoredVoter(s, "no_agent", f"No agent for {s}; create one with POST /api/agents, then train it.")
+        IgnoredVoter(s, "no_agent", f"No agent for {s}: create one and train it to let it vote.")
         for s in (wanted or [])
         if s not in known
     ]
@@ -86,7 +85,7 @@ def collect_votes(
                 IgnoredVoter(
                     agent,
                     "untrained",
-                    f"No trained model yet; train it with POST /api/agents/{agent}/train.",
+                    "No trained model yet: train the agent to let it vote.",
                 )
             )
         elif view.stale:
@@ -118,7 +117,7 @@ def _strategy_votes(
     votes: list[tuple[str, PredictionLike]] = []
     ignored: list[IgnoredVoter] = []
     saved: list[SavedStrategy] = []
-    if chosen == "all":
+    if isinstance(chosen, str):  # "all"
         saved = [s for s in store.list() if (s.health or {}).get("can_activate")]
     else:
         for strategy_id in chosen:
@@ -189,21 +188,15 @@ def _predict(agents: AgentSource, mode: str, agent: str) -> tuple[Prediction | N
 def _no_trained_agents(wanted: list[str] | None, relevant: Sequence[AgentViewLike]) -> Conflict:
     untrained = sorted(v.config.symbol for v in relevant)
     missing = sorted(set(wanted or []) - set(untrained))
-    steps = [f"POST /api/agents/{s}/train" for s in untrained]
     parts = ["No agent has a trained model yet, so there is nothing to decide on."]
-    if steps:
-        parts.append(f"Train {', '.join(untrained)} first: {'; '.join(steps)}.")
+    if untrained:
+        parts.append(f"Train {', '.join(untrained)} first.")
     if missing:
-        parts.append(
-            f"No agent exists for {', '.join(missing)}: create one with POST /api/agents, then train it "
-            f"with {TRAIN_ENDPOINT}."
-        )
+        parts.append(f"No agent exists for {', '.join(missing)}: create and train one.")
     if not relevant and not missing:
-        parts.append(f"Create an agent with POST /api/agents, then train it with {TRAIN_ENDPOINT}.")
+        parts.append("Create an agent and train it.")
     return Conflict(
-        " ".join(parts),
-        code="no_trained_agents",
-        details={"untrained": untrained, "missing": missing, "endpoint": TRAIN_ENDPOINT},
+        " ".join(parts), code="no_trained_agents", details={"untrained": untrained, "missing": missing}
     )
 
 

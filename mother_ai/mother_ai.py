@@ -43,7 +43,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from backtester.market_data import MarketData
 from db.models import DecisionRecord
 from db.storage import process_lock, transaction
 from mother_ai.daily_loss import DailyLossState
@@ -71,6 +70,7 @@ from mother_ai.votes import IgnoredVoter, PredictionLike, Vote, VoterKind, Weigh
 from mother_ai.weighting import NULL_WEIGHT, PRIOR_WEIGHT, SHRINK_K, weight_for, weighting_summary
 from strategy_engine.store import StrategyStore
 from utils.errors import AppError, InvalidInput, NotFound
+from utils.market_data.market import MarketData
 from utils.settings import Settings
 from utils.symbols import is_symbol
 

@@ -46,15 +46,15 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from agents.generic_agent import Prediction
-from backtester.market_data import MarketData
 from backtester.metrics import max_drawdown
 from db.models import EquitySnapshot, PredictionRecord
 from db.storage import transaction
 from mother_ai.orders import Portfolio, plain
+from mother_ai.votes import PredictionLike
 from mother_ai.weighting import SKILL_WINDOW, calibration_of
 from utils.errors import AppError
 from utils.intervals import interval_ms, is_closed, next_open_time
+from utils.market_data.market import MarketData
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class PerformanceTracker:
 
     def record_predictions(
         self,
-        predictions: Sequence[tuple[str, Prediction]],
+        predictions: Sequence[tuple[str, PredictionLike]],
         decision_id: str | None = None,
         session: Session | None = None,
     ) -> None:

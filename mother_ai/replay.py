@@ -48,7 +48,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from backtester.data import Candles
+from agents.generic_agent import retrain_due
 from backtester.metrics import compute_metrics, max_drawdown
 from mother_ai.daily_loss import DailyLossBook
 from mother_ai.decision import Decision, portfolio_summary
@@ -70,12 +70,12 @@ from mother_ai.replay_voters import (
     VoterSeries,
     agent_series,
     resolve_and_weigh,
-    retrain_due,
     strategy_series,
 )
 from mother_ai.votes import IgnoredVoter, Vote, Weight
 from mother_ai.weighting import weighting_summary
 from utils.gc_pause import gc_paused
+from utils.market_data.candles import Candles
 
 __all__ = [
     "LoopOutcome",
@@ -146,7 +146,7 @@ def run_replay(
                 retrains,
                 timings,
                 stop,
-                lambda f, m, k=k: report(0.7 * (k + f) / max(1, len(inputs.agents)), m),
+                _scaled(report, k, len(inputs.agents)),
             )
         )
     started = time.perf_counter()
@@ -174,6 +174,11 @@ def run_replay(
         timings=timings,
         data_sources={s: c.source for s, c in inputs.candles.items()},
     )
+
+
+def _scaled(report: Progress, k: int, count: int) -> Progress:
+    """Agent k's training progress as its share of the first 70% of the replay's."""
+    return lambda f, m: report(0.7 * (k + f) / max(1, count), m)
 
 
 # --- the decision loop ----------------------------------------------------------------------------

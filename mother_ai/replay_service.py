@@ -27,8 +27,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from agents.generic_agent import AgentConfig
-from backtester.data import Candles
-from backtester.market_data import MarketData
 from backtester.metrics import drawdown_series
 from db.models import Job, ReplayChunk, ReplayRun
 from db.storage import transaction
@@ -51,6 +49,8 @@ from utils.errors import AppError, InvalidInput, NotFound
 from utils.intervals import interval_ms, is_closed
 from utils.jobs import JobCancelled, JobRunner, Report
 from utils.jsonsafe import json_safe
+from utils.market_data.candles import Candles
+from utils.market_data.market import MarketData
 from utils.settings import Settings
 
 _ZSTD = pa.Codec("zstd", compression_level=9)

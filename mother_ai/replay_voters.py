@@ -23,7 +23,6 @@ from agents.generic_agent import (
     retrain_due,
     training_window,
 )
-from backtester.data import Candles
 from ml_engine.feature_extractor import extract
 from ml_engine.trainer import predict_proba_up
 from mother_ai.fills import (
@@ -40,6 +39,7 @@ from strategy_engine.spec import StrategySpec
 from utils.errors import AppError
 from utils.exchange import SymbolFilters
 from utils.intervals import interval_ms
+from utils.market_data.candles import Candles
 
 RetrainMode = Literal["refit", "full"]
 Progress = Callable[[float, str], None]
@@ -286,7 +286,7 @@ def resolve_and_weigh(
         resolved = np.where(np.isfinite(realised), resolved, size + 1)
         series.realised, series.resolved_step = realised, resolved
     # Walk the steps: before deciding at step j, add everything resolved by then.
-    order = {s.voter: np.argsort(s.resolved_step, kind="stable") for s in voters}
+    order = {s.voter: np.argsort(np.asarray(s.resolved_step), kind="stable") for s in voters}
     cursor = {s.voter: 0 for s in voters}
     for j in range(size):
         for series in voters:

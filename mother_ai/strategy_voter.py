@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backtester.data import Candles
 from strategy_engine.spec import StrategySpec
 from strategy_engine.strategy_parser import evaluate
+from utils.market_data.candles import Candles
 
 SHRINK_K = 50
 RECORD_BARS = 5000
@@ -92,6 +92,7 @@ def views(
     r = np.where(valid, fwd, 0.0)
     u = (r > 0) & valid
     long_ = state & valid
+
     # Prefix sums over s; the record at t is s in [t - h - W + 1, t - h].
     def prefix(values: np.ndarray) -> np.ndarray:
         return np.concatenate(([0.0], np.cumsum(values, dtype=np.float64)))
@@ -103,7 +104,7 @@ def views(
     lo = np.clip(hi - record_bars, 0, n)
 
     def window(c: np.ndarray) -> np.ndarray:
-        return c[hi] - c[lo]
+        return np.asarray(c[hi] - c[lo])
 
     n_all, u_all, r_all = window(c_all), window(c_u), window(c_r)
     n_long, u_long, r_long = window(c_l), window(c_lu), window(c_lr)

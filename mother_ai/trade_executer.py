@@ -50,7 +50,6 @@ from decimal import Decimal
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
-from backtester.market_data import MarketData
 from db.models import TradeOrder, TradingAccount, TradingBalance, TradingControl, TradingPosition, utcnow
 from mother_ai.accounts import (
     after_order,
@@ -113,6 +112,7 @@ from mother_ai.orders import (
 from mother_ai.trade_log import TradeLog
 from utils.errors import InvalidInput
 from utils.exchange import SymbolFilters
+from utils.market_data.market import MarketData
 from utils.settings import Settings
 
 __all__ = [
@@ -335,4 +335,3 @@ def make_executor(
     if settings.trading_mode == "live":
         return BinanceExecutor(settings, sessions, market, trade_log=trade_log, kill_switch=kill_switch)
     return PaperExecutor(settings, sessions, market, trade_log=trade_log, kill_switch=kill_switch)
-

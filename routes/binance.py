@@ -9,8 +9,6 @@ from fastapi import APIRouter, Query, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from backtester.data import Gap
-from backtester.market_data import request_sync
 from db.models import Job
 from routes.common import (
     Ctx,
@@ -24,6 +22,8 @@ from routes.common import (
     parse_time,
 )
 from utils.exchange import SymbolFilters
+from utils.market_data.candles import Gap
+from utils.market_data.market import request_sync
 
 router = APIRouter(prefix="/api/binance", tags=["market data"])
 

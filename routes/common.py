@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -15,15 +16,25 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from agents.service import AgentService
-from backtester.market_data import MarketData
 from db.models import Job
 from mother_ai.mother_ai import MotherAI
 from mother_ai.trade_executer import KillSwitch
 from mother_ai.trade_log import TradeLog
 from strategy_engine.store import StrategyStore
-from utils.errors import AppError, Conflict, InvalidInput, Unauthorized
+from utils.errors import (
+    AppError,
+    Conflict,
+    DataUnavailable,
+    ExchangeError,
+    ExchangeUnavailable,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from utils.exchange import Clock
 from utils.jobs import JobRunner
+from utils.market_data.market import MarketData
 from utils.settings import Settings
 from utils.symbols import SYMBOL_PATTERN
 
@@ -114,6 +125,61 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorBody, "description": names.get(status, "Error")} for status in statuses}
 
 
+# --- from domain errors to HTTP: the one place that knows both ---------------------------------
+
+_STATUS_OF_KIND: dict[type[AppError], int] = {
+    Unauthorized: 401,
+    NotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    InvalidInput: 422,
+    ExchangeError: 502,
+    ExchangeUnavailable: 503,
+    DataUnavailable: 503,
+}
+
+
+def http_status(exc: AppError) -> int:
+    """The status of an error kind (its nearest listed base class; 400 for a plain AppError)."""
+    for kind in type(exc).__mro__:
+        if kind in _STATUS_OF_KIND:
+            return _STATUS_OF_KIND[kind]
+    return 400
+
+
+def _train_steps(symbols: list[str]) -> str:
+    return "; ".join(f"POST /api/agents/{s}/train" for s in symbols)
+
+
+def _no_trained_agents_hint(details: dict[str, Any]) -> str | None:
+    parts = []
+    if details.get("untrained"):
+        parts.append(f"Train with {_train_steps(details['untrained'])}.")
+    if details.get("missing") or not details.get("untrained"):
+        parts.append(
+            "Create an agent with POST /api/agents, then train it with POST /api/agents/{symbol}/train."
+        )
+    return " ".join(parts)
+
+
+# Per error code, the endpoint that fixes it: the domain says what is wrong, the API says where to act.
+_HINTS: dict[str, Callable[[dict[str, Any]], str | None]] = {
+    "agent_not_found": lambda d: "Create one with POST /api/agents.",
+    "agent_untrained": lambda d: f"Train it with POST /api/agents/{d.get('symbol', '{symbol}')}/train.",
+    "no_trained_agents": _no_trained_agents_hint,
+    "strategy_exists": lambda d: f"Update it with PUT /api/strategies/{d.get('id', '{id}')}.",
+    "sync_required": lambda d: "Download them with POST /api/binance/sync (it runs as a background job).",
+}
+
+
+def error_message(exc: AppError) -> str:
+    """The error's message, followed by the hint for its code when there is one."""
+    hint = _HINTS.get(exc.code)
+    details = exc.details if isinstance(exc.details, dict) else {}
+    extra = hint(details) if hint is not None else None
+    return f"{exc.message} {extra}" if extra else exc.message
+
+
 # --- query parsing --------------------------------------------------------------------------------
 
 
@@ -166,7 +232,6 @@ class MetricsOut(BaseModel):
     exposure: float | None = Field(description="Share of bars in a position.")
     buy_and_hold_return: float | None
     final_equity: float
-
 
 
 # --- jobs -----------------------------------------------------------------------------------------

@@ -6,13 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from backtester.data import Candles
-from backtester.market_data import MarketData
 from strategy_engine import strategy_health
 from strategy_engine.json_strategy_parser import blocks_to_spec
 from strategy_engine.spec import StrategySpec, validate_spec
 from strategy_engine.store import SavedStrategy, StrategyStore
 from utils.errors import AppError
+from utils.market_data.candles import Candles
+from utils.market_data.market import MarketData
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,7 +83,7 @@ class StrategyStore:
             if exists is not None:
                 raise Conflict(
                     f"A {spec.symbol} strategy named like {spec.name!r} already exists "
-                    f"(id {exists}); update it with PUT /api/strategies/{{id}}.",
+                    f"(id {exists}); update that one instead.",
                     code="strategy_exists",
                     details={"id": exists},
                 )

@@ -51,12 +51,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from backtester.data import Candles
 from backtester.metrics import Metrics
 from backtester.runner import BacktestConfig, BacktestResult, run_backtest
 from strategy_engine.spec import StrategySpec, validate_spec
 from strategy_engine.strategy_parser import Trace, backtest_config, trace, warmup
 from utils.errors import InvalidInput
+from utils.market_data.candles import Candles
 
 __all__ = ["PENALTIES", "Finding", "HealthReport", "check"]
 

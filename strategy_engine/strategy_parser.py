@@ -33,7 +33,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from backtester.data import Candles
 from backtester.runner import BacktestConfig
 from backtester.strategies import cross_above, cross_below
 from ml_engine.indicators import INDICATORS, compute
@@ -49,6 +48,7 @@ from strategy_engine.spec import (
     spec_comparisons,
     validate_spec,
 )
+from utils.market_data.candles import Candles
 
 __all__ = [
     "STOP_FIELDS",

@@ -1,4 +1,6 @@
-"""Shared fixtures: settings on a temp SQLite file, the real app, and a fake Binance on 127.0.0.1."""
+"""Shared fixtures: settings on a temp SQLite file, the real app, and a fake Binance on 127.0.0.1.
+
+Fixtures only; the builders they use (and tests import) live in tests/support/."""
 
 from __future__ import annotations
 
@@ -12,37 +14,21 @@ from fastapi.testclient import TestClient
 
 from main import create_app
 from tests.fakes.fake_binance import FakeBinance
+from tests.support.clock import RecordedSleeps
+from tests.support.http import cancel_unfinished_jobs
+from tests.support.install import TrainedInstall, train_install
+from tests.support.settings import make_settings
 from utils.settings import Settings
 
-API_KEY = "test-api-key-0123456789abcdef"
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-
-def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "database_url": f"sqlite:///{tmp_path / 'test.db'}",
-        "api_key": API_KEY,
-        "data_dir": tmp_path / "data",
-        "env_file_path": tmp_path / ".env",
-        "models_dir": tmp_path / "models",
-        "strategies_dir": tmp_path / "strategies",
-        "trade_log_dir": tmp_path / "logs",
-        "trade_export_dir": tmp_path / "exports",
-        "offline": True,
-        "binance_timeout_seconds": 2.0,
-        "log_level": "INFO",
-    }
-    values.update(overrides)
-    # _env_file=None: tests never read a developer's .env.
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
-class RecordedSleeps(list[float]):
-    """An injectable sleep: remembers how long the code under test wanted to wait, waits for nothing."""
-
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """The fuzzed app's unfinished background jobs are cancelled as soon as its test is over: before
+    schemathesis ends the app's lifespan (its own teardown hook, which runs ahead of fixture teardown)
+    and so before the app's shutdown would wait for every running training and replay to finish."""
+    fuzzed = getattr(item, "funcargs", {}).get("fuzzed_app")
+    if isinstance(fuzzed, TestClient):
+        cancel_unfinished_jobs(fuzzed)
 
 
 @pytest.fixture
@@ -53,6 +39,21 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     """The real app, offline, on a fresh SQLite file with the sample data."""
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def trained_install(tmp_path_factory: pytest.TempPathFactory) -> TrainedInstall:
+    """One offline install whose BTCUSDT and ETHUSDT agents are trained, built once per run for every
+    test that only needs trained agents; never use it in place, copy it (`trained_install.copy_to`)."""
+    return train_install(tmp_path_factory.mktemp("trained-install"))
+
+
+@pytest.fixture
+def trained_client(trained_install: TrainedInstall, tmp_path: Path) -> Iterator[TestClient]:
+    """The real app, offline, on a copy of the trained install."""
+    settings = make_settings(trained_install.copy_to(tmp_path))
     with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
         yield test_client
 

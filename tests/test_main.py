@@ -10,7 +10,8 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
 from main import create_app
-from tests.conftest import API_KEY, AUTH, make_settings
+from tests.support.http import AUTH
+from tests.support.settings import API_KEY, make_settings
 
 PUBLIC_PATHS = {"/api/health"}
 

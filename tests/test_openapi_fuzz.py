@@ -3,9 +3,18 @@
 No generated input may produce a 5xx or a response that breaks the documented schema. New
 endpoints are covered automatically because the operations come from the app's schema. The
 app runs offline (sample data only), so generated syncs never reach any network.
+
+A generated body that happens to be valid starts real background work (trainings, replays over the
+whole sample). The checks are on the responses, which come first; the work runs beside the rest of the
+fuzzing as it would in the app, on one training worker, and what is still running once the last
+operation has been checked is cancelled rather than awaited (an app's shutdown waits for its running
+jobs): see `pytest_runtest_teardown` in tests/conftest.py.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -19,14 +28,25 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import AUTH
+from main import create_app
+from tests.support.http import AUTH
+from tests.support.settings import make_settings
 
 MAX_EXAMPLES = 30  # per operation: bounded so the suite stays fast
 
 
 @pytest.fixture
-def api_schema(client: TestClient) -> schemathesis.BaseSchema:
-    return schemathesis.openapi.from_asgi("/openapi.json", client.app)
+def fuzzed_app(tmp_path: Path) -> Iterator[TestClient]:
+    """The real app, offline on the sample data, training one agent at a time; its unfinished jobs are
+    cancelled when the test ends (tests/conftest.py)."""
+    settings = make_settings(tmp_path, train_max_parallel=1)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
+def api_schema(fuzzed_app: TestClient) -> schemathesis.BaseSchema:
+    return schemathesis.openapi.from_asgi("/openapi.json", fuzzed_app.app)
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")

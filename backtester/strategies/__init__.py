@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from backtester.data import Candles
+from utils.market_data.candles import Candles
 
 
 def cross_above(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backtester.data import Candles
 from backtester.strategies import cross_above, require_float, require_int
 from ml_engine.indicators import bollinger
+from utils.market_data.candles import Candles
 
 NAME = "bollinger_breakout"
 DESCRIPTION = "Buy when the close crosses above the upper Bollinger band; sell when it closes below the mid."

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backtester.data import Candles
 from backtester.strategies import crosses, require_fast_slow
 from ml_engine.indicators import ema
+from utils.market_data.candles import Candles
 
 NAME = "ema_crossover"
 DESCRIPTION = "Buy when the fast EMA of the close crosses above the slow EMA; sell when it crosses below."

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backtester.data import Candles
 from backtester.strategies import crosses, require, require_int
 from ml_engine.indicators import macd
+from utils.market_data.candles import Candles
 
 NAME = "macd_signal"
 DESCRIPTION = "Buy when the MACD line crosses above its signal line; sell when it crosses below."

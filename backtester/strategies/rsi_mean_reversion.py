@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backtester.data import Candles
 from backtester.strategies import require, require_float, require_int
 from ml_engine.indicators import rsi
+from utils.market_data.candles import Candles
 
 NAME = "rsi_mean_reversion"
 DESCRIPTION = "Buy when the RSI of the close is below the oversold level; sell when it is above overbought."

@@ -11,21 +11,18 @@ import pytest
 
 from agents import btc_agent, eth_agent
 from agents.generic_agent import AgentConfig, GenericAgent
-from backtester.data import Candles
-from backtester.sample_data import PROFILES, generate
 from db import storage
 from ml_engine import model_registry
+from tests.support.candles import sample_candles
 from utils.errors import InvalidInput
+from utils.market_data.candles import Candles
 
 HOUR = 3_600_000
 
 
 @pytest.fixture(scope="module")
 def candles() -> Candles:
-    rows = generate(PROFILES["BTCUSDT"], bars=7000)
-    return Candles(
-        "BTCUSDT", "1h", rows[:, 0].astype(np.int64), *(rows[:, i] for i in range(1, 6)), source="sample"
-    )
+    return sample_candles("BTCUSDT", 7000)
 
 
 @pytest.fixture

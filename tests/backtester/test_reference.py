@@ -15,7 +15,6 @@ backtesting.py processes a trade's stop order before its target order and fills 
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 
@@ -26,11 +25,12 @@ from backtesting import Strategy
 from backtesting.lib import FractionalBacktest
 from backtesting.test import EURUSD, GOOG
 
-from backtester.data import Candles
 from backtester.runner import BacktestConfig, BacktestResult, run_backtest
 from backtester.strategies import BUILTINS
+from tests.support import data
+from tests.support.candles import frame_candles
+from utils.market_data.candles import Candles
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 RTOL = 1e-6
 FEE = 0.001
 
@@ -71,17 +71,9 @@ class ReplaySignals(Strategy):
                 self.buy(size=self.size, **bracket)
 
 
-def to_candles(frame: pd.DataFrame, interval: str) -> Candles:
-    times = frame.index.as_unit("ms").asi8
-    cols = (frame[c].to_numpy(np.float64) for c in ("Open", "High", "Low", "Close", "Volume"))
-    return Candles("REF", interval, times, *cols, "file")
-
-
 def shared_csv(name: str) -> pd.DataFrame:
-    path = SHARED_DATA / name
-    if not path.exists():
-        pytest.skip(f"{path} is absent (real market data lives outside the repo; a fresh clone has none)")
-    raw = pd.read_csv(path)
+    """A ../shared/data file as a backtesting.py frame (Open, High, ... on a DatetimeIndex), or a skip."""
+    raw = data.shared_csv(name)
     frame = raw.rename(columns=str.capitalize).drop(columns="Timestamp")
     frame.index = pd.DatetimeIndex(pd.to_datetime(raw["timestamp"]))
     return frame
@@ -99,7 +91,7 @@ DATASETS = {
 def run_both(
     frame: pd.DataFrame, interval: str, size: float, **stops: float
 ) -> tuple[BacktestResult, pd.Series, Candles]:
-    candles = to_candles(frame, interval)
+    candles = frame_candles(frame, interval)
     sma = BUILTINS["sma_crossover"]
     entries, exits = sma.signals(candles, sma.make_params({"fast": 10, "slow": 20}))
     ours = run_backtest(candles, entries, exits, BacktestConfig(fee_rate=FEE, position_size=size, **stops))
@@ -201,7 +193,7 @@ def test_gap_above_the_target_that_touches_the_stop_is_the_known_difference() ->
     frame = pd.DataFrame(
         rows, columns=["Open", "High", "Low", "Close"], index=pd.date_range("2021-01-01", periods=6, freq="h")
     ).assign(Volume=1.0)
-    candles = to_candles(frame, "1h")
+    candles = frame_candles(frame, "1h")
     entries = np.zeros(6, dtype=bool)
     entries[1] = True  # backtesting.py's first next() is on bar 1
     exits = np.zeros(6, dtype=bool)
@@ -221,6 +213,6 @@ def test_gap_above_the_target_that_touches_the_stop_is_the_known_difference() ->
 
 
 def test_missing_shared_data_skips_with_a_reason(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(sys.modules[__name__], "SHARED_DATA", tmp_path / "shared" / "data")
+    monkeypatch.setattr(data, "SHARED_DATA", tmp_path / "shared" / "data")
     with pytest.raises(pytest.skip.Exception, match="absent"):
         shared_csv("BTC_USDT_2h.csv")

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from backtester import runner
-from backtester.data import Candles
 from backtester.runner import BacktestConfig, Trade, run_backtest
+from tests.support.candles import market_walk
+from utils.market_data.candles import Candles
 
 HOUR_MS = 3_600_000
 N_BARS = 8
@@ -407,20 +408,14 @@ def test_exposure_counts_bars_ending_in_a_position() -> None:
     assert result.metrics.exposure == pytest.approx(2 / 8)  # held at the close of bars 2 and 3
 
 
-def _random_market(n: int, seed: int) -> Candles:
-    rng = np.random.default_rng(seed)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
-    open_ = np.r_[100.0, close[:-1]] * np.exp(rng.normal(0, 0.003, n))
-    high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.01, n))
-    low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.01, n))
-    times = np.arange(n, dtype=np.int64) * HOUR_MS
-    return Candles("RND", "1h", times, open_, high, low, close, np.ones(n), "sample")
+# A random walk whose opens gap off the previous close (0.3%) and whose wicks reach 1%: stops trigger.
+RANDOM_MARKET: dict[str, Any] = {"symbol": "RND", "start_ms": 0, "wick": 0.01, "gap": 0.003, "volume": 1.0}
 
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("size,slippage", [(1.0, 0.0), (0.3, 0.0005)])
 def test_vectorised_engine_equals_the_loop_without_stops(seed: int, size: float, slippage: float) -> None:
-    candles = _random_market(600, seed)
+    candles = market_walk(600, seed=seed, **RANDOM_MARKET)
     rng = np.random.default_rng(100 + seed)
     entries, exits = rng.random(600) < 0.08, rng.random(600) < 0.08
     args = (
@@ -453,7 +448,7 @@ def test_vectorised_engine_equals_the_loop_without_stops(seed: int, size: float,
 
 @pytest.mark.parametrize("seed", range(4))
 def test_compiled_stop_loop_equals_its_python_source(seed: int) -> None:
-    candles = _random_market(800, seed)
+    candles = market_walk(800, seed=seed, **RANDOM_MARKET)
     rng = np.random.default_rng(200 + seed)
     entries, exits = rng.random(800) < 0.1, rng.random(800) < 0.03
     args = (
@@ -485,7 +480,7 @@ def test_compiled_stop_loop_equals_its_python_source(seed: int) -> None:
 
 
 def test_equity_stays_positive_and_consistent_with_trades() -> None:
-    candles = _random_market(3000, 7)
+    candles = market_walk(3000, seed=7, **RANDOM_MARKET)
     rng = np.random.default_rng(7)
     entries, exits = rng.random(3000) < 0.05, rng.random(3000) < 0.05
     config = BacktestConfig(stop_loss=0.02, take_profit=0.04, trailing_stop=0.03)
@@ -585,7 +580,7 @@ def test_warm_up_loads_the_stop_loop() -> None:
 def test_a_ruined_account_opens_no_more_trades(stops: dict[str, float]) -> None:
     # Slippage of 99.99% per fill wipes the account out on the first round trip; later entries
     # can buy nothing and must not appear as trades with a 0/0 return.
-    candles = _random_market(2000, seed=3)
+    candles = market_walk(2000, seed=3, **RANDOM_MARKET)
     entries = np.zeros(2000, dtype=bool)
     exits = np.zeros(2000, dtype=bool)
     entries[10::40] = True

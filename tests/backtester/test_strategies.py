@@ -9,31 +9,10 @@ import pytest
 import talib
 from backtesting.test import EURUSD, GOOG
 
-from backtester.data import Candles
 from backtester.strategies import BUILTINS, BuiltinStrategy, cross_above, cross_below
+from tests.support.candles import frame_candles, make_candles, random_candles
 
 NAMES = ["sma_crossover", "ema_crossover", "rsi_mean_reversion", "macd_signal", "bollinger_breakout"]
-
-
-def candles_from_close(close: np.ndarray) -> Candles:
-    n = close.shape[0]
-    times = np.arange(n, dtype=np.int64) * 3_600_000
-    high, low = close * 1.01, close * 0.99
-    return Candles("T", "1h", times, close.copy(), high, low, close.copy(), np.ones(n), "sample")
-
-
-def random_walk(n: int, seed: int) -> Candles:
-    rng = np.random.default_rng(seed)
-    return candles_from_close(100 * np.exp(np.cumsum(rng.normal(0, 0.01, n))))
-
-
-def frame_candles(frame: object, interval: str) -> Candles:
-    import pandas as pd
-
-    assert isinstance(frame, pd.DataFrame)
-    times = frame.index.as_unit("ms").asi8
-    cols = (frame[c].to_numpy(np.float64) for c in ("Open", "High", "Low", "Close", "Volume"))
-    return Candles("REF", interval, times, *cols, "file")
 
 
 def test_every_builtin_is_registered_once_under_its_name() -> None:
@@ -63,12 +42,12 @@ def test_signals_are_bool_arrays_silent_during_warmup(name: str) -> None:
     params = strategy.default_params()
     warmup = strategy.warmup(params)
     for seed in range(5):
-        candles = random_walk(400, seed)
+        candles = random_candles(400, seed)
         entries, exits = strategy.signals(candles, params)
         for arr in (entries, exits):
             assert arr.dtype == np.bool_ and arr.shape == (400,)
             assert not arr[:warmup].any()
-    short = random_walk(warmup, 9)  # shorter than the warm-up: no signal at all, no error
+    short = random_candles(warmup, 9)  # shorter than the warm-up: no signal at all, no error
     assert not any(a.any() for a in strategy.signals(short, params))
 
 
@@ -102,7 +81,7 @@ def test_warmup_is_exactly_the_first_possible_signal(name: str) -> None:
     strategy = BUILTINS[name]
     params = strategy.default_params()
     warmup = strategy.warmup(params)
-    entries, _ = strategy.signals(candles_from_close(FIRST_SIGNAL_SERIES[name](warmup)), params)
+    entries, _ = strategy.signals(make_candles(FIRST_SIGNAL_SERIES[name](warmup)), params)
     assert int(np.argmax(entries)) == warmup and entries[warmup]
 
 
@@ -110,7 +89,7 @@ def test_warmup_is_exactly_the_first_possible_signal(name: str) -> None:
 def test_signals_use_no_future_bars(name: str) -> None:
     strategy = BUILTINS[name]
     params = strategy.default_params()
-    candles = random_walk(700, 42)
+    candles = random_candles(700, 42)
     entries, exits = strategy.signals(candles, params)
     assert entries.any() and exits.any()
     for stop in (1, 30, 35, 101, 333, 699):

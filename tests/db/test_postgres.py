@@ -15,7 +15,8 @@ from sqlalchemy import text
 
 from db import storage
 from main import create_app
-from tests.conftest import AUTH, make_settings
+from tests.support.http import AUTH
+from tests.support.settings import make_settings
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(

@@ -40,7 +40,8 @@ def test_jobs_survive_and_are_failed_across_an_app_restart(tmp_path: Path) -> No
     from fastapi.testclient import TestClient
 
     from main import create_app
-    from tests.conftest import AUTH, make_settings
+    from tests.support.http import AUTH
+    from tests.support.settings import make_settings
 
     settings = make_settings(tmp_path)
     with TestClient(create_app(settings)) as client:

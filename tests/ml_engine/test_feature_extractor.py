@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import pytest
 
-from backtester.data import Candles
 from ml_engine.feature_extractor import (
     FEATURE_SETS,
     GROUPS,
@@ -19,20 +19,12 @@ from ml_engine.feature_extractor import (
     tail_length,
     warmup,
 )
-from utils.intervals import interval_ms
+from tests.support.candles import market_walk
+from utils.market_data.candles import Candles
 
 T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC, a Monday
-
-
-def candles(n: int, interval: str = "1h", seed: int = 0) -> Candles:
-    rng = np.random.default_rng(seed)
-    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, n)))
-    open_ = np.r_[100.0, close[:-1]]
-    high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.003, n))
-    low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.003, n))
-    volume = rng.lognormal(2.0, 0.5, n)
-    times = T0 + np.arange(n, dtype=np.int64) * interval_ms(interval)
-    return Candles("TESTUSDT", interval, times, open_, high, low, close, volume, "sample")
+# The walk these tests extract from: a random walk from 100, hourly from T0, wicks up to 0.3%.
+WALK: dict[str, Any] = {"symbol": "TESTUSDT", "start_ms": T0, "wick": 0.003}
 
 
 def assert_same(a: np.ndarray, b: np.ndarray) -> None:
@@ -42,7 +34,7 @@ def assert_same(a: np.ndarray, b: np.ndarray) -> None:
 
 
 def test_columns_match_names_and_the_default_set() -> None:
-    c = candles(600)
+    c = market_walk(600, **WALK)
     frame = extract(c)
     assert frame.X.shape == (600, len(frame.names))
     assert frame.names == feature_names(FeatureConfig(), "1h")
@@ -68,19 +60,19 @@ def test_columns_match_names_and_the_default_set() -> None:
 @pytest.mark.parametrize("name", sorted(FEATURE_SETS))
 def test_every_feature_set_is_usable(name: str) -> None:
     config = FEATURE_SETS[name]
-    frame = extract(candles(max(400, warmup(config) + 50)), config)
+    frame = extract(market_walk(max(400, warmup(config) + 50), **WALK), config)
     assert np.isfinite(frame.X[frame.warmup :]).all()
 
 
 def test_features_on_a_prefix_equal_the_full_series_features() -> None:
-    c = candles(1200)
+    c = market_walk(1200, **WALK)
     full = extract(c).X
     for m in (1, 150, 199, 200, 201, 517, 1199):
         assert_same(extract(c.slice(0, m)).X, full[:m])
 
 
 def test_changing_future_bars_changes_no_past_feature() -> None:
-    c = candles(1000)
+    c = market_walk(1000, **WALK)
     m = 640
     rng = np.random.default_rng(9)
     changed = Candles(
@@ -108,7 +100,7 @@ def test_warmup_rows_are_nan_and_later_rows_are_finite() -> None:
     for group in GROUPS:
         config = FeatureConfig(groups=(group,))
         w = warmup(config)
-        frame = extract(candles(w + 30), config)
+        frame = extract(market_walk(w + 30, **WALK), config)
         assert frame.warmup == w
         assert np.isnan(frame.X[:w]).all(), group
         assert np.isfinite(frame.X[w:]).all(), group
@@ -120,7 +112,7 @@ def test_warmup_rows_are_nan_and_later_rows_are_finite() -> None:
 
 
 def test_fewer_candles_than_the_warmup_give_only_nan_rows() -> None:
-    frame = extract(candles(50))
+    frame = extract(market_walk(50, **WALK))
     assert frame.X.shape[0] == 50
     assert np.isnan(frame.X).all()
 
@@ -131,13 +123,13 @@ def test_fewer_candles_than_the_warmup_give_only_nan_rows() -> None:
 )
 def test_time_features_only_for_intraday_intervals(interval: str, intraday: bool) -> None:
     assert is_intraday(interval) is intraday
-    names = extract(candles(300, interval)).names
+    names = extract(market_walk(300, interval=interval, **WALK)).names
     assert ("hour_sin" in names) is intraday
     assert ("dow_cos" in names) is intraday
 
 
 def test_time_features_values() -> None:
-    frame = extract(candles(24 * 8, "1h"), FeatureConfig(groups=("time",)))
+    frame = extract(market_walk(24 * 8, interval="1h", **WALK), FeatureConfig(groups=("time",)))
     table = frame.to_frame()
     six_am = table.iloc[6]  # Monday 06:00 UTC
     assert six_am["hour_sin"] == pytest.approx(1.0)
@@ -150,7 +142,7 @@ def test_time_features_values() -> None:
 
 
 def test_features_are_scale_free() -> None:
-    c = candles(500)
+    c = market_walk(500, **WALK)
     scaled = Candles(
         c.symbol,
         c.interval,
@@ -188,7 +180,7 @@ def test_flat_prices_and_constant_volume_give_finite_features() -> None:
 
 
 def test_a_zero_price_makes_nan_not_inf() -> None:
-    c = candles(400)
+    c = market_walk(400, **WALK)
     close = c.close.copy()
     close[300] = 0.0
     broken = Candles(
@@ -201,7 +193,7 @@ def test_a_zero_price_makes_nan_not_inf() -> None:
 
 def test_extract_latest_matches_the_full_history_row() -> None:
     config = FeatureConfig()
-    c = candles(5000)
+    c = market_walk(5000, **WALK)
     full = extract(c)
     latest = extract_latest(c, config)
     assert latest.X.shape == (1, len(full.names))
@@ -216,9 +208,9 @@ def test_extract_latest_matches_the_full_history_row() -> None:
 
 
 def test_extract_latest_before_the_warmup_is_nan() -> None:
-    assert np.isnan(extract_latest(candles(20)).X).all()
+    assert np.isnan(extract_latest(market_walk(20, **WALK)).X).all()
     with pytest.raises(ValueError):
-        extract_latest(candles(10).slice(0, 0))
+        extract_latest(market_walk(10, **WALK).slice(0, 0))
 
 
 def test_tail_length_grows_with_the_slowest_filter() -> None:

@@ -27,10 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from backtester.data import Candles
 from ml_engine.feature_extractor import FeatureConfig, extract
 from ml_engine.trainer import (
     BacktestSummary,
@@ -40,8 +38,10 @@ from ml_engine.trainer import (
     _train_from_features,
     train,
 )
+from tests.support.candles import market_walk
+from tests.support.data import shared_candles
+from utils.market_data.candles import Candles
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 N_BARS = 12_000
 ACCURACY_BAND = 0.03
 K_SIGMA = 3.0
@@ -50,30 +50,6 @@ AR1_PHI = 0.5
 AR1_BEST_ACCURACY = 0.5 + math.asin(AR1_PHI) / math.pi  # ~0.667
 TWO_KINDS = TrainConfig(candidates=("logreg", "hist_gb"))
 ALL_KINDS = TrainConfig()  # logreg, random_forest and hist_gb with their full grids
-
-
-def ar1_candles(n: int, phi: float, seed: int) -> Candles:
-    """Hourly candles whose close-to-close log returns follow r[t] = phi * r[t-1] + N(0, 1%).
-
-    phi = 0 is a pure (driftless, log-normal) random walk. OHLC are consistent: each bar opens at the
-    previous close, high/low lie beyond both by up to 0.2%.
-    """
-    rng = np.random.default_rng(seed)
-    noise = rng.normal(0.0, 0.01, n)
-    r = np.empty(n)
-    r[0] = noise[0]
-    for t in range(1, n):
-        r[t] = phi * r[t - 1] + noise[t]
-    close = 100.0 * np.exp(np.cumsum(r))
-    open_ = np.r_[100.0, close[:-1]]
-    high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.002, n))
-    low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.002, n))
-    volume = rng.lognormal(2.0, 0.5, n)
-    times = 1_600_000_000_000 + np.arange(n, dtype=np.int64) * 3_600_000
-    return Candles("RWUSDT", "1h", times, open_, high, low, close, volume, "sample")
-
-
-# --- the two checks --------------------------------------------------------------------------------
 
 
 def accuracy_is_chance(report: TrainReport) -> bool:
@@ -104,7 +80,7 @@ def does_not_beat_buy_and_hold(candles: Candles, report: TrainReport) -> bool:
     ids=["seed100-all-kinds", "seed101", "seed102", "seed103"],
 )
 def test_random_walk_has_no_edge(seed: int, config: TrainConfig) -> None:
-    candles = ar1_candles(N_BARS, 0.0, seed)
+    candles = market_walk(N_BARS, 0.0, seed, symbol="RWUSDT")
     report = train(candles, FeatureConfig(), config).report
     assert report.metrics.n_oos > 9_000
     assert accuracy_is_chance(report), (report.metrics, report.nested_metrics)
@@ -135,7 +111,7 @@ def _centered_average(close: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("leak", [_next_return, _centered_average], ids=["next-return", "centered-average"])
 def test_the_checks_catch_a_leak(leak: Callable[[np.ndarray], np.ndarray]) -> None:
-    candles = ar1_candles(N_BARS, 0.0, 104)
+    candles = market_walk(N_BARS, 0.0, 104, symbol="RWUSDT")
     report = _leaky_train(candles, leak(candles.close)).report
     assert not accuracy_is_chance(report)
     assert not does_not_beat_buy_and_hold(candles, report)
@@ -147,7 +123,7 @@ def test_the_checks_catch_a_leak(leak: Callable[[np.ndarray], np.ndarray]) -> No
 
 
 def test_ar1_pattern_is_learnt() -> None:
-    candles = ar1_candles(N_BARS, AR1_PHI, 11)
+    candles = market_walk(N_BARS, AR1_PHI, 11, symbol="RWUSDT")
     report = train(candles, FeatureConfig(), ALL_KINDS).report
     assert [c.name for c in report.candidates] == ["logreg", "random_forest", "hist_gb"]
     for candidate in report.candidates:
@@ -166,24 +142,14 @@ def test_ar1_pattern_is_learnt() -> None:
 # --- real data: whatever it is -----------------------------------------------------------------------
 
 
-def shared_candles(name: str, interval: str, directory: Path | None = None) -> Candles:
-    path = (directory or SHARED_DATA) / name
-    if not path.exists():
-        pytest.skip(f"{path} is absent (real market data lives outside the repo; a fresh clone has none)")
-    raw = pd.read_csv(path)
-    times = pd.DatetimeIndex(pd.to_datetime(raw["timestamp"], utc=True)).as_unit("ms").asi8
-    columns = (raw[c].to_numpy(np.float64) for c in ("open", "high", "low", "close", "volume"))
-    return Candles(name.split("_2h")[0].replace("_", ""), interval, times, *columns, "file")
-
-
 def test_missing_real_data_skips_with_a_reason(tmp_path: Path) -> None:
     with pytest.raises(pytest.skip.Exception, match="is absent"):
-        shared_candles("BTC_USDT_2h.csv", "2h", tmp_path)
+        shared_candles("BTC_USDT_2h.csv", "BTCUSDT", "2h", tmp_path)
 
 
 def test_real_btc_2h_report_is_produced() -> None:
     """The numbers are whatever they are; only the report's structure and sanity are asserted."""
-    candles = shared_candles("BTC_USDT_2h.csv", "2h")
+    candles = shared_candles("BTC_USDT_2h.csv", "BTCUSDT", "2h")
     assert np.all(np.diff(candles.open_time) > 0)
     outcome = train(candles, FeatureConfig(), TWO_KINDS)
     report = outcome.report

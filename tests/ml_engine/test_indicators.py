@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,11 +13,11 @@ import talib
 
 from ml_engine import indicators as ind
 from ml_engine.indicators.workspace import SCRATCH_POOL, BufferPool, Workspace
+from tests.support.data import shared_csv
 
 Candles = dict[str, np.ndarray]
 Outputs = tuple[np.ndarray, ...]
 
-REAL_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "BTC_USDT_2h.csv"
 RTOL = 1e-8
 
 
@@ -40,9 +39,7 @@ SAMPLE = random_walk(500, 13)  # small general-purpose series (has flat, zero-vo
 
 
 def load_real() -> Candles:
-    if not REAL_DATA.exists():
-        pytest.skip("../shared/data not present: real-data comparison skipped")
-    frame = pd.read_csv(REAL_DATA)
+    frame = shared_csv("BTC_USDT_2h.csv")
     columns = ("open", "high", "low", "close", "volume")
     return {column: frame[column].to_numpy(dtype=float) for column in columns}
 

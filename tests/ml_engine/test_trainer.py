@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from sklearn.model_selection import TimeSeriesSplit
 
-from backtester.data import Candles
 from ml_engine.feature_extractor import FEATURE_SETS, FeatureConfig, extract, extract_latest
 from ml_engine.labels import DOWN, FLAT, UP
 from ml_engine.trainer import (
@@ -26,7 +25,9 @@ from ml_engine.trainer import (
     train,
     walk_forward_splits,
 )
+from tests.support.candles import market_walk
 from utils.intervals import interval_ms
+from utils.market_data.candles import Candles
 
 COMPACT = FEATURE_SETS["compact"]
 # One grid point each, small forests: the properties tested here do not need a search.
@@ -35,22 +36,6 @@ FAST_GRIDS: dict[str, list[dict[str, Any]]] = {
     "random_forest": [{"n_estimators": 20, "max_depth": 4, "min_samples_leaf": 50}],
     "hist_gb": [{"max_iter": 30, "max_leaf_nodes": 7}],
 }
-
-
-def ar1_candles(n: int, phi: float = 0.0, seed: int = 0, interval: str = "1h") -> Candles:
-    """Log returns r[t] = phi * r[t-1] + N(0, 1%); open = previous close; high/low around both."""
-    rng = np.random.default_rng(seed)
-    noise = rng.normal(0.0, 0.01, n)
-    r = np.empty(n)
-    r[0] = noise[0]
-    for t in range(1, n):
-        r[t] = phi * r[t - 1] + noise[t]
-    close = 100.0 * np.exp(np.cumsum(r))
-    open_ = np.r_[100.0, close[:-1]]
-    high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.002, n))
-    low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.002, n))
-    times = 1_600_000_000_000 + np.arange(n, dtype=np.int64) * interval_ms(interval)
-    return Candles("SYNUSDT", interval, times, open_, high, low, close, rng.lognormal(2, 0.5, n), "sample")
 
 
 def fast_config(**kwargs: Any) -> TrainConfig:
@@ -132,7 +117,7 @@ def test_train_config_rules() -> None:
 
 @pytest.fixture(scope="module")
 def trained() -> tuple[Candles, TrainOutcome, list[tuple[float, str]]]:
-    candles = ar1_candles(4000, phi=0.3, seed=3)
+    candles = market_walk(4000, phi=0.3, seed=3)
     calls: list[tuple[float, str]] = []
     config = fast_config(candidates=("logreg", "hist_gb"), horizon=2)
     outcome = train(candles, COMPACT, config, progress=lambda f, m: calls.append((f, m)))
@@ -247,7 +232,7 @@ def test_top_features_find_the_planted_signal(candidate: str) -> None:
     # Only ret_1 carries it here (every longer return contains the last one, and trees may split on
     # those instead); volume and calendar features are noise.
     config = FeatureConfig(groups=("returns", "volume", "time"), return_lags=(1,))
-    candles = ar1_candles(3000, phi=0.5, seed=1)
+    candles = market_walk(3000, phi=0.5, seed=1)
     outcome = train(candles, config, fast_config(candidates=(candidate,)))
     frame = extract(candles, config)
     j = outcome.feature_names.index("ret_1")
@@ -263,7 +248,7 @@ def test_top_features_find_the_planted_signal(candidate: str) -> None:
 
 
 def test_same_inputs_give_the_same_report_and_model() -> None:
-    candles = ar1_candles(3000, phi=0.2, seed=5)
+    candles = market_walk(3000, phi=0.2, seed=5)
     config = fast_config(candidates=("random_forest", "hist_gb"))
     first = train(candles, COMPACT, config)
     second = train(candles, COMPACT, config)
@@ -283,7 +268,7 @@ def test_oos_predictions_never_depend_on_later_bars(candidate: str) -> None:
     time: choosing *between* candidates uses the pooled score of all folds (documented, see
     selection_note), while nested_p_up, chosen per fold on inner validation, stays causal.
     """
-    candles = ar1_candles(3000, phi=0.3, seed=8)
+    candles = market_walk(3000, phi=0.3, seed=8)
     grids = {
         "logreg": [{"C": 0.01}, {"C": 1.0}],
         "random_forest": [FAST_GRIDS["random_forest"][0], {"n_estimators": 20, "max_depth": 2}],
@@ -321,7 +306,7 @@ def test_oos_predictions_never_depend_on_later_bars(candidate: str) -> None:
 
 
 def test_dead_zone_drop_and_flat_class() -> None:
-    candles = ar1_candles(3000, phi=0.3, seed=2)
+    candles = market_walk(3000, phi=0.3, seed=2)
     plain = train(candles, COMPACT, fast_config())
     dropped = train(candles, COMPACT, fast_config(dead_zone=0.004))
     as_class = train(candles, COMPACT, fast_config(dead_zone=0.004, flat="class"))
@@ -337,14 +322,14 @@ def test_dead_zone_drop_and_flat_class() -> None:
 
 def test_final_forest_predicts_single_threaded() -> None:
     config = fast_config(candidates=("random_forest",), n_jobs=2)
-    outcome = train(ar1_candles(2500, seed=4), COMPACT, config)
+    outcome = train(market_walk(2500, seed=4), COMPACT, config)
     assert outcome.model.named_steps["model"].n_jobs == 1
 
 
 def test_too_few_candles_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="too few"):
-        train(ar1_candles(400), COMPACT, fast_config())
+        train(market_walk(400), COMPACT, fast_config())
     with pytest.raises(ValueError, match="too few"):
-        train(ar1_candles(40), COMPACT, fast_config())
+        train(market_walk(40), COMPACT, fast_config())
     with pytest.raises(ValueError, match="min_train_rows"):
-        train(ar1_candles(2000), COMPACT, replace(fast_config(), min_train_rows=5000))
+        train(market_walk(2000), COMPACT, replace(fast_config(), min_train_rows=5000))

@@ -15,8 +15,9 @@ from fastapi.testclient import TestClient
 from main import create_app
 from mother_ai.explain import reason_code
 from mother_ai.scheduler import DecisionScheduler
-from tests.conftest import AUTH, make_settings
 from tests.fakes.fake_binance import FakeBinance
+from tests.support.http import AUTH, wait_for_job
+from tests.support.settings import make_settings
 
 H = 3_600_000
 START = 1_704_067_200_000  # 2024-01-01T00:00:00Z: the first candle of the replayed range
@@ -58,9 +59,7 @@ def _replay_steps(client: TestClient, fake: FakeBinance) -> tuple[list[dict[str,
     }
     response = client.post("/api/mother-ai/replay", json=body, headers=AUTH)
     assert response.status_code == 202, response.text
-    job = response.json()
-    client.app.state.ctx.jobs.wait(job["id"], timeout=600)  # type: ignore[attr-defined]
-    done = client.get(f"/api/jobs/{job['id']}", headers=AUTH).json()
+    done = wait_for_job(client, response.json())
     assert done["status"] == "done", done
     replay_id = done["result"]["replay_id"]
     steps = client.get(f"/api/mother-ai/replays/{replay_id}/steps?limit=500", headers=AUTH).json()["steps"]
@@ -103,8 +102,9 @@ def test_live_loop_and_replay_make_the_same_decisions_and_fills(tmp_path: Path) 
         assert decision.action == step["action"], where
         assert decision.symbol == step["symbol"], where
         assert reason_code(decision) == step["reason_code"], where
-        assert _text(decision.size_quote) == step["size_quote"], where
-        assert _text(decision.quantity) == step["quantity"], where
+        stored = decision.to_dict()  # the decision as it is stored and logged, amounts as decimal text
+        assert stored["size_quote"] == step["size_quote"], where
+        assert stored["quantity"] == step["quantity"], where
         assert [v.agent for v in decision.votes] == [v["agent"] for v in step["votes"]], where
         # Live features come from the latest candles' tail, the replay's from the whole series: equal up
         # to the indicators' seed decay (~1e-9), so probabilities and the weights built from them agree
@@ -125,7 +125,3 @@ def test_live_loop_and_replay_make_the_same_decisions_and_fills(tmp_path: Path) 
     assert sum(d.executed for d in live) >= 2
     # Weights moved during the run, identically on both sides (checked above), once predictions resolved.
     assert len({round(v.weight.value, 9) for d in live for v in d.votes}) > 2
-
-
-def _text(value: Decimal | None) -> str | None:
-    return None if value is None else format(value.normalize(), "f")

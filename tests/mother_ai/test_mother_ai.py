@@ -3,7 +3,7 @@ switch, determinism, provenance and records, the no-trained-agents 409, and conc
 
 Every test runs on a real SQLite file migrated to head, with real `Prediction` objects, a real
 `PaperExecutor` and candles written into a real candle store (so paper prices and resolutions come
-from them); only the agents are a stand-in that returns fixed predictions."""
+from them); only the agents are a stand-in that returns fixed predictions (tests/support/world.py)."""
 
 from __future__ import annotations
 
@@ -12,24 +12,17 @@ import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 
-from agents.generic_agent import AgentConfig, Prediction
-from agents.service import AgentService, AgentView
-from backtester.data import CandleStore
-from backtester.market_data import SAMPLE_FILTERS, MarketData
-from db import storage
-from db.models import DecisionRecord, PredictionRecord, TradeOrder, TradingBalance
+from agents.service import AgentService
+from db.models import DecisionRecord, PredictionRecord, TradingBalance
 from mother_ai.mother_ai import (
     NULL_WEIGHT,
     PRIOR_WEIGHT,
@@ -39,167 +32,21 @@ from mother_ai.mother_ai import (
     weight_for,
 )
 from mother_ai.performance_tracker import AgentStats, PerformanceTracker
-from mother_ai.trade_executer import KillSwitch, OrderRequest, PaperExecutor
-from mother_ai.trade_log import TradeLog
-from tests.conftest import make_settings
+from mother_ai.trade_executer import PaperExecutor
+from tests.support.world import (
+    BARS,
+    HOUR,
+    ROUND_TRIP,
+    T0,
+    D,
+    World,
+    build_world,
+    prediction,
+    view,
+)
 from utils.errors import Conflict, DataUnavailable
-from utils.settings import Settings
 
-HOUR = 3_600_000
-T0 = int(datetime(2025, 1, 1, tzinfo=UTC).timestamp() * 1000)
-BARS = 48  # candles per symbol: T0 .. T0 + 47 h
-FEE = 0.001
-ROUND_TRIP = 2 * FEE  # slippage is 0 in these tests
-D = Decimal
-
-
-# --- the world ------------------------------------------------------------------------------------
-
-
-class Clock:
-    """An injectable clock (ms) the test moves by hand."""
-
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-
-@dataclass
-class FakeAgents:
-    """Stands in for AgentService: real AgentView and Prediction objects, fixed answers."""
-
-    views_: list[AgentView] = field(default_factory=list)
-    predictions: dict[str, Prediction | Exception] = field(default_factory=dict)
-    calls: int = 0
-
-    def views(self) -> list[AgentView]:
-        return list(self.views_)
-
-    def predict(self, symbol: str) -> Prediction:
-        self.calls += 1
-        answer = self.predictions[symbol]
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-
-def view(
-    symbol: str, *, version: str | None = "v1", active: bool = True, stale: str | None = None
-) -> AgentView:
-    return AgentView(
-        config=AgentConfig(symbol=symbol),
-        active=active,
-        active_version=version,
-        trained_at=None,
-        metrics=None,
-        stale=stale is not None,
-        stale_reason=stale,
-    )
-
-
-def prediction(
-    symbol: str, prob_up: float, expected_return: float, *, as_of: int | None = None, horizon: int = 4
-) -> Prediction:
-    action = "buy" if prob_up > 0.55 else "sell" if prob_up < 0.45 else "hold"
-    return Prediction(
-        symbol=symbol,
-        interval="1h",
-        horizon=horizon,
-        action=action,  # type: ignore[arg-type]
-        prob_up=prob_up,
-        confidence=abs(2 * prob_up - 1),
-        expected_return=expected_return,
-        model_version="v1",
-        as_of=T0 + (BARS - 1) * HOUR if as_of is None else as_of,
-        stale=False,
-        stale_reason=None,
-    )
-
-
-def candle_rows(closes: list[float], start: int = T0) -> np.ndarray:
-    times = start + np.arange(len(closes), dtype=np.int64) * HOUR
-    close = np.asarray(closes, dtype=np.float64)
-    return np.column_stack([times, close, close * 1.001, close * 0.999, close, np.full(len(close), 10.0)])
-
-
-@dataclass
-class World:
-    settings: Settings
-    sessions: sessionmaker[Session]
-    store: CandleStore
-    market: MarketData
-    clock: Clock
-    agents: FakeAgents
-    executor: PaperExecutor
-    kill_switch: KillSwitch
-    tracker: PerformanceTracker
-    trade_log: TradeLog
-    mother: MotherAI
-
-    def set_price(self, symbol: str, price: float) -> None:
-        """The paper executor prices offline from the last stored close: replace it."""
-        last = T0 + (BARS - 1) * HOUR
-        self.store.merge("file", symbol, "1h", candle_rows([price], start=last))
-
-    def buy(self, symbol: str, quote: str) -> None:
-        order = self.executor.submit(OrderRequest(symbol, "BUY", quote_amount=D(quote)))
-        assert order.filled, order.reject_reason
-
-    def orders(self) -> list[TradeOrder]:
-        with self.sessions() as session:
-            return list(session.scalars(select(TradeOrder).order_by(TradeOrder.id)))
-
-
-def build_world(tmp_path: Path, closes: dict[str, list[float]] | None = None, **overrides: Any) -> World:
-    values: dict[str, Any] = {"paper_slippage_bps": 0.0, "paper_fee_rate": FEE}
-    values.update(overrides)
-    settings = make_settings(tmp_path, **values)
-    engine = storage.make_engine(settings.database_url)
-    storage.upgrade_to_head(engine)
-    sessions = storage.make_session_factory(engine)
-    store = CandleStore(settings.data_dir / "store")
-    series = closes or {"BTCUSDT": [30_000.0] * BARS, "ETHUSDT": [2_000.0] * BARS}
-    for symbol, values_ in series.items():
-        store.merge("file", symbol, "1h", candle_rows(values_))
-    clock = Clock(T0 + BARS * HOUR + 60_000)  # one minute after the last candle closed
-    market = MarketData(store, None, sessions, clock, settings.data_dir)
-    storage.upsert_symbols(sessions, [_filter_row(f) for f in SAMPLE_FILTERS])
-    kill_switch = KillSwitch(sessions)
-    trade_log = TradeLog.from_settings(settings)
-    executor = PaperExecutor(settings, sessions, market, trade_log=trade_log, kill_switch=kill_switch)
-    tracker = PerformanceTracker(sessions, market, round_trip_cost=ROUND_TRIP, clock=clock)
-    agents = FakeAgents([view("BTCUSDT"), view("ETHUSDT")])
-    mother = MotherAI(
-        settings,
-        sessions,
-        market,
-        agents,
-        executor,
-        tracker,
-        clock=clock,
-        kill_switch=kill_switch,
-        trade_log=trade_log,
-    )
-    return World(
-        settings, sessions, store, market, clock, agents, executor, kill_switch, tracker, trade_log, mother
-    )
-
-
-def _filter_row(f: Any) -> dict[str, Any]:
-    return {
-        "symbol": f.symbol,
-        "status": f.status,
-        "base_asset": f.base_asset,
-        "quote_asset": f.quote_asset,
-        "tick_size": f.tick_size,
-        "step_size": f.step_size,
-        "min_qty": f.min_qty,
-        "max_qty": f.max_qty,
-        "min_notional": f.min_notional,
-        "source": "sample",
-    }
+# --- the world (tests/support/world.py) -----------------------------------------------------------
 
 
 @pytest.fixture
@@ -483,7 +330,7 @@ def test_ignored_voters_are_listed_with_their_reasons(world: World) -> None:
     ignored = {i.agent: (i.code, i.reason) for i in decision.ignored}
     assert ignored["ETHUSDT"] == ("stale", "Stale model: model is 200 h old (max 168 h).")
     assert ignored["SOLUSDT"][0] == "inactive"
-    assert ignored["XRPUSDT"][0] == "untrained" and "POST /api/agents/XRPUSDT/train" in ignored["XRPUSDT"][1]
+    assert ignored["XRPUSDT"] == ("untrained", "No trained model yet: train the agent to let it vote.")
     assert ignored["ADAUSDT"][0] == "prediction_failed" and "Binance is unreachable" in ignored["ADAUSDT"][1]
     vote = decision.votes[0]
     assert (vote.model_version, vote.as_of, vote.prob_up) == ("v1", T0 + (BARS - 1) * HOUR, 0.6)
@@ -561,14 +408,14 @@ def test_no_trained_agents_is_a_409_that_says_what_to_train(client: TestClient) 
     with pytest.raises(Conflict) as caught:
         mother.decide()
     error = caught.value
-    assert error.status_code == 409 and error.code == "no_trained_agents"
-    assert "POST /api/agents/BTCUSDT/train" in error.message
-    assert "POST /api/agents/ETHUSDT/train" in error.message
-    assert error.details["untrained"] == ["BTCUSDT", "ETHUSDT"]
+    # The domain names what is wrong; which endpoints fix it is the API's hint (tests/routes).
+    assert error.code == "no_trained_agents" and "/api/" not in error.message
+    assert "Train BTCUSDT, ETHUSDT first." in error.message
+    assert error.details == {"untrained": ["BTCUSDT", "ETHUSDT"], "missing": []}
     with pytest.raises(Conflict) as unknown:
         mother.decide(["SOLUSDT"])
     assert "No agent exists for SOLUSDT" in unknown.value.message
-    assert "POST /api/agents" in unknown.value.message
+    assert unknown.value.details == {"untrained": [], "missing": ["SOLUSDT"]}
 
 
 # --- concurrency ----------------------------------------------------------------------------------

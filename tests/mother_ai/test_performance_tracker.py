@@ -16,13 +16,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from agents.generic_agent import Prediction
-from backtester.data import CandleStore
-from backtester.market_data import SAMPLE_FILTERS, MarketData
 from db import storage
 from db.models import PredictionRecord
 from mother_ai.performance_tracker import PerformanceTracker, max_drawdown, score, target_open_time
 from mother_ai.trade_executer import OrderRequest, PaperExecutor, Portfolio
-from tests.conftest import make_settings
+from tests.support.candles import store_rows
+from tests.support.clock import Clock
+from tests.support.exchange import symbol_rows
+from tests.support.settings import make_settings
+from utils.market_data.candles import CandleStore
+from utils.market_data.market import SAMPLE_FILTERS, MarketData
 
 HOUR = 3_600_000
 T0 = int(datetime(2025, 3, 1, tzinfo=UTC).timestamp() * 1000)
@@ -31,14 +34,6 @@ D = Decimal
 # Closes of BTCUSDT 1h, hour by hour from T0: a rising line with a dip every third hour, so some
 # 4-hour returns are down (into a dip) and most are up. Hour 14 is missing (a gap); 15 exists.
 CLOSES = {i: 100.0 + 2.0 * i - (10.0 if i % 3 == 0 else 0.0) for i in range(30) if i != 14}
-
-
-class Clock:
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 @dataclass
@@ -57,10 +52,7 @@ def env(tmp_path: Path) -> Env:
     storage.upgrade_to_head(engine)
     sessions = storage.make_session_factory(engine)
     store = CandleStore(tmp_path / "store")
-    times = np.array([T0 + i * HOUR for i in CLOSES], dtype=np.int64)
-    close = np.array(list(CLOSES.values()))
-    rows = np.column_stack([times, close, close + 1, close - 1, close, np.ones(len(close))])
-    store.merge("file", "BTCUSDT", "1h", rows)
+    store.merge("file", "BTCUSDT", "1h", store_rows([T0 + i * HOUR for i in CLOSES], list(CLOSES.values())))
     clock = Clock(T0 + 30 * HOUR)
     market = MarketData(store, None, sessions, clock, tmp_path / "data")
     tracker = PerformanceTracker(sessions, market, round_trip_cost=COST, clock=clock)
@@ -242,10 +234,7 @@ def test_equity_curve_and_drawdown_from_snapshots(env: Env) -> None:
 
 def test_pnl_comes_from_the_executors_portfolio(env: Env) -> None:
     settings = make_settings(env.tmp_path, paper_slippage_bps=0.0, paper_fee_rate=0.001)
-    storage.upsert_symbols(
-        env.sessions,
-        [{**{k: getattr(f, k) for k in f.__dataclass_fields__}, "source": "sample"} for f in SAMPLE_FILTERS],
-    )
+    storage.upsert_symbols(env.sessions, symbol_rows(SAMPLE_FILTERS))
     executor = PaperExecutor(settings, env.sessions, env.market)
     executor.submit(OrderRequest("BTCUSDT", "BUY", quote_amount=D("1000")))
     last = T0 + 29 * HOUR

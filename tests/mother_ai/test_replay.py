@@ -24,7 +24,8 @@ from mother_ai.fills import CostModel
 from mother_ai.policy import RiskLimits
 from mother_ai.replay import ReplayInputs, ReplayParams, ReplayResult, RetrainMode, retrain_due, run_replay
 from mother_ai.weighting import PRIOR_WEIGHT, SHRINK_K, SKILL_WINDOW
-from tests.support.candles import HOUR_MS, START_MS, ar1_candles, edited_after, usdt_filters
+from tests.support.candles import HOUR_MS, START_MS, ar1_candles, edited_after
+from tests.support.exchange import usdt_filters
 
 PLANTED, PLAIN = "BTCUSDT", "ETHUSDT"  # AR(1) returns (learnable) / a pure random walk
 SYMBOLS = (PLANTED, PLAIN)

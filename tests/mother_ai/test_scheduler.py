@@ -13,8 +13,9 @@ import pytest
 from pydantic import ValidationError
 
 from mother_ai.scheduler import DecisionScheduler, TickResult
-from tests.conftest import make_settings
-from tests.mother_ai.test_mother_ai import T0, Clock, build_world, prediction
+from tests.support.clock import Clock
+from tests.support.settings import make_settings
+from tests.support.world import T0, build_world, prediction
 from utils.errors import Conflict
 
 HOUR = 3_600_000

@@ -10,14 +10,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backtester.data import Candles
 from mother_ai.fills import CostModel
 from mother_ai.policy import RiskLimits
 from mother_ai.replay import ReplayInputs, ReplayParams, StrategyInput, run_replay
 from mother_ai.strategy_voter import HORIZON, RECORD_BARS, SHRINK_K, states, views, vote_at, voter_id
 from mother_ai.weighting import PRIOR_WEIGHT
 from strategy_engine.spec import StrategySpec, validate_spec
-from tests.support.candles import HOUR_MS, START_MS, ar1_candles, edited_after, ohlcv, usdt_filters
+from tests.support.candles import HOUR_MS, START_MS, ar1_candles, edited_after, ohlcv
+from tests.support.exchange import usdt_filters
+from utils.market_data.candles import Candles
 
 T, F = True, False
 

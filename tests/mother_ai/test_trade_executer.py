@@ -21,8 +21,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from backtester.data import CandleStore
-from backtester.market_data import MarketData
 from db import storage
 from db.models import TradeOrder, TradingBalance
 from mother_ai.trade_executer import (
@@ -39,11 +37,13 @@ from mother_ai.trade_executer import (
     make_executor,
 )
 from mother_ai.trade_log import TradeLog
-from tests.conftest import make_settings
 from tests.fakes.fake_binance import FakeBinance
+from tests.support.settings import make_settings
 from utils.binance_api import BinanceExchange
 from utils.errors import Conflict, ExchangeUnavailable, InvalidInput, NotFound
 from utils.exchange import KlinePage, SymbolFilters
+from utils.market_data.candles import CandleStore
+from utils.market_data.market import MarketData
 from utils.settings import Settings
 
 D = Decimal

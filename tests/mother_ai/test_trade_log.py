@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import storage
 from db.models import TradeOrder, utcnow
 from mother_ai.trade_log import CSV_COLUMNS, TradeLog, export_trades_csv
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 from utils.errors import InvalidInput
 
 

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 import strategy_registry
 from backtester.runner import BacktestConfig, run_backtest
-from tests.conftest import AUTH
+from tests.support.http import AUTH
 
 BODY = {
     "symbol": "BTCUSDT",

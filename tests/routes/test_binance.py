@@ -11,8 +11,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from main import create_app
-from tests.conftest import AUTH, RecordedSleeps, make_settings
 from tests.fakes.fake_binance import FakeBinance
+from tests.support.clock import RecordedSleeps
+from tests.support.http import AUTH
+from tests.support.settings import make_settings
 
 HOUR = 3_600_000
 KLINES = "/api/v3/klines"

@@ -14,8 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from main import create_app
-from tests.conftest import AUTH, make_settings
 from tests.fakes.fake_binance import FakeBinance
+from tests.support.http import AUTH, wait_for_job
+from tests.support.settings import make_settings
+from utils.errors import Conflict
 
 HOUR = 3_600_000
 # No fees or slippage and no confidence floor, so small model edges turn into trades to check.
@@ -23,9 +25,7 @@ TRADING = {"paper_fee_rate": 0.0, "paper_slippage_bps": 0.0, "risk_min_confidenc
 
 
 def train(client: TestClient, symbol: str) -> None:
-    job = client.post(f"/api/agents/{symbol}/train", headers=AUTH).json()
-    client.app.state.ctx.jobs.wait(job["id"], timeout=600)  # type: ignore[attr-defined]
-    done = client.get(f"/api/jobs/{job['id']}", headers=AUTH).json()
+    done = wait_for_job(client, client.post(f"/api/agents/{symbol}/train", headers=AUTH).json())
     assert done["status"] == "done", done
 
 
@@ -215,3 +215,17 @@ def test_paper_reset_and_csv_export(client: TestClient) -> None:
     path = Path(export["path"])
     assert path.parent == client.app.state.ctx.settings.trade_export_dir  # type: ignore[attr-defined]
     assert path.read_text().splitlines()[0].startswith(("id,", "created_at,", "mode,", "client_order_id,"))
+
+
+def test_domain_errors_say_what_is_wrong_and_the_api_adds_where_to_act(client: TestClient) -> None:
+    from mother_ai.live_votes import collect_votes  # the domain's own words, without HTTP
+
+    ctx = client.app.state.ctx  # type: ignore[attr-defined]
+    with pytest.raises(Conflict) as caught:
+        collect_votes(ctx.agents, None, (), ctx.market, "paper", ctx.clock, ["SOLUSDT"])
+    assert "/api/" not in caught.value.message
+    error = client.post("/api/mother-ai/decide", json={"symbols": ["SOLUSDT"]}, headers=AUTH).json()["error"]
+    assert error["message"].startswith(caught.value.message)
+    assert error["message"].endswith(
+        "Create an agent with POST /api/agents, then train it with POST /api/agents/{symbol}/train."
+    )

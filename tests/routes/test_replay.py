@@ -16,7 +16,9 @@ from sqlalchemy import func, select
 
 from db.models import EquitySnapshot, ModelVersion, PredictionRecord, ReplayChunk, ReplayRun, RiskDay
 from main import create_app
-from tests.conftest import AUTH, make_settings
+from tests.support.http import AUTH, wait_for_job
+from tests.support.install import TrainedInstall
+from tests.support.settings import make_settings
 
 H = 3_600_000
 SAMPLE_START = 1_672_531_200_000  # 2023-01-01T00:00:00Z, the sample series' first candle
@@ -73,19 +75,12 @@ def account_state(client: TestClient) -> dict[str, Any]:
     }
 
 
-def wait(client: TestClient, job: dict[str, Any]) -> dict[str, Any]:
-    client.app.state.ctx.jobs.wait(job["id"], timeout=600)  # type: ignore[attr-defined]
-    return client.get(f"/api/jobs/{job['id']}", headers=AUTH).json()  # type: ignore[no-any-return]
-
-
 @pytest.fixture(scope="module")
-def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
-    """A fresh offline install with a paper account in use (a trained agent, executed decisions, a
-    halt), then one replay over the sample data, with the account's state before and after it."""
-    settings = make_settings(tmp_path_factory.mktemp("replay"), **TRADING)
+def replayed(tmp_path_factory: pytest.TempPathFactory, trained_install: TrainedInstall) -> Iterator[Replayed]:
+    """An offline install with a paper account in use (trained agents, executed decisions, a halt),
+    then one replay over the sample data, with the account's state before and after it."""
+    settings = make_settings(trained_install.copy_to(tmp_path_factory.mktemp("replay")), **TRADING)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        trained = wait(client, client.post("/api/agents/BTCUSDT/train", headers=AUTH).json())
-        assert trained["status"] == "done", trained
         for _ in range(2):
             decided = client.post("/api/mother-ai/decide", json={"execute": True}, headers=AUTH)
             assert decided.status_code == 200, decided.text
@@ -93,7 +88,7 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
         before = account_state(client)
         started = client.post("/api/mother-ai/replay", json=BODY, headers=AUTH)
         assert started.status_code == 202, started.text
-        job = wait(client, started.json())
+        job = wait_for_job(client, started.json())
         assert job["status"] == "done", job
         replay_id = job["result"]["replay_id"]
         after = account_state(client)
@@ -202,7 +197,7 @@ def test_a_cancelled_replay_ends_cancelled_and_stores_nothing(tmp_path: Path) ->
         job = started.json()
         cancelled = client.post(f"/api/jobs/{job['id']}/cancel", headers=AUTH)
         assert cancelled.status_code == 200, cancelled.text
-        done = wait(client, job)
+        done = wait_for_job(client, job)
         assert done["status"] == "cancelled" and done["result"] is None
         again = client.post(f"/api/jobs/{job['id']}/cancel", headers=AUTH)
         assert again.status_code == 409 and again.json()["error"]["code"] == "job_finished"

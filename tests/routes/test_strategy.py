@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from tests.conftest import AUTH
+from tests.support.http import AUTH
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "storage" / "strategies" / "examples"
 SPEC = json.loads((EXAMPLES / "rsi_dip_trend.spec.json").read_text())

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from main import create_app
-from tests.conftest import AUTH, make_settings
+from tests.support.http import AUTH, wait_for_job
+from tests.support.install import TrainedInstall
+from tests.support.settings import make_settings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "storage" / "strategies" / "examples"
 SPEC = json.loads((EXAMPLES / "rsi_dip_trend.spec.json").read_text())  # BTCUSDT 1h: the sample has it
@@ -21,20 +22,17 @@ SAMPLE_START = 1_672_531_200_000
 WARMUP, STEPS = 6000, 200
 
 
-def wait(client: TestClient, job: dict[str, Any]) -> dict[str, Any]:
-    client.app.state.ctx.jobs.wait(job["id"], timeout=600)  # type: ignore[attr-defined]
-    return client.get(f"/api/jobs/{job['id']}", headers=AUTH).json()  # type: ignore[no-any-return]
-
-
 @pytest.fixture(scope="module")
-def voting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, int]]:
-    settings = make_settings(tmp_path_factory.mktemp("votes"), mother_ai_include_strategies="all")
+def voting(
+    tmp_path_factory: pytest.TempPathFactory, trained_install: TrainedInstall
+) -> Iterator[tuple[TestClient, int]]:
+    """An offline install with trained agents and one saved strategy that votes (all of them do)."""
+    folder = trained_install.copy_to(tmp_path_factory.mktemp("votes"))
+    settings = make_settings(folder, mother_ai_include_strategies="all")
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         saved = client.post("/api/strategies", json=SPEC, headers=AUTH)
         assert saved.status_code == 201, saved.text
         assert saved.json()["health"]["can_activate"] is True
-        trained = wait(client, client.post("/api/agents/BTCUSDT/train", headers=AUTH).json())
-        assert trained["status"] == "done", trained
         yield client, saved.json()["id"]
 
 
@@ -56,11 +54,11 @@ def test_a_saved_strategy_votes_live_and_is_tracked(voting: tuple[TestClient, in
     assert total == 2 and {r.agent for r in rows} == {"BTCUSDT", voter}
 
 
-def test_a_listed_strategy_that_does_not_exist_is_ignored_with_the_reason(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, mother_ai_include_strategies="4242")
+def test_a_listed_strategy_that_does_not_exist_is_ignored_with_the_reason(
+    tmp_path: Path, trained_install: TrainedInstall
+) -> None:
+    settings = make_settings(trained_install.copy_to(tmp_path), mother_ai_include_strategies="4242")
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        trained = wait(client, client.post("/api/agents/BTCUSDT/train", headers=AUTH).json())
-        assert trained["status"] == "done", trained
         decision = client.post("/api/mother-ai/decide", json={"symbols": ["BTCUSDT"]}, headers=AUTH).json()
         ignored = {i["agent"]: i["code"] for i in decision["decision"]["ignored"]}
         assert ignored == {"strategy:4242": "strategy_not_found"}
@@ -80,7 +78,7 @@ def test_a_replay_includes_the_strategy_as_a_voter(voting: tuple[TestClient, int
     }
     started = client.post("/api/mother-ai/replay", json=body, headers=AUTH)
     assert started.status_code == 202, started.text
-    job = wait(client, started.json())
+    job = wait_for_job(client, started.json())
     assert job["status"] == "done", job
     replay = client.get(f"/api/mother-ai/replays/{job['result']['replay_id']}", headers=AUTH).json()
     kinds = {v["voter"]: v["kind"] for v in replay["voters"]}

@@ -22,7 +22,8 @@ from strategy_engine.strategy_health import (
     check,
 )
 from strategy_engine.strategy_parser import _with_lookahead, evaluate
-from tests.strategy_engine import make_candles, random_candles, shared_candles
+from tests.support.candles import make_candles, random_candles
+from tests.support.data import shared_candles
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "storage" / "strategies" / "examples"
 RSI = {"indicator": "rsi", "params": {"period": 14}}

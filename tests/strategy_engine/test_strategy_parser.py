@@ -15,7 +15,7 @@ from ml_engine import indicators as ind
 from strategy_engine import strategy_parser
 from strategy_engine.spec import validate_spec
 from strategy_engine.strategy_parser import Signals, backtest_config, evaluate, trace, warmup
-from tests.strategy_engine import make_candles, random_candles
+from tests.support.candles import make_candles, random_candles
 from utils.errors import InvalidInput
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "storage" / "strategies" / "examples"

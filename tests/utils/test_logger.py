@@ -8,7 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from main import create_app
-from tests.conftest import API_KEY, AUTH, make_settings
+from tests.support.http import AUTH
+from tests.support.settings import API_KEY, make_settings
 from utils.logger import redact, setup_logging
 
 

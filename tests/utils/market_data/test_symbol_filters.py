@@ -12,17 +12,18 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from backtester.market_data import (
+from db import storage
+from main import create_app
+from tests.fakes.fake_binance import ETHUSDT_LISTED_MS, FakeBinance
+from tests.support.clock import RecordedSleeps
+from tests.support.settings import make_settings
+from utils.market_data.market import (
     SAMPLE_FILTERS,
     SYMBOL_FAILURE_RETRY_MS,
     SYMBOL_FILTERS_MAX_AGE_MS,
     SYMBOL_MISS_RETRY_MS,
     MarketData,
 )
-from db import storage
-from main import create_app
-from tests.conftest import RecordedSleeps, make_settings
-from tests.fakes.fake_binance import ETHUSDT_LISTED_MS, FakeBinance
 
 EXCHANGE_INFO = "/api/v3/exchangeInfo"
 
@@ -134,7 +135,7 @@ def test_a_failing_binance_serves_the_stored_rules_and_warns_once(
     assert stored is not None
     fake_binance.now_ms += SYMBOL_FILTERS_MAX_AGE_MS  # the stored rules are now old
     fake_binance.add_fault(EXCHANGE_INFO, kind, times=100)
-    caplog.set_level(logging.WARNING, logger="backtester.market_data")
+    caplog.set_level(logging.WARNING, logger="utils.market_data.market")
     assert market.symbol_filters("ETHUSDT") == stored, "old, but better than nothing"
     attempts = asked(fake_binance)
     assert attempts > 1, "the refresh was tried"

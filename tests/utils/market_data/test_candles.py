@@ -1,4 +1,4 @@
-"""backtester/data.py: the candle store keeps series unique, ascending, atomic, and reports gaps."""
+"""utils/market_data/candles.py: the candle store keeps series unique, ascending, atomic, and reports gaps."""
 
 from __future__ import annotations
 
@@ -7,16 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backtester.data import CandleStore, Gap, find_gaps
+from tests.support.candles import store_rows
 from utils.intervals import next_open_time
+from utils.market_data.candles import CandleStore, Gap, find_gaps
 
 HOUR = 3_600_000
-
-
-def rows(times: list[int], close: float = 100.0) -> np.ndarray:
-    t = np.array(times, dtype=np.float64)
-    c = np.full(len(t), close)
-    return np.column_stack([t, c, c + 1, c - 1, c, np.ones(len(t))])
 
 
 @pytest.fixture
@@ -25,8 +20,8 @@ def store(tmp_path: Path) -> CandleStore:
 
 
 def test_merge_keeps_one_candle_per_open_time_and_the_newest_wins(store: CandleStore) -> None:
-    assert store.merge("binance", "BTCUSDT", "1h", rows([0, HOUR, 2 * HOUR])) == 3
-    assert store.merge("binance", "BTCUSDT", "1h", rows([2 * HOUR, HOUR * 4, HOUR * 3], close=200.0)) == 2
+    assert store.merge("binance", "BTCUSDT", "1h", store_rows([0, HOUR, 2 * HOUR])) == 3
+    assert store.merge("binance", "BTCUSDT", "1h", store_rows([2 * HOUR, HOUR * 4, HOUR * 3], 200.0)) == 2
     candles = store.load("binance", "BTCUSDT", "1h")
     assert candles.open_time.tolist() == [0, HOUR, 2 * HOUR, 3 * HOUR, 4 * HOUR]
     assert candles.close.tolist() == [100.0, 100.0, 200.0, 200.0, 200.0]
@@ -34,7 +29,7 @@ def test_merge_keeps_one_candle_per_open_time_and_the_newest_wins(store: CandleS
 
 
 def test_load_filters_by_open_time_inclusive(store: CandleStore) -> None:
-    store.merge("file", "BTCUSDT", "1h", rows([i * HOUR for i in range(10)]))
+    store.merge("file", "BTCUSDT", "1h", store_rows([i * HOUR for i in range(10)]))
     assert store.load("file", "BTCUSDT", "1h", 2 * HOUR, 5 * HOUR).open_time.tolist() == [
         2 * HOUR,
         3 * HOUR,
@@ -46,9 +41,9 @@ def test_load_filters_by_open_time_inclusive(store: CandleStore) -> None:
 
 
 def test_partitions_and_month_interval_never_collide(store: CandleStore) -> None:
-    store.merge("binance", "BTCUSDT", "1m", rows([0]))
-    store.merge("binance", "BTCUSDT", "1M", rows([0, 2_678_400_000]))
-    store.merge("sample", "BTCUSDT", "1m", rows([0, 60_000, 120_000]))
+    store.merge("binance", "BTCUSDT", "1m", store_rows([0]))
+    store.merge("binance", "BTCUSDT", "1M", store_rows([0, 2_678_400_000]))
+    store.merge("sample", "BTCUSDT", "1m", store_rows([0, 60_000, 120_000]))
     assert len(store.load("binance", "BTCUSDT", "1m")) == 1
     assert len(store.load("binance", "BTCUSDT", "1M")) == 2
     assert len(store.load("sample", "BTCUSDT", "1m")) == 3
@@ -59,19 +54,19 @@ def test_partitions_and_month_interval_never_collide(store: CandleStore) -> None
 
 
 def test_metadata_travels_with_the_data(store: CandleStore) -> None:
-    store.merge("binance", "BTCUSDT", "1h", rows([0]), lambda meta: {**meta, "coverage": [[0, HOUR]]})
-    store.merge("binance", "BTCUSDT", "1h", rows([HOUR]))
+    store.merge("binance", "BTCUSDT", "1h", store_rows([0]), lambda meta: {**meta, "coverage": [[0, HOUR]]})
+    store.merge("binance", "BTCUSDT", "1h", store_rows([HOUR]))
     assert store.meta("binance", "BTCUSDT", "1h") == {"coverage": [[0, HOUR]]}
 
 
 def test_a_failed_write_leaves_the_previous_file_intact(store: CandleStore) -> None:
-    store.merge("binance", "BTCUSDT", "1h", rows([0, HOUR]))
+    store.merge("binance", "BTCUSDT", "1h", store_rows([0, HOUR]))
 
     def explode(meta: dict) -> dict:
         raise RuntimeError("crash between read and write")
 
     with pytest.raises(RuntimeError):
-        store.merge("binance", "BTCUSDT", "1h", rows([2 * HOUR]), explode)
+        store.merge("binance", "BTCUSDT", "1h", store_rows([2 * HOUR]), explode)
     assert store.load("binance", "BTCUSDT", "1h").open_time.tolist() == [0, HOUR]
     assert [p.name for p in store.path("binance", "BTCUSDT", "1h").parent.iterdir()] == ["1h.parquet"]
 
