@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint typecheck bench clean
 
 run: $(VENV)/.runtime
 	$(PY) -m uvicorn main:app --host $(HOST) --port $(PORT) --no-access-log
@@ -16,6 +16,9 @@ test: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+
+typecheck: $(VENV)/.dev
+	$(VENV)/bin/mypy
 
 bench: $(VENV)/.dev
 	$(PY) bench/candle_store_bench.py

@@ -130,7 +130,7 @@ def per_bar_returns(equity: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         returns = np.divide(equity[1:], equity[:-1])
     returns -= 1.0
-    return returns
+    return np.asarray(returns)
 
 
 def risk_ratios(returns: np.ndarray, periods_per_year: float) -> tuple[float | None, float | None]:

@@ -45,9 +45,12 @@ _LOWER_IS_BETTER = {"max_drawdown"}
 
 
 class SignalSource(Protocol):
-    name: str
-    params: dict[str, Any]
-    warmup: int
+    @property
+    def name(self) -> str: ...
+    @property
+    def params(self) -> dict[str, Any]: ...
+    @property
+    def warmup(self) -> int: ...
 
     def signals(self, candles: Candles) -> tuple[np.ndarray, np.ndarray]: ...
 

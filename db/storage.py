@@ -129,7 +129,7 @@ def fail_interrupted_jobs(factory: sessionmaker[Session], now: datetime | None =
             .where(Job.status.in_(("queued", "running")))
             .values(status="failed", message="interrupted by a server restart", finished_at=now or utcnow())
         )
-        return int(result.rowcount or 0)
+        return int(getattr(result, "rowcount", 0) or 0)  # a CursorResult; typed as the Result base
 
 
 # --- symbols --------------------------------------------------------------------------------------

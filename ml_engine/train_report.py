@@ -71,13 +71,15 @@ class TrainReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: nested dataclasses become dicts, NaN/inf become None."""
-        return json_safe(self, str_keys=True)
+        data: dict[str, Any] = json_safe(self, str_keys=True)
+        return data
 
     def metrics_dict(self) -> dict[str, Any]:
         """Flat headline numbers: the chosen model's OOS metrics plus ``backtest_*``."""
         flat = asdict(self.metrics)
         flat.update({f"backtest_{k}": v for k, v in asdict(self.backtest).items()})
-        return json_safe(flat, str_keys=True)
+        safe: dict[str, Any] = json_safe(flat, str_keys=True)
+        return safe
 
 
 @dataclass(frozen=True, eq=False)

@@ -110,7 +110,7 @@ class Dataset:
     def rows(self, lo: int, hi: int) -> np.ndarray:
         """Usable bars among positions [lo, hi)."""
         bars = np.arange(self.start + lo, self.start + hi)
-        return bars[self.usable[bars]]
+        return np.asarray(bars[self.usable[bars]])
 
     def check_window(self, bars: np.ndarray, what: str) -> None:
         """ValueError unless ``bars`` can train a classifier: min_train_rows rows and two classes."""

@@ -157,7 +157,8 @@ class Portfolio:
     as_of: datetime = field(default_factory=utcnow)
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable(asdict(self))
+        data: dict[str, Any] = jsonable(asdict(self))
+        return data
 
     @classmethod
     def of(

@@ -343,7 +343,7 @@ def save_result(
         "counts": summary_counts(result),
         "notes": list(notes),
     }
-    series = {
+    curves = {
         "step_times": [int(t) for t in result.step_times],
         "equity": _floats(equity),
         "drawdown": _floats(drawdown),
@@ -372,7 +372,7 @@ def save_result(
                 n_steps=len(decisions),
                 request=request.to_dict(),
                 summary=json_safe(summary),  # a JSON column must not hold NaN
-                series=_pack(series),
+                series=_pack(curves),
             )
         )
         session.flush()

@@ -178,8 +178,8 @@ def _response(stored: service.StoredBacktest, full: bool) -> BacktestResponse:
     curve = service.downsample(stored.times, stored.equity, max(limit, 1))
     return BacktestResponse(
         **_summary(stored.run),
-        trades=stored.run.trades,
-        open_trade=stored.run.open_trade,
+        trades=[TradeOut(**t) for t in stored.run.trades],
+        open_trade=TradeOut(**stored.run.open_trade) if stored.run.open_trade is not None else None,
         equity_points=len(stored.times),
         equity_curve=[EquityPoint(time=t, equity=e) for t, e in curve],
     )
@@ -242,7 +242,7 @@ def post_sweep(ctx: Ctx, body: SweepBody) -> SweepResponse:
         SweepResult(
             rank=i + 1 if row.metrics is not None else None,
             params=row.params,
-            metrics=row.metrics,
+            metrics=MetricsOut(**row.metrics) if row.metrics is not None else None,
             error=row.error,
         )
         for i, row in enumerate(rows)

@@ -200,8 +200,10 @@ def get_symbols(ctx: Ctx) -> SymbolsResponse:
     response_model=SyncResponse,
     summary="Download a range into the local store",
     description="Small ranges answer at once; large ones answer 202 with a job to poll at /api/jobs/{id}.",
-    responses={202: {"model": JobOut, "description": "Started as a background job"}}
-    | error_responses(400, 401, 404, 409, 422, 502, 503),
+    responses={
+        202: {"model": JobOut, "description": "Started as a background job"},
+        **error_responses(400, 401, 404, 409, 422, 502, 503),
+    },
 )
 def post_sync(ctx: Ctx, body: SyncRequest) -> SyncResponse | JSONResponse:
     start = parse_time(str(body.start), "start")

@@ -79,7 +79,8 @@ def get_mother(ctx: AppContext) -> MotherAI:
 
 
 def get_ctx(request: Request) -> AppContext:
-    return request.app.state.ctx
+    ctx: AppContext = request.app.state.ctx
+    return ctx
 
 
 Ctx = Annotated[AppContext, Depends(get_ctx)]

@@ -89,7 +89,7 @@ def _saved_out(saved: SavedStrategy) -> SavedOut:
         created_at=saved.created_at,
         updated_at=saved.updated_at,
         spec=saved.spec,
-        health=saved.health,
+        health=HealthOut(**saved.health) if saved.health is not None else None,
     )
 
 

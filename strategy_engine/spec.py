@@ -166,7 +166,7 @@ class PriceOperand(_Model):
 class IndicatorOperand(_Model):
     """An indicator from ml_engine.indicators, one of its outputs, on each bar or ``offset`` bars ago."""
 
-    model_config = ConfigDict(json_schema_extra={"x-indicators": indicator_catalog()})
+    model_config = ConfigDict(json_schema_extra={"x-indicators": dict(indicator_catalog())})
 
     indicator: Annotated[str, Field(json_schema_extra={"enum": sorted(INDICATORS)})]
     # Any values here: the semantic pass checks them against the indicator's ParamSpecs, so the error can
@@ -199,7 +199,8 @@ def _operand_tag(value: Any) -> str | None:
         if "indicator" in value:
             return "indicator"
         return None
-    return {PriceOperand: "price", IndicatorOperand: "indicator"}.get(type(value))
+    tags: dict[type, str] = {PriceOperand: "price", IndicatorOperand: "indicator"}
+    return tags.get(type(value))
 
 
 Operand = Annotated[
@@ -251,9 +252,13 @@ def _condition_tag(value: Any) -> str | None:
         if "left" in value or "op" in value or "right" in value:
             return "comparison"
         return None
-    return {AllCondition: "all", AnyCondition: "any", NotCondition: "not", Comparison: "comparison"}.get(
-        type(value)
-    )
+    tags: dict[type, str] = {
+        AllCondition: "all",
+        AnyCondition: "any",
+        NotCondition: "not",
+        Comparison: "comparison",
+    }
+    return tags.get(type(value))
 
 
 Condition = Annotated[

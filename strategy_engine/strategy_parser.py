@@ -278,10 +278,12 @@ class _Evaluator:
         knowns = [known for _, known in results]
         if key == "all":
             # Known where true, or where some member is known false.
-            known = value | np.logical_or.reduce([k & ~v for v, k in zip(values, knowns, strict=True)])
+            known = value | np.logical_or.reduce(
+                [np.asarray(k) & ~v for v, k in zip(values, knowns, strict=True)]
+            )
         else:
             # Known where true, or where every member is known.
-            known = value | np.logical_and.reduce(knowns)
+            known = value | np.logical_and.reduce([np.asarray(k) for k in knowns])
         return value, known
 
     def all_of(self, node: AllCondition, path: str, need_known: bool) -> _Result:
@@ -306,5 +308,5 @@ _HANDLERS: dict[type, Callable[[_Evaluator, Any, str, bool], _Result]] = {
 
 def _present(values: np.ndarray | float, n: int) -> np.ndarray:
     if isinstance(values, np.ndarray):
-        return ~np.isnan(values)
+        return np.asarray(~np.isnan(values))
     return np.ones(n, dtype=bool)

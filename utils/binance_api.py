@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -80,12 +81,15 @@ class BinanceExchange:
         step = interval_ms(interval)
         cursor = start_ms
         while cursor <= end_ms:
-            raw = self._call(
-                lambda c=cursor: self._client.get_klines(
-                    symbol=symbol, interval=interval, startTime=c, endTime=end_ms, limit=KLINES_PAGE
-                ),
-                weight=KLINES_WEIGHT,
+            fetch = partial(
+                self._client.get_klines,
+                symbol=symbol,
+                interval=interval,
+                startTime=cursor,
+                endTime=end_ms,
+                limit=KLINES_PAGE,
             )
+            raw = self._call(fetch, weight=KLINES_WEIGHT)
             if not isinstance(raw, list):
                 raise ExchangeError(
                     "Binance returned klines in an unexpected shape.", code="exchange_bad_response"

@@ -68,7 +68,8 @@ class JobRunner:
         future = self._pool.submit(self._run, job.id, fn)
         with self._lock:
             self._futures[job.id] = future
-        future.add_done_callback(lambda _f, job_id=job.id: self._forget(job_id))
+        job_id = job.id
+        future.add_done_callback(lambda _f: self._forget(job_id))
         return job
 
     def wait(self, job_id: str, timeout: float | None = None) -> None:

@@ -136,7 +136,7 @@ _GEMV_WORK = 2304 * 4 - 1
 def _matmul_rows(b: FloatArray) -> int:
     """Rows of ``a`` per ``a @ b`` call: a multiple of 32 within OpenBLAS's single-thread sizes."""
     work = _GEMV_WORK // b.shape[0] if b.ndim == 1 else _GEMM_WORK // (b.shape[0] * b.shape[1])
-    return max(32, work // 32 * 32)
+    return max(32, int(work) // 32 * 32)
 
 
 def matmul(a: FloatArray, b: FloatArray, out: FloatArray) -> None:

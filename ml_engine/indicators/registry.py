@@ -61,7 +61,8 @@ class ParamSpec:
             raise ValueError(
                 f"parameter {self.name!r} must be between {self.minimum} and {self.maximum}, got {value}"
             )
-        return value
+        checked: int | float = value
+        return checked
 
 
 @dataclass(frozen=True)

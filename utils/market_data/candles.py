@@ -146,7 +146,11 @@ class CandleStore:
             symbol,
             interval,
             table.column("open_time").to_numpy(),
-            *(table.column(name).to_numpy() for name in COLUMNS[1:]),
+            table.column("open").to_numpy(),
+            table.column("high").to_numpy(),
+            table.column("low").to_numpy(),
+            table.column("close").to_numpy(),
+            table.column("volume").to_numpy(),
             source=partition,
         )
 

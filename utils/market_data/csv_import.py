@@ -149,7 +149,8 @@ def _parse_times(column: pd.Series, offset: int, layout: str) -> np.ndarray:
         bad = parsed.isna().to_numpy()
         if bad.any():
             raise _fail(int(np.argmax(bad)), offset, "timestamp is not a date/time.")
-        return parsed.dt.as_unit("ms").astype("int64").to_numpy(dtype=np.int64)
+        ms: np.ndarray = parsed.dt.as_unit("ms").astype("int64").to_numpy(dtype=np.int64)
+        return ms
     bad = numeric.isna().to_numpy() | (numeric.to_numpy(dtype=np.float64, na_value=np.nan) % 1 != 0)
     if bad.any():
         raise _fail(int(np.argmax(bad)), offset, "open time must be an integer epoch timestamp.")
@@ -162,10 +163,10 @@ def _parse_times(column: pd.Series, offset: int, layout: str) -> np.ndarray:
     raw = numeric.to_numpy(dtype=np.int64)
     # Binance's spot files switched from milliseconds to microseconds in 2025; seconds appear in
     # hand-made files. Magnitudes tell them apart for any date between 1973 and 5138.
-    return np.where(raw >= 10**14, raw // 1000, np.where(raw < 10**11, raw * 1000, raw))
+    return np.asarray(np.where(raw >= 10**14, raw // 1000, np.where(raw < 10**11, raw * 1000, raw)))
 
 
 def _aligned(times: np.ndarray, interval: str) -> np.ndarray:
     if interval in ("1M", "1w"):
         return np.array([floor_open_time(int(t), interval) == t for t in times], dtype=bool)
-    return times % interval_ms(interval) == 0
+    return np.asarray(times % interval_ms(interval) == 0)

@@ -161,7 +161,7 @@ class MarketData:
         candles = (
             stored.slice(0, limit)
             if start_ms is not None
-            else stored.slice(max(0, len(stored) - limit), None)
+            else stored.slice(max(0, len(stored) - limit), len(stored))
         )
         return CandleAnswer(
             candles=candles,
@@ -377,7 +377,7 @@ class MarketData:
                         symbol,
                         interval,
                         parsed.rows,
-                        lambda meta, p=path, s=stat: _remember_file(meta, p.name, s.st_size, s.st_mtime_ns),
+                        _file_memo(path.name, stat.st_size, stat.st_mtime_ns),
                     )
                 log.info("imported %s into the file store", path.name)
             except InvalidInput as exc:
@@ -546,6 +546,11 @@ def _subtract(lo: int, hi: int, covered: Sequence[Sequence[int]]) -> list[tuple[
 
 def _fingerprint(size: int, mtime_ns: int | None) -> str:
     return f"{size}:{mtime_ns}"
+
+
+def _file_memo(name: str, size: int, mtime_ns: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The store-metadata update that remembers an accepted drop-folder file."""
+    return lambda meta: _remember_file(meta, name, size, mtime_ns)
 
 
 def _remember_file(meta: dict[str, Any], name: str, size: int, mtime_ns: int | None = None) -> dict[str, Any]:
