@@ -134,8 +134,37 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
     strategies = StrategyStore(sessions, settings.strategies_dir)
     trade_log = TradeLog.from_settings(settings)
     kill_switch = KillSwitch(sessions)
+    api_key = ensure_api_key(settings)
+    add_secrets([api_key])
+    mother, mother_error = None, None
+    try:
+        mother = make_mother_ai(
+            settings,
+            sessions,
+            market,
+            agents,
+            clock=clock,
+            trade_log=trade_log,
+            kill_switch=kill_switch,
+            strategies=strategies,
+        )
+    except AppError as exc:  # live mode not fully enabled: trading endpoints answer 409 with the reason
+        mother_error = exc
+        log.error("trading is disabled: %s", exc.message)
     return AppContext(
-        settings, engine, sessions, market, jobs, agents, strategies, kill_switch, trade_log, clock
+        settings,
+        engine,
+        sessions,
+        market,
+        jobs,
+        agents,
+        strategies,
+        kill_switch,
+        trade_log,
+        clock,
+        mother=mother,
+        mother_error=mother_error,
+        api_key=api_key,
     )
 
 
@@ -144,25 +173,9 @@ def _start(ctx: AppContext) -> None:
     failed = storage.fail_interrupted_jobs(ctx.sessions)
     if failed:
         log.warning("marked %d job(s) interrupted by the last shutdown as failed", failed)
-    ctx.api_key = ensure_api_key(ctx.settings)
-    add_secrets([ctx.api_key])
     if ctx.settings.sample_data:
         ctx.market.ensure_samples()
     ctx.agents.ensure_defaults(ctx.settings.agent_max_model_age_hours)
-    try:
-        ctx.mother = make_mother_ai(
-            ctx.settings,
-            ctx.sessions,
-            ctx.market,
-            ctx.agents,
-            clock=ctx.clock,
-            trade_log=ctx.trade_log,
-            kill_switch=ctx.kill_switch,
-            strategies=ctx.strategies,
-        )
-    except AppError as exc:  # live mode not fully enabled: trading endpoints answer 409 with the reason
-        ctx.mother_error = exc
-        log.error("trading is disabled: %s", exc.message)
     log.info(
         "ready: trading_mode=%s offline=%s database=%s",
         ctx.settings.trading_mode,

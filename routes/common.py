@@ -54,7 +54,8 @@ Symbol = Annotated[
 
 @dataclass
 class AppContext:
-    """Everything a request may need, built once per app."""
+    """Everything a request may need, built once and complete in ``create_app`` (the lifespan only
+    migrates the database and seeds it; it assigns nothing here)."""
 
     settings: Settings
     engine: Engine
