@@ -272,21 +272,8 @@ def buy_candidate(
     size = min(caps).quantize(AMOUNT_STEP, ROUND_DOWN)
     open_count = len(book.positions)
     checks = [
-        RiskCheck(
-            "symbol_tradable",
-            rules is not None and rules.status == "TRADING",
-            rules.status if rules is not None else None,
-            "TRADING",
-            f"{edge.symbol} is "
-            + (f"{rules.status} on the exchange." if rules is not None else "not a known symbol."),
-        ),
-        RiskCheck(
-            "min_confidence",
-            edge.confidence >= limits.min_confidence,
-            edge.confidence,
-            limits.min_confidence,
-            f"Combined confidence {edge.confidence:.3f} (minimum {limits.min_confidence}).",
-        ),
+        _tradable_check(edge.symbol, rules),
+        _confidence_check(edge.confidence, limits.min_confidence),
         _daily_check(daily),
         RiskCheck(
             "max_open_positions",
@@ -341,6 +328,28 @@ def buy_candidate(
         quantity=None,
         checks=checks,
         passed=all(c.passed for c in checks),
+    )
+
+
+def _tradable_check(symbol: str, rules: SymbolFilters | None) -> RiskCheck:
+    return RiskCheck(
+        "symbol_tradable",
+        rules is not None and rules.status == "TRADING",
+        rules.status if rules is not None else None,
+        "TRADING",
+        f"{symbol} is {rules.status} on the exchange."
+        if rules is not None
+        else f"{symbol} is not a known symbol.",
+    )
+
+
+def _confidence_check(confidence: float, minimum: float) -> RiskCheck:
+    return RiskCheck(
+        "min_confidence",
+        confidence >= minimum,
+        confidence,
+        minimum,
+        f"Combined confidence {confidence:.3f} (minimum {minimum}).",
     )
 
 

@@ -57,7 +57,7 @@ from mother_ai.fills import (
     Fill,
 )
 from mother_ai.orders import Portfolio, price_decimal
-from mother_ai.policy import book_of, decide_action, kill_switch_check
+from mother_ai.policy import Candidate, book_of, decide_action, kill_switch_check
 from mother_ai.replay_ledger import Ledger, fill_note, order_record
 from mother_ai.replay_voters import (
     Progress,
@@ -224,30 +224,7 @@ def _decision_loop(
             raise ReplayCancelled()
         close_ms = int(timeline.close_time[step])
         now = datetime.fromtimestamp(close_ms / 1000, tz=UTC)
-        votes: list[Vote] = []
-        ignored: list[IgnoredVoter] = []
-        for series in voters:
-            p = series.prob_up[j]
-            if p != p:  # NaN: this voter cannot vote now
-                if series.ignored[j] is not None:
-                    ignored.append(series.ignored[j])  # type: ignore[arg-type]
-                continue
-            votes.append(
-                Vote(
-                    agent=series.voter,
-                    symbol=series.symbol,
-                    interval=params.interval,
-                    horizon=series.horizon,
-                    model_version=series.version[j],
-                    action=series.action[j],
-                    prob_up=float(p),
-                    confidence=abs(2 * float(p) - 1),
-                    expected_return=float(series.expected[j]),
-                    as_of=int(series.as_of[j]),
-                    weight=series.weights[j] if weights == "skill" else equal,
-                    kind=series.kind,
-                )
-            )
+        votes, ignored = _votes_at(j, voters, params.interval, None if weights == "skill" else equal)
         rows = {s: int(timeline.index[s][step]) for s in symbols}
         marks = {s: mark(s, r, closes) for s, r in rows.items() if r >= 0}
         portfolio = ledger.portfolio(marks, now)
@@ -260,24 +237,17 @@ def _decision_loop(
         chosen = policy.chosen
         note, order = "", None
         if chosen is not None:
-            symbol = chosen.symbol
-            nxt = rows[symbol] + 1
-            side = "BUY" if chosen.side == "buy" else "SELL"
-            if rows[symbol] < 0 or nxt >= open_times[symbol].shape[0]:
+            nxt = rows[chosen.symbol] + 1
+            if rows[chosen.symbol] < 0 or nxt >= open_times[chosen.symbol].shape[0]:
                 note = " No next candle to fill at: the replay ends here, so nothing is filled."
             else:
-                price = mark(symbol, nxt, opens)
-                fill_time = int(open_times[symbol][nxt])
-                outcome, realised = ledger.fill(
-                    symbol, side, chosen, price, inputs.filters.get(symbol), params.costs, now
-                )
-                order = order_record(j, symbol, side, fill_time, price, outcome, realised)
-                if isinstance(outcome, Fill):
+                price, fill_time = mark(chosen.symbol, nxt, opens), int(open_times[chosen.symbol][nxt])
+                order, trade = _fill(j, chosen, price, fill_time, ledger, inputs, params, now)
+                if order["status"] == "FILLED":
                     fills.append(order)
-                    if side == "SELL":
-                        cost = outcome.notional - outcome.fee - realised
-                        trade_pnl.append(float(realised))
-                        trade_returns.append(float(realised / cost) if cost > 0 else 0.0)
+                if trade is not None:
+                    trade_pnl.append(trade[0])
+                    trade_returns.append(trade[1])
                 note = fill_note(order)
         if record:
             decisions.append(
@@ -298,6 +268,59 @@ def _decision_loop(
         decisions=decisions,
         decision_seconds=time.perf_counter() - begun,
     )
+
+
+def _fill(
+    step: int,
+    chosen: Candidate,
+    price: Decimal,
+    fill_time: int,
+    ledger: Ledger,
+    inputs: ReplayInputs,
+    params: ReplayParams,
+    now: datetime,
+) -> tuple[dict[str, Any], tuple[float, float] | None]:
+    """Fill the chosen order at `price` (the next candle's open); with the (pnl, return) a sell closed."""
+    symbol, side = chosen.symbol, "BUY" if chosen.side == "buy" else "SELL"
+    rules = inputs.filters.get(symbol)
+    outcome, realised = ledger.fill(symbol, side, chosen, price, rules, params.costs, now)
+    order = order_record(step, symbol, side, fill_time, price, outcome, realised)
+    if not isinstance(outcome, Fill) or side != "SELL":
+        return order, None
+    cost = outcome.notional - outcome.fee - realised
+    return order, (float(realised), float(realised / cost) if cost > 0 else 0.0)
+
+
+def _votes_at(
+    j: int, voters: Sequence[VoterSeries], interval: str, weight: Weight | None
+) -> tuple[list[Vote], list[IgnoredVoter]]:
+    """The votes of step `j` (each voter's own skill weight, or `weight` for all), and who cannot vote."""
+    votes: list[Vote] = []
+    ignored: list[IgnoredVoter] = []
+    for series in voters:
+        p = float(series.prob_up[j])
+        if p != p:  # NaN: this voter cannot vote now
+            reason = series.ignored[j]
+            if reason is not None:
+                ignored.append(reason)
+            continue
+        votes.append(
+            Vote(
+                agent=series.voter,
+                symbol=series.symbol,
+                interval=interval,
+                horizon=series.horizon,
+                model_version=series.version[j],
+                action=series.action[j],
+                prob_up=p,
+                confidence=abs(2 * p - 1),
+                expected_return=float(series.expected[j]),
+                as_of=int(series.as_of[j]),
+                weight=series.weights[j] if weight is None else weight,
+                kind=series.kind,
+            )
+        )
+    return votes, ignored
 
 
 def _decision_payload(

@@ -42,6 +42,7 @@ from mother_ai.replay import (
     StrategyInput,
     run_replay,
 )
+from mother_ai.replay_voters import VoterSeries
 from mother_ai.weighting import weighting_summary
 from strategy_engine.spec import validate_spec
 from strategy_engine.store import StrategyStore
@@ -310,25 +311,7 @@ def save_result(
     initial = float(result.params.initial_balance)
     equity = result.main.equity
     drawdown = drawdown_series(equity, initial)
-    voters = []
-    for series in result.voters:
-        resolved = np.isfinite(series.realised) if series.realised is not None else np.zeros(0, bool)
-        directional = resolved & (series.prob_up != 0.5)
-        hits = (series.prob_up > 0.5) == (
-            np.nan_to_num(series.realised if series.realised is not None else 0) > 0
-        )
-        voters.append(
-            {
-                "voter": series.voter,
-                "kind": series.kind,
-                "symbol": series.symbol,
-                "horizon": series.horizon,
-                "votes": int(np.isfinite(series.prob_up).sum()),
-                "resolved": int(resolved.sum()),
-                "hit_rate": float(hits[directional].mean()) if directional.any() else None,
-                "final_weight": series.weights[-1].value if series.weights else None,
-            }
-        )
+    voters = [_voter_summary(series) for series in result.voters]
     summary = {
         "metrics": result.metrics,
         "comparisons": {k: v for k, v in result.comparisons.items() if k != "curves"},
@@ -387,6 +370,24 @@ def save_result(
                     payload=_pack([_stored_step(step) for step in block]),
                 )
             )
+
+
+def _voter_summary(series: VoterSeries) -> dict[str, Any]:
+    """A voter's record over the replay: votes, resolutions, hit rate and its last weight."""
+    realised = series.realised if series.realised is not None else np.full(series.prob_up.shape, np.nan)
+    resolved = np.isfinite(realised)
+    directional = resolved & (series.prob_up != 0.5)
+    hits = (series.prob_up > 0.5) == (np.nan_to_num(realised) > 0)
+    return {
+        "voter": series.voter,
+        "kind": series.kind,
+        "symbol": series.symbol,
+        "horizon": series.horizon,
+        "votes": int(np.isfinite(series.prob_up).sum()),
+        "resolved": int(resolved.sum()),
+        "hit_rate": float(hits[directional].mean()) if directional.any() else None,
+        "final_weight": series.weights[-1].value if series.weights else None,
+    }
 
 
 def list_replays(sessions: sessionmaker[Session], limit: int, offset: int) -> tuple[list[ReplayRun], int]:

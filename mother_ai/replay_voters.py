@@ -202,13 +202,8 @@ def agent_series(
         window = training_window(config, candles.slice(0, last + 1))
         begun = time.perf_counter()
         try:
-            if first is None or params.retrain_mode == "full":
-                fitted = fit_model(config, window)
-                first = first or fitted
-                how = "full"
-            else:
-                fitted = refit_model(config, window, first)
-                how = "refit"
+            fitted, how = _fit(config, window, None if params.retrain_mode == "full" else first)
+            first = first or fitted
         except AppError as exc:
             failure = exc.message
             retrains.append({"voter": symbol, "time": close_ms, "ok": False, "error": exc.message})
@@ -217,26 +212,37 @@ def agent_series(
         timings["training"] += seconds
         version = f"replay-{symbol}-{len([r for r in retrains if r['voter'] == symbol and r['ok']]) + 1}"
         current = (fitted, version, close_ms)
-        family, family_params = fitted.family
-        retrains.append(
-            {
-                "voter": symbol,
-                "time": close_ms,
-                "ok": True,
-                "version": version,
-                "mode": how,
-                "family": family,
-                "params": family_params,
-                "window_start_time": int(window.open_time[0]),
-                "window_end_time": int(window.open_time[-1]),
-                "rows": int(window.open_time.shape[0]),
-                "seconds": seconds,
-                "oos_metrics": fitted.report.metrics_dict() if fitted.report is not None else None,
-            }
-        )
+        retrains.append(_retrain_record(symbol, close_ms, version, how, fitted, window, seconds))
         report(j / max(1, steps.shape[0]), f"{symbol}: {how} training at step {j + 1}/{steps.shape[0]}")
     predict_window(window_start, steps.shape[0])
     return series
+
+
+def _fit(config: AgentConfig, window: Candles, base: FittedModel | None) -> tuple[FittedModel, str]:
+    """A full walk-forward search, or (given the first window's model) a refit of its family."""
+    if base is None:
+        return fit_model(config, window), "full"
+    return refit_model(config, window, base), "refit"
+
+
+def _retrain_record(
+    symbol: str, close_ms: int, version: str, how: str, fitted: FittedModel, window: Candles, seconds: float
+) -> dict[str, Any]:
+    family, family_params = fitted.family
+    return {
+        "voter": symbol,
+        "time": close_ms,
+        "ok": True,
+        "version": version,
+        "mode": how,
+        "family": family,
+        "params": family_params,
+        "window_start_time": int(window.open_time[0]),
+        "window_end_time": int(window.open_time[-1]),
+        "rows": int(window.open_time.shape[0]),
+        "seconds": seconds,
+        "oos_metrics": fitted.report.metrics_dict() if fitted.report is not None else None,
+    }
 
 
 def strategy_series(
