@@ -1,4 +1,5 @@
-"""Shared fixtures: settings on a temp SQLite file, the real app, and a fake Binance on 127.0.0.1.
+"""Shared fixtures: settings on a temp SQLite file, the real app (fresh, or a copy of one trained
+install shared by the whole run), a fake Binance on 127.0.0.1, and one teardown hook for the fuzzed app.
 
 Fixtures only; the builders they use (and tests import) live in tests/support/."""
 
