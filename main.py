@@ -76,6 +76,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _start(ctx)
+        ctx.market.drop_folder.start(watch=ctx.settings.data_dir_watch)  # DATA_DIR's CSVs, then watched
         scheduler = None
         if ctx.settings.scheduler_enabled and ctx.mother is not None:
             scheduler = DecisionScheduler.for_mother_ai(
@@ -83,6 +84,7 @@ def create_app(
             )
             scheduler.start()
         yield
+        ctx.market.drop_folder.stop()
         if scheduler is not None:
             scheduler.stop()
         ctx.jobs.shutdown()

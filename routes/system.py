@@ -10,11 +10,26 @@ from pydantic import BaseModel, Field
 from db import storage
 from routes.common import Ctx, JobOut, error_responses, job_out, require_api_key
 from utils.errors import Conflict, NotFound
+from utils.market_data.drop_folder import DropFolderStatus
 
 VERSION = "0.1.0"
 
 public = APIRouter(prefix="/api", tags=["system"])
 router = APIRouter(prefix="/api", tags=["jobs"], dependencies=[Depends(require_api_key)])
+
+
+class RejectedFileOut(BaseModel):
+    name: str = Field(description="The file's name in DATA_DIR.", examples=["BTCUSDT-1h-2024-01.csv"])
+    reason: str = Field(
+        description="Why it was not imported: the first bad line.",
+        examples=["Line 12: high is below open or close."],
+    )
+    size_bytes: int = Field(ge=0, description="Its size when it was tried; a changed file is tried again.")
+
+
+class DataFilesOut(BaseModel):
+    accepted: int = Field(ge=0, description="CSV files in DATA_DIR whose candles are in the file store.")
+    rejected: list[RejectedFileOut] = Field(description="CSV files in DATA_DIR that were not imported.")
 
 
 class HealthResponse(BaseModel):
@@ -23,6 +38,9 @@ class HealthResponse(BaseModel):
     trading_mode: Literal["paper", "live"]
     offline: bool
     database: bool = Field(description="Whether the database answered a trivial query.")
+    data_files: DataFilesOut = Field(
+        description="The CSV drop folder (DATA_DIR): files are imported at start-up and when they change."
+    )
 
 
 class JobList(BaseModel):
@@ -41,6 +59,16 @@ def health(ctx: Ctx) -> HealthResponse:
         trading_mode=ctx.settings.trading_mode,
         offline=ctx.settings.offline,
         database=db_ok,
+        data_files=_data_files(ctx.market.drop_folder.status()),
+    )
+
+
+def _data_files(status: DropFolderStatus) -> DataFilesOut:
+    return DataFilesOut(
+        accepted=status.accepted,
+        rejected=[
+            RejectedFileOut(name=f.name, reason=f.reason, size_bytes=f.size_bytes) for f in status.rejected
+        ],
     )
 
 

@@ -68,6 +68,7 @@ def test_health_is_public_and_reports_state(client: TestClient) -> None:
         "trading_mode": "paper",
         "offline": True,
         "database": True,
+        "data_files": {"accepted": 0, "rejected": []},
     }
     assert re.fullmatch(r"\d+\.\d+\.\d+", body["version"])
 

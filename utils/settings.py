@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     data_dir: Path = Field(default=PROJECT_ROOT / "backtester" / "data")
+    data_dir_watch: bool = Field(
+        default=True,
+        description="Import CSV files dropped into DATA_DIR while running (a watcher thread); "
+        "off: only at start-up.",
+    )
 
     # Tuning knobs with safe defaults; documented in .env.example too.
     env_file_path: Path = Field(

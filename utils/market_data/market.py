@@ -8,6 +8,8 @@ Rules:
 - Provenance is never mixed: one answer comes from one partition, in this order of preference:
   "binance" (fetched; reported as "binance" when this request fetched new candles, else "cache"),
   "file" (imported CSVs), then "sample" (generated, synthetic).
+- Reads only read the store: CSV files dropped into DATA_DIR are imported by `drop_folder` at
+  start-up and when the folder changes, never while answering a request.
 - A symbol's exchange rules (`symbol_filters`) come from the `symbols` table while the stored row
   is fresh: fetched from Binance less than `SYMBOL_FILTERS_MAX_AGE_MS` (24 h) ago by the injected
   clock (the row's `updated_at`). An unknown, old or sample-only row is refreshed from Binance on
@@ -36,7 +38,8 @@ from utils.exchange import Clock, Exchange, SymbolFilters
 from utils.intervals import INTERVALS, floor_open_time, interval_ms, next_open_time
 from utils.jobs import JobRunner
 from utils.market_data.candles import Candles, CandleStore, Gap, find_gaps
-from utils.market_data.csv_import import parse_file_name, parse_klines_csv
+from utils.market_data.csv_import import parse_klines_csv
+from utils.market_data.drop_folder import DropFolder, file_memo
 from utils.market_data.sample import PROFILES, SAMPLE_INTERVAL, generate
 
 log = logging.getLogger(__name__)
@@ -120,6 +123,8 @@ class MarketData:
         self.sessions = sessions
         self.clock = clock
         self.data_dir = data_dir
+        # The CSV drop folder: imported at start-up and when it changes (`drop_folder.start()`).
+        self.drop_folder = DropFolder(data_dir, store, clock)
         self.symbol_max_age_ms = symbol_max_age_ms
         # Freshness of stored rows is their `updated_at` column; what no row can record is kept
         # here, in memory: when Binance last said a symbol does not exist, and the last failure.
@@ -251,7 +256,8 @@ class MarketData:
         return start_ms, min(hi, start_ms + span - 1)
 
     def _local_partition(self, symbol: str, interval: str) -> str | None:
-        self._import_data_dir(symbol, interval)
+        # Only the store is read here: DATA_DIR's files are imported by `drop_folder` (at start-up
+        # and when the folder changes), never on a read.
         for partition in ("binance", "file", "sample"):
             if self.store.exists(partition, symbol, interval):
                 return partition
@@ -338,9 +344,7 @@ class MarketData:
         """Validate a whole CSV and add it to the "file" partition; a rejected file stores nothing."""
         parsed = parse_klines_csv(data, interval, self.clock())
         with self.store.lock("file", symbol, interval):
-            added = self.store.merge(
-                "file", symbol, interval, parsed.rows, lambda meta: _remember_file(meta, name, len(data))
-            )
+            added = self.store.merge("file", symbol, interval, parsed.rows, file_memo(name, len(data), None))
         times = parsed.rows[:, 0].astype(np.int64)
         return ImportReport(
             symbol,
@@ -352,36 +356,6 @@ class MarketData:
             int(times[-1]),
             find_gaps(times, interval),
         )
-
-    def _import_data_dir(self, symbol: str, interval: str) -> None:
-        """Pick up new `SYMBOL-interval*.csv` files dropped into DATA_DIR (a bad file is logged, skipped)."""
-        if not self.data_dir.is_dir():
-            return
-        files = [
-            p
-            for p in sorted(self.data_dir.glob(f"{symbol}-*.csv"))
-            if p.is_file() and parse_file_name(p.name) == (symbol, interval)
-        ]
-        if not files:
-            return
-        seen = self.store.meta("file", symbol, interval).get("files", {})
-        for path in files:
-            stat = path.stat()
-            if seen.get(path.name) == _fingerprint(stat.st_size, stat.st_mtime_ns):
-                continue
-            try:
-                with self.store.lock("file", symbol, interval):
-                    parsed = parse_klines_csv(path.read_bytes(), interval, self.clock())
-                    self.store.merge(
-                        "file",
-                        symbol,
-                        interval,
-                        parsed.rows,
-                        _file_memo(path.name, stat.st_size, stat.st_mtime_ns),
-                    )
-                log.info("imported %s into the file store", path.name)
-            except InvalidInput as exc:
-                log.error("skipped %s: %s", path.name, exc.message)
 
     def ensure_samples(self) -> None:
         """Generate the offline sample candles and symbol filters once (cheap, deterministic)."""
@@ -542,20 +516,6 @@ def _subtract(lo: int, hi: int, covered: Sequence[Sequence[int]]) -> list[tuple[
     if cursor <= hi:
         missing.append((cursor, hi))
     return missing
-
-
-def _fingerprint(size: int, mtime_ns: int | None) -> str:
-    return f"{size}:{mtime_ns}"
-
-
-def _file_memo(name: str, size: int, mtime_ns: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """The store-metadata update that remembers an accepted drop-folder file."""
-    return lambda meta: _remember_file(meta, name, size, mtime_ns)
-
-
-def _remember_file(meta: dict[str, Any], name: str, size: int, mtime_ns: int | None = None) -> dict[str, Any]:
-    meta.setdefault("files", {})[name] = _fingerprint(size, mtime_ns)
-    return meta
 
 
 def _label_sample(meta: dict[str, Any]) -> dict[str, Any]:
