@@ -65,6 +65,7 @@ class DropFolder:
         self.parses = 0  # files read and parsed
         self.watcher = DropFolderWatcher(self)
         self._scan_lock = threading.Lock()  # one scan at a time (start-up, watcher)
+        self._scanned = threading.Condition()  # notified after every scan, for wait_for
         self._seen: dict[str, _Seen] = {}  # replaced whole, never mutated: readers need no lock
         self._list_failed = False
 
@@ -84,8 +85,21 @@ class DropFolder:
         )
         return DropFolderStatus(sum(s.reason is None for s in seen.values()), rejected)
 
+    def wait_for(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """Block until `condition()` (about this folder's state) holds after a scan, or `timeout` s pass;
+        whether it holds. For callers that must know a change was picked up (tests, diagnostics)."""
+        with self._scanned:
+            return self._scanned.wait_for(condition, timeout)
+
     def scan(self, stop: threading.Event | None = None) -> None:
         """Import every new or changed `SYMBOL-interval*.csv` file; forget the ones that are gone."""
+        try:
+            self._scan(stop)
+        finally:
+            with self._scanned:
+                self._scanned.notify_all()
+
+    def _scan(self, stop: threading.Event | None) -> None:
         with self._scan_lock:
             self.scans += 1
             try:
