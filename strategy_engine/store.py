@@ -32,8 +32,6 @@ from utils.errors import Conflict, InvalidInput, NotFound
 from utils.files import write_atomic
 from utils.symbols import is_symbol
 
-_write_lock = threading.Lock()
-
 
 @dataclass(frozen=True, slots=True)
 class SavedStrategy:
@@ -64,6 +62,9 @@ class StrategyStore:
     def __init__(self, sessions: sessionmaker[Session], root: Path) -> None:
         self.sessions = sessions
         self.root = root
+        # Writes of this store one at a time: a row and its file change together. The app builds one
+        # store (create_app), so this lock is the process's; it is not a module global.
+        self._write_lock = threading.Lock()
 
     def path(self, symbol: str, slug: str) -> Path:
         if not is_symbol(symbol) or slugify(slug) != slug:
@@ -78,7 +79,7 @@ class StrategyStore:
     def create(self, spec: StrategySpec, health: dict[str, Any] | None) -> SavedStrategy:
         slug = slugify(spec.name)
         written: list[tuple[Path, bytes | None]] = []
-        with _write_lock, _undone_on_failure(written, spec), transaction(self.sessions) as session:
+        with self._write_lock, _undone_on_failure(written, spec), transaction(self.sessions) as session:
             exists = _named(session, spec.symbol, slug)
             if exists is not None:
                 raise Conflict(
@@ -104,7 +105,7 @@ class StrategyStore:
     def update(self, strategy_id: int, spec: StrategySpec, health: dict[str, Any] | None) -> SavedStrategy:
         written: list[tuple[Path, bytes | None]] = []
         retired: list[Path] = []
-        with _write_lock:
+        with self._write_lock:
             with _undone_on_failure(written, spec), transaction(self.sessions) as session:
                 self._update_rows(session, strategy_id, spec, health, written, retired)
             for path in retired:  # a renamed strategy's old file goes only once the rename committed
@@ -151,7 +152,7 @@ class StrategyStore:
         written.append(self._write_file(record, spec, health))
 
     def delete(self, strategy_id: int) -> None:
-        with _write_lock:
+        with self._write_lock:
             with transaction(self.sessions) as session:
                 record = session.get(StrategyRecord, strategy_id)
                 if record is None:
