@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agents.service import AgentService
 from db import storage
+from db.storage import WriteLocks
 from mother_ai.mother_ai import make_mother_ai
 from mother_ai.scheduler import DecisionScheduler
 from mother_ai.trade_executer import KillSwitch
@@ -76,11 +77,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _start(ctx)
-        ctx.market.drop_folder.start(watch=ctx.settings.data_dir_watch)  # DATA_DIR's CSVs, then watched
+        # DATA_DIR's CSVs now, then watched
+        ctx.market.drop_folder.start(watch=ctx.settings.storage.data_dir_watch)
         scheduler = None
-        if ctx.settings.scheduler_enabled and ctx.mother is not None:
+        if ctx.settings.scheduler.enabled and ctx.mother is not None:
             scheduler = DecisionScheduler.for_mother_ai(
-                ctx.mother, ctx.settings, clock=ctx.clock, agents=ctx.agents
+                ctx.mother, ctx.settings.scheduler, clock=ctx.clock, agents=ctx.agents
             )
             scheduler.start()
         yield
@@ -124,18 +126,19 @@ def create_app(
 
 
 def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext:
-    engine = storage.make_engine(settings.database_url)
+    engine = storage.make_engine(settings.storage.database_url)
     sessions = storage.make_session_factory(engine)
     exchange = None
-    if not settings.offline:
-        exchange = exchange_from_settings(settings, clock=clock, sleep=sleep)
-    store = CandleStore(settings.data_dir / "store")
-    market = MarketData(store, exchange, sessions, clock, settings.data_dir)
-    jobs = JobRunner(sessions, max_workers=settings.train_max_parallel + 1)
-    agents = AgentService(sessions, market, jobs, settings.models_dir, clock)
-    strategies = StrategyStore(sessions, settings.strategies_dir)
-    trade_log = TradeLog.from_settings(settings)
-    kill_switch = KillSwitch(sessions)
+    if not settings.exchange.offline:
+        exchange = exchange_from_settings(settings.exchange, clock=clock, sleep=sleep)
+    store = CandleStore(settings.storage.data_dir / "store")
+    market = MarketData(store, exchange, sessions, clock, settings.storage.data_dir)
+    jobs = JobRunner(sessions, max_workers=settings.agents.train_max_parallel + 1)
+    agents = AgentService(sessions, market, jobs, settings.agents.models_dir, clock)
+    strategies = StrategyStore(sessions, settings.storage.strategies_dir)
+    trade_log = TradeLog.from_settings(settings.storage, settings.secret_values())
+    locks = WriteLocks()  # this process's write locks on the database, shared by every writer
+    kill_switch = KillSwitch(sessions, locks)
     api_key = ensure_api_key(settings)
     add_secrets([api_key])
     mother, mother_error = None, None
@@ -149,6 +152,7 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
             trade_log=trade_log,
             kill_switch=kill_switch,
             strategies=strategies,
+            locks=locks,
         )
     except AppError as exc:  # live mode not fully enabled: trading endpoints answer 409 with the reason
         mother_error = exc
@@ -175,9 +179,9 @@ def _start(ctx: AppContext) -> None:
     failed = storage.fail_interrupted_jobs(ctx.sessions)
     if failed:
         log.warning("marked %d job(s) interrupted by the last shutdown as failed", failed)
-    if ctx.settings.sample_data:
+    if ctx.settings.storage.sample_data:
         ctx.market.ensure_samples()
-    ctx.agents.ensure_defaults(ctx.settings.agent_max_model_age_hours)
+    ctx.agents.ensure_defaults(ctx.settings.agents.max_model_age_hours)
     log.info(
         "ready: trading_mode=%s offline=%s database=%s",
         ctx.settings.trading_mode,

@@ -82,9 +82,7 @@ class AgentService:
         with self.sessions() as session:
             row = session.get(AgentRecord, symbol)
         if row is None:
-            raise NotFound(
-                f"No agent for {symbol}.", code="agent_not_found", details={"symbol": symbol}
-            )
+            raise NotFound(f"No agent for {symbol}.", code="agent_not_found", details={"symbol": symbol})
         return row
 
     def agent_config(self, symbol: str) -> AgentConfig | None:

@@ -377,22 +377,11 @@ def _simulate_stops_loop(
     quantity = np.empty(max_trades)
     reason = np.empty(max_trades, dtype=np.int8)
     equity = np.empty(n)
-    has_sl = not math.isnan(stop_loss)
-    has_tp = not math.isnan(take_profit)
-    has_ts = not math.isnan(trailing_stop)
 
-    cash = initial_capital
-    qty = 0.0
-    price_in = 0.0
-    peak = 0.0
-    k = 0
-    in_position = False
-    pending_entry = False
-    pending_exit = False
+    cash, qty, price_in, peak, k = initial_capital, 0.0, 0.0, 0.0, 0
+    in_position = pending_entry = pending_exit = False
     for t in range(n):
-        exiting = False
-        exit_at = 0.0
-        why = _SIGNAL
+        exiting, exit_at, why = False, 0.0, _SIGNAL
         if in_position and pending_exit:
             exiting = True
             exit_at = open_[t] * (1.0 - slip)
@@ -409,30 +398,10 @@ def _simulate_stops_loop(
                 quantity[k] = qty
             if in_position:
                 # Live from the entry bar on: an entry fills at the open, so the rest of its bar counts.
-                stop = -math.inf
-                why_stop = _STOP_LOSS
-                if has_sl:
-                    stop = price_in * (1.0 - stop_loss)
-                if has_ts:
-                    trail = peak * (1.0 - trailing_stop)
-                    if trail > stop:
-                        stop = trail
-                        why_stop = _TRAILING_STOP
-                target = price_in * (1.0 + take_profit) if has_tp else math.inf
-                exiting = True
-                # The open is the bar's first price, so a gap decides before anything the range shows. On the
-                # entry bar the open is the fill price before slippage: at or below the stop only when the
-                # slippage is at least the stop distance, never at or above a target.
-                if open_[t] <= stop:
-                    exit_at, why = open_[t], why_stop
-                elif open_[t] >= target:
-                    exit_at, why = open_[t], _TAKE_PROFIT
-                elif low[t] <= stop:
-                    exit_at, why = stop, why_stop
-                elif high[t] >= target:
-                    exit_at, why = target, _TAKE_PROFIT
-                else:
-                    exiting = False
+                exit_at, why = _stop_exit(
+                    open_[t], high[t], low[t], price_in, peak, stop_loss, take_profit, trailing_stop
+                )
+                exiting = not math.isnan(exit_at)
                 exit_at *= 1.0 - slip
         if exiting:
             cash += qty * exit_at * (1.0 - fee)
@@ -445,19 +414,52 @@ def _simulate_stops_loop(
         elif in_position and high[t] > peak:
             peak = high[t]
         equity[t] = cash + qty * close[t]
-        pending_entry = False
-        pending_exit = False
-        if t < n - 1:
-            if in_position:
-                pending_exit = exits[t]
-            else:
-                pending_entry = entries[t] and not exits[t]
+        # The close's signals act at the next open; the last bar has none.
+        more = t < n - 1
+        pending_exit = more and in_position and bool(exits[t])
+        pending_entry = more and not in_position and bool(entries[t]) and not bool(exits[t])
     if in_position:
         exit_bar[k] = n
         exit_price[k] = close[n - 1]
         reason[k] = _SIGNAL
         k += 1
     return entry_bar, exit_bar, entry_price, exit_price, quantity, reason, equity, k, in_position
+
+
+def _stop_exit(
+    open_t: float,
+    high_t: float,
+    low_t: float,
+    price_in: float,
+    peak: float,
+    stop_loss: float,
+    take_profit: float,
+    trailing_stop: float,
+) -> tuple[float, int]:
+    """The bar's exit price before slippage and its reason when a stop or the target is hit, else NaN.
+
+    The open is the bar's first price, so a gap decides before anything the range shows. On the entry
+    bar the open is the fill price before slippage: at or below the stop only when the slippage is at
+    least the stop distance, never at or above a target."""
+    stop = -math.inf
+    why_stop = _STOP_LOSS
+    if not math.isnan(stop_loss):
+        stop = price_in * (1.0 - stop_loss)
+    if not math.isnan(trailing_stop):
+        trail = peak * (1.0 - trailing_stop)
+        if trail > stop:
+            stop = trail
+            why_stop = _TRAILING_STOP
+    target = price_in * (1.0 + take_profit) if not math.isnan(take_profit) else math.inf
+    if open_t <= stop:
+        return open_t, why_stop
+    if open_t >= target:
+        return open_t, _TAKE_PROFIT
+    if low_t <= stop:
+        return stop, why_stop
+    if high_t >= target:
+        return target, _TAKE_PROFIT
+    return math.nan, _SIGNAL
 
 
 def warm_up() -> None:
@@ -488,7 +490,9 @@ def warm_up() -> None:
 def _stop_kernel() -> Callable[..., Any]:
     """The stop loop compiled by numba, imported and loaded from its on-disk cache on first use."""
     import numba
+    from numba.extending import register_jitable
 
+    register_jitable(_stop_exit)  # the compiled loop calls it compiled; Python callers get the same source
     return numba.njit(cache=True, nogil=True)(_simulate_stops_loop)
 
 

@@ -12,7 +12,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -27,7 +27,7 @@ from utils.market_data.market import MarketData
 
 MAX_CURVE_POINTS = 2000
 MAX_SWEEP_COMBINATIONS = 256
-RANK_METRICS = (
+RankMetric = Literal[
     "total_return",
     "cagr",
     "sharpe",
@@ -40,7 +40,8 @@ RANK_METRICS = (
     "max_drawdown",
     "n_trades",
     "exposure",
-)
+]
+RANK_METRICS: tuple[RankMetric, ...] = get_args(RankMetric)
 _LOWER_IS_BETTER = {"max_drawdown"}
 
 

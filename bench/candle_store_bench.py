@@ -10,6 +10,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ def synthetic(n: int) -> np.ndarray:
     return np.column_stack([t.astype(np.float64), open_, high, low, close, rng.uniform(1, 10, n)])
 
 
-def median_time(fn, runs: int = RUNS) -> float:  # type: ignore[no-untyped-def]
+def median_time(fn: Callable[[], object], runs: int = RUNS) -> float:
     times = []
     for _ in range(runs):
         start = time.perf_counter()

@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -60,17 +61,15 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-_PROCESS_LOCKS: dict[tuple[str, str], threading.Lock] = {}
-_PROCESS_LOCKS_GUARD = threading.Lock()
+@dataclass(frozen=True)
+class WriteLocks:
+    """This process's locks on one database: writers that must not interleave queue here instead of
+    racing for SQLite's single write lock. create_app builds one and hands it to every writer;
+    other processes do not share it, and BEGIN IMMEDIATE (or FOR UPDATE) and UNIQUE constraints
+    keep them correct without it."""
 
-
-def process_lock(factory: sessionmaker[Session], name: str) -> threading.Lock:
-    """A lock per (database, name) shared by every object of this process: writers that must not
-    interleave (orders, decisions) queue here instead of racing for SQLite's single write lock."""
-    bind = factory.kw.get("bind")
-    url = bind.url.render_as_string(hide_password=True) if bind is not None else f"factory-{id(factory)}"
-    with _PROCESS_LOCKS_GUARD:
-        return _PROCESS_LOCKS.setdefault((url, name), threading.Lock())
+    orders: threading.Lock = field(default_factory=threading.Lock)  # orders, balances, the kill switch
+    decide: threading.Lock = field(default_factory=threading.Lock)  # executed decisions
 
 
 def upgrade_to_head(engine: Engine) -> None:

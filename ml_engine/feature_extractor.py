@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -147,6 +147,8 @@ class FeatureConfig:
         return cls(**data)
 
 
+# The names a request may use; tests/ml_engine check they are FEATURE_SETS' keys.
+FeatureSetName = Literal["default", "compact", "swing"]
 FEATURE_SETS: dict[str, FeatureConfig] = {
     # Everything, periods for hourly bars.
     "default": FeatureConfig(),

@@ -1,16 +1,17 @@
 """Account records in the database: the write transaction every order runs in, the locked account,
 balance and position rows of one mode, orders by client order id, and positions marked at current prices.
 
-Why ``run_write`` looks the way it does: an in-process lock per database serialises this process's writers
-(threads queue on a lock instead of spinning on SQLite's busy handler); on SQLite the transaction starts
-with ``BEGIN IMMEDIATE`` (``db.storage.transaction``), taking the write lock up front. On PostgreSQL the
-mode's account row is read with ``SELECT ... FOR UPDATE`` first, serialising writers of one mode across
-processes, and the balance and position rows are locked the same way.
+Why ``run_write`` looks the way it does: the in-process lock ``WriteLocks.orders`` serialises this
+process's writers (threads queue on a lock instead of spinning on SQLite's busy handler); on SQLite the
+transaction starts with ``BEGIN IMMEDIATE`` (``db.storage.transaction``), taking the write lock up front.
+On PostgreSQL the mode's account row is read with ``SELECT ... FOR UPDATE`` first, serialising writers of
+one mode across processes, and the balance and position rows are locked the same way.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import TypeVar
@@ -20,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import TradeOrder, TradingAccount, TradingBalance, TradingPosition, utcnow
-from db.storage import process_lock, transaction
+from db.storage import transaction
 from mother_ai.orders import (
     PENDING,
     OrderRequest,
@@ -30,6 +31,8 @@ from mother_ai.orders import (
     plain,
     position_view,
     price_decimal,
+    stored_mode,
+    stored_side,
 )
 from mother_ai.trade_log import TradeLog
 from utils.errors import AppError
@@ -71,12 +74,14 @@ def list_orders(
         return [order_result(row) for row in rows], int(total)
 
 
-def run_write(sessions: sessionmaker[Session], work: Callable[[Session], T], attempts: int = 3) -> T:
+def run_write(
+    sessions: sessionmaker[Session], lock: threading.Lock, work: Callable[[Session], T], attempts: int = 3
+) -> T:
     """Run `work` in one write transaction (see the module docstring for why it looks like this).
     A UNIQUE violation means another process won a race; `work` re-reads and answers from it."""
     for attempt in range(1, attempts + 1):
         try:
-            with process_lock(sessions, "orders"), transaction(sessions) as session:
+            with lock, transaction(sessions) as session:
                 return work(session)
         except IntegrityError:
             if attempt == attempts:
@@ -210,10 +215,10 @@ def order_row(mode: str, request: OrderRequest, epoch: int) -> TradeOrder:
 def order_result(row: TradeOrder, replayed: bool = False) -> OrderResult:
     return OrderResult(
         id=row.id,
-        mode=row.mode,  # type: ignore[arg-type]
+        mode=stored_mode(row.mode),
         client_order_id=row.client_order_id,
         symbol=row.symbol,
-        side=row.side,  # type: ignore[arg-type]
+        side=stored_side(row.side),
         type=row.type,
         status=row.status,
         requested_quantity=row.requested_quantity,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from mother_ai.orders import jsonable, plain
+from mother_ai.orders import jsonable_dict, plain
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class DailyLossState:
     resumed_at: datetime | None
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable(self, plain)  # type: ignore[no-any-return]
+        return jsonable_dict(self, plain)
 
 
 def day_of(now: datetime) -> str:

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from mother_ai.orders import OrderResult, jsonable, plain
+from mother_ai.orders import OrderResult, jsonable_dict, plain
 from mother_ai.policy import Action, Book, Candidate, RiskCheck, SymbolEdge
 from mother_ai.votes import IgnoredVoter, Vote
 
@@ -47,7 +47,7 @@ class Decision:
     order_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable(self, plain)  # type: ignore[no-any-return]
+        return jsonable_dict(self, plain)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Decision:

@@ -14,7 +14,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_UP, Decimal
 from typing import Any, Protocol
 
 from utils.exchange import SymbolFilters
-from utils.settings import Settings
+from utils.settings import PaperSettings, TradingSettings
 
 ASSET_STEP = Decimal("0.00000001")  # Binance keeps 8 decimals per asset
 
@@ -86,7 +86,6 @@ class Rejection:
     reason: str
 
 
-
 # --- filters, rounding and the paper fill (pure) --------------------------------------------------
 
 
@@ -139,7 +138,6 @@ def plan_paper_fill(
     return Fill(price, qty, notional, fee)
 
 
-
 class PositionLike(Protocol):
     """A long position's running totals: a database row (``TradingPosition``) or the replay's own."""
 
@@ -186,9 +184,6 @@ def apply_fill_to_position(
     return realised
 
 
-
-def cost_model_for(settings: Settings, mode: str) -> CostModel:
-    """The costs of `mode`: live trading's own fee and slippage, or the paper account's."""
-    if mode == "live":
-        return CostModel(float(settings.live_fee_rate), float(settings.live_slippage_bps))
-    return CostModel(float(settings.paper_fee_rate), float(settings.paper_slippage_bps))
+def cost_model_for(account: TradingSettings | PaperSettings) -> CostModel:
+    """The costs of one account: live trading's own fee and slippage (LIVE_*), or the paper account's."""
+    return CostModel(float(account.fee_rate), float(account.slippage_bps))

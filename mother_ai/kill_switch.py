@@ -8,6 +8,7 @@ import logging
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import TradingControl, utcnow
+from db.storage import WriteLocks
 from mother_ai.accounts import run_write
 from mother_ai.orders import HaltState
 from utils.errors import Conflict
@@ -20,15 +21,16 @@ CONTROL_ROW = 1
 class KillSwitch:
     """Stops every executor from accepting new orders; the state lives in `trading_controls`."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], locks: WriteLocks | None = None) -> None:
         self.sessions = sessions
+        self.locks = locks or WriteLocks()
 
     def halt(self, reason: str = "") -> HaltState:
         reason = (reason or "").strip()[:500] or "halted manually"
-        return run_write(self.sessions, lambda s: _set_control(s, True, reason))
+        return run_write(self.sessions, self.locks.orders, lambda s: _set_control(s, True, reason))
 
     def resume(self) -> HaltState:
-        return run_write(self.sessions, lambda s: _set_control(s, False, ""))
+        return run_write(self.sessions, self.locks.orders, lambda s: _set_control(s, False, ""))
 
     def state(self) -> HaltState:
         with self.sessions() as session:
@@ -74,4 +76,3 @@ def _raise_if_halted(state: HaltState) -> None:
                 "since": state.changed_at.isoformat() if state.changed_at else None,
             },
         )
-

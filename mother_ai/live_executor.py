@@ -20,6 +20,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import TradeOrder, TradingAccount, TradingBalance, TradingControl, TradingPosition, utcnow
+from db.storage import WriteLocks
 from mother_ai.accounts import (
     after_order,
     balance_rows,
@@ -63,7 +64,7 @@ from utils.binance_api import BinanceExchange, exchange_from_settings
 from utils.errors import AppError, Conflict, ExchangeUnavailable
 from utils.exchange import SymbolFilters
 from utils.market_data.market import MarketData
-from utils.settings import Settings
+from utils.settings import ExchangeSettings, TradingSettings
 from utils.symbols import is_symbol
 
 log = logging.getLogger(__name__)
@@ -71,21 +72,21 @@ log = logging.getLogger(__name__)
 LIVE_TRADING_CONFIRM_PHRASE = "I understand real money is at risk"
 
 
-def live_trading_problems(settings: Settings) -> list[tuple[str, str]]:
+def live_trading_problems(trading: TradingSettings, exchange: ExchangeSettings) -> list[tuple[str, str]]:
     """Every unmet condition for live trading as (code, message); empty means enabled.
     Messages name settings, never their values."""
     problems: list[tuple[str, str]] = []
-    if settings.trading_mode != "live":
+    if trading.mode != "live":
         problems.append(("trading_mode", "TRADING_MODE is not 'live'."))
-    if settings.offline:
+    if exchange.offline:
         problems.append(("offline", "OFFLINE=true: Binance is never called."))
     for name, secret in (
-        ("BINANCE_API_KEY", settings.binance_api_key),
-        ("BINANCE_API_SECRET", settings.binance_api_secret),
+        ("BINANCE_API_KEY", exchange.api_key),
+        ("BINANCE_API_SECRET", exchange.api_secret),
     ):
         if secret is None or not secret.get_secret_value().strip():
             problems.append((name.lower(), f"{name} is not set."))
-    confirm = settings.live_trading_confirm
+    confirm = trading.live_trading_confirm
     if confirm is None or not confirm.get_secret_value().strip():
         problems.append(
             (
@@ -105,9 +106,9 @@ def live_trading_problems(settings: Settings) -> list[tuple[str, str]]:
     return problems
 
 
-def require_live_trading(settings: Settings) -> None:
+def require_live_trading(trading: TradingSettings, exchange: ExchangeSettings) -> None:
     """Conflict (code live_trading_disabled) naming every unmet condition for live trading."""
-    problems = live_trading_problems(settings)
+    problems = live_trading_problems(trading, exchange)
     if problems:
         raise Conflict(
             "Live trading is not enabled: " + " ".join(message for _, message in problems),
@@ -123,23 +124,26 @@ class BinanceExecutor:
 
     def __init__(
         self,
-        settings: Settings,
+        trading: TradingSettings,
+        exchange: ExchangeSettings,
         sessions: sessionmaker[Session],
         market: MarketData,
         *,
-        exchange: BinanceExchange | None = None,
+        client: BinanceExchange | None = None,
         trade_log: TradeLog | None = None,
         kill_switch: KillSwitch | None = None,
+        locks: WriteLocks | None = None,
     ) -> None:
-        require_live_trading(settings)
+        require_live_trading(trading, exchange)
         self.sessions = sessions
         self.market = market
         self.trade_log = trade_log
-        self.kill_switch = kill_switch or KillSwitch(sessions)
-        self.quote_asset = settings.live_quote_asset
-        self.max_notional = Decimal(str(settings.live_max_order_notional))
+        self.locks = locks or WriteLocks()
+        self.kill_switch = kill_switch or KillSwitch(sessions, self.locks)
+        self.quote_asset = trading.quote_asset
+        self.max_notional = Decimal(str(trading.max_order_notional))
         # Its own signed client: the market-data adapter may have been built without keys.
-        self.exchange = exchange or exchange_from_settings(settings, signed=True)
+        self.exchange = client or exchange_from_settings(exchange, signed=True)
 
     def submit(self, order: OrderRequest) -> OrderResult:
         request = order.validated()
@@ -177,6 +181,7 @@ class BinanceExecutor:
 
         pending = run_write(
             self.sessions,
+            self.locks.orders,
             lambda s: self._record_pending(s, request, filters, quantity, estimate, source, local),
         )
         if pending.replayed or pending.status != PENDING:
@@ -198,7 +203,7 @@ class BinanceExecutor:
             if rejection is None:
                 # Could not even validate: nothing was placed, so forget the attempt; the same
                 # client order id may be submitted again.
-                run_write(self.sessions, lambda s: delete_order(s, pending.id))
+                run_write(self.sessions, self.locks.orders, lambda s: delete_order(s, pending.id))
                 raise
             return self._finish(pending.id, filters, rejection=rejection)
         try:
@@ -286,7 +291,7 @@ class BinanceExecutor:
             session.flush()
             return order_result(row)
 
-        result = run_write(self.sessions, work)
+        result = run_write(self.sessions, self.locks.orders, work)
         after_order(result, self.trade_log)
         return result
 
@@ -359,7 +364,7 @@ class BinanceExecutor:
             positions = position_rows(session, "live")
             return account_row, balances, positions, halt_state(session.get(TradingControl, CONTROL_ROW))
 
-        account_row, balances, positions, halt = run_write(self.sessions, work)
+        account_row, balances, positions, halt = run_write(self.sessions, self.locks.orders, work)
         views = [mark_position(self.market, position) for position in positions]
         equity, unpriced = Decimal(0), []
         for balance in balances:

@@ -37,18 +37,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import DecisionRecord
-from db.storage import process_lock, transaction
+from db.storage import WriteLocks, transaction
 from mother_ai.daily_loss import DailyLossState
 from mother_ai.decision import Decision, DecisionOutcome, client_order_id_for, portfolio_summary
 from mother_ai.explain import reason_text
-from mother_ai.fills import cost_model_for
+from mother_ai.fills import CostModel, cost_model_for
 from mother_ai.kill_switch import KillSwitch
 from mother_ai.live_votes import AgentSource, collect_votes
 from mother_ai.orders import CLIENT_ORDER_ID_PATTERN, Executor, OrderRequest, OrderResult, plain
@@ -56,6 +56,7 @@ from mother_ai.performance_tracker import AgentStats, PerformanceTracker
 from mother_ai.policy import (
     Candidate,
     RiskCheck,
+    RiskLimits,
     SymbolEdge,
     book_of,
     combine,
@@ -105,20 +106,23 @@ class MotherAI:
 
     def __init__(
         self,
-        settings: Settings,
         sessions: sessionmaker[Session],
         market: MarketData,
         agents: AgentSource,
         executor: Executor,
         tracker: PerformanceTracker,
         *,
+        limits: RiskLimits,
+        costs: CostModel,
         clock: Callable[[], int],
+        include_strategies: tuple[int, ...] | Literal["all"] = (),
         kill_switch: KillSwitch | None = None,
         trade_log: TradeLog | None = None,
         strategies: StrategyStore | None = None,
+        locks: WriteLocks | None = None,
     ) -> None:
-        self.settings = settings
         self.strategies = strategies
+        self.include_strategies = include_strategies
         self.sessions = sessions
         self.market = market
         self.agents = agents
@@ -127,9 +131,10 @@ class MotherAI:
         self.clock = clock
         self.kill_switch = kill_switch or KillSwitch(sessions)
         self.trade_log = trade_log
-        self.daily_loss = DailyLossGuard(sessions, settings.risk_daily_loss_limit)
-        self.costs = cost_model_for(settings, executor.mode)
-        self.limits = limits_for(settings, executor.mode)
+        self.locks = locks or WriteLocks()
+        self.daily_loss = DailyLossGuard(sessions, limits.daily_loss_limit)
+        self.costs = costs
+        self.limits = limits
 
     # --- deciding -------------------------------------------------------------------------------
 
@@ -161,7 +166,7 @@ class MotherAI:
         votes = [vote_from(agent, p, weight_for(stats.get(agent)), _kind(agent)) for agent, p in raw_votes]
         if not execute:
             return self._decide(asked, votes, ignored, raw_votes, False, None)
-        with process_lock(self.sessions, "decide"):
+        with self.locks.decide:
             if client_order_id is not None:
                 replay = self._replay(client_order_id)
                 if replay is not None:
@@ -174,7 +179,7 @@ class MotherAI:
         return collect_votes(
             self.agents,
             self.strategies,
-            self.settings.mother_ai_include_strategies,
+            self.include_strategies,
             self.market,
             self.executor.mode,
             self.clock,
@@ -447,25 +452,33 @@ def make_mother_ai(
     kill_switch: KillSwitch | None = None,
     executor: Executor | None = None,
     strategies: StrategyStore | None = None,
+    locks: WriteLocks | None = None,
 ) -> MotherAI:
-    """The Mother AI with the executor for TRADING_MODE (make_executor) and a tracker on `market`."""
-    kill_switch = kill_switch or KillSwitch(sessions)
+    """The Mother AI with the executor for TRADING_MODE (make_executor) and a tracker on `market`;
+    the one place that picks the groups of settings the mode's decisions are judged by."""
+    locks = locks or WriteLocks()
+    kill_switch = kill_switch or KillSwitch(sessions, locks)
     executor = executor or make_executor(
-        settings, sessions, market, trade_log=trade_log, kill_switch=kill_switch
+        settings, sessions, market, trade_log=trade_log, kill_switch=kill_switch, locks=locks
     )
-    costs = cost_model_for(settings, executor.mode)
+    live = executor.mode == "live"
+    costs = cost_model_for(settings.trading if live else settings.paper)
+    limits = limits_for(settings.risk, settings.trading.max_order_notional if live else None)
     tracker = PerformanceTracker(sessions, market, round_trip_cost=costs.round_trip, clock=clock)
     return MotherAI(
-        settings,
         sessions,
         market,
         agents,
         executor,
         tracker,
+        limits=limits,
+        costs=costs,
         clock=clock,
+        include_strategies=settings.trading.include_strategies,
         kill_switch=kill_switch,
         trade_log=trade_log,
         strategies=strategies,
+        locks=locks,
     )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeGuard
 
 from db.models import TRADING_MODES, utcnow
 from utils.errors import InvalidInput
@@ -52,7 +52,7 @@ class OrderRequest:
         if not is_symbol(symbol):
             raise invalid_field("symbol", f"symbol must match {SYMBOL_PATTERN}.")
         side = self.side.upper() if isinstance(self.side, str) else ""
-        if side not in ("BUY", "SELL"):
+        if not is_side(side):
             raise invalid_field("side", "side must be BUY or SELL.")
         if (self.quantity is None) == (self.quote_amount is None):
             raise invalid_field("quantity", "Give exactly one of quantity and quote_amount.")
@@ -69,7 +69,7 @@ class OrderRequest:
             not isinstance(self.decision_id, str) or len(self.decision_id) > 64
         ):
             raise invalid_field("decision_id", "decision_id must be a string of at most 64 characters.")
-        return OrderRequest(symbol, side, quantity, quote, client_order_id, self.decision_id)  # type: ignore[arg-type]
+        return OrderRequest(symbol, side, quantity, quote, client_order_id, self.decision_id)
 
 
 def new_client_order_id() -> str:
@@ -272,6 +272,26 @@ def plain(value: Decimal) -> str:
     return text_value if text_value != "-0" else "0"
 
 
+def is_side(value: str) -> TypeGuard[Side]:
+    return value in ("BUY", "SELL")
+
+
+def stored_side(value: str) -> Side:
+    """A side read back from the database (written only as BUY or SELL)."""
+    if not is_side(value):
+        raise ValueError(f"unknown order side {value!r} in the database")
+    return value
+
+
+def stored_mode(value: str) -> Mode:
+    """A trading mode read back from the database (written only as paper or live)."""
+    if value == "paper":
+        return "paper"
+    if value == "live":
+        return "live"
+    raise ValueError(f"unknown trading mode {value!r} in the database")
+
+
 def check_mode(mode: str) -> None:
     if mode not in TRADING_MODES:
         raise invalid_field("mode", f"mode must be one of {', '.join(TRADING_MODES)}.")
@@ -285,3 +305,11 @@ def jsonable(value: Any, decimal_text: Callable[[Decimal], str] = fixed_point) -
     """`value` ready for a JSON response: ``utils.jsonsafe.json_safe`` with Decimals as exact strings
     (fixed-point by default) and NaN left as it is."""
     return json_safe(value, decimal_text=decimal_text, nan_to_null=False)
+
+
+def jsonable_dict(value: Any, decimal_text: Callable[[Decimal], str] = fixed_point) -> dict[str, Any]:
+    """`jsonable` of a dataclass or mapping, which is always a dict."""
+    converted = jsonable(value, decimal_text)
+    if not isinstance(converted, dict):
+        raise TypeError(f"expected a dataclass or mapping, got {type(value).__name__}")
+    return converted

@@ -38,7 +38,7 @@ from mother_ai.orders import Portfolio, PositionView, plain
 from mother_ai.votes import Vote
 from mother_ai.weighting import NULL_WEIGHT
 from utils.exchange import SymbolFilters
-from utils.settings import Settings
+from utils.settings import RiskSettings
 
 Action = Literal["buy", "sell", "hold"]
 AMOUNT_STEP = Decimal("0.00000001")
@@ -386,13 +386,6 @@ def _dec(value: float) -> Decimal:
     return Decimal(str(value))
 
 
-def limits_for(settings: Settings, mode: str) -> RiskLimits:
-    """The RISK_* limits; in live mode entries are also capped by LIVE_MAX_ORDER_NOTIONAL."""
-    return RiskLimits(
-        max_position_fraction=settings.risk_max_position_fraction,
-        max_total_exposure=settings.risk_max_total_exposure,
-        max_open_positions=settings.risk_max_open_positions,
-        min_confidence=settings.risk_min_confidence,
-        daily_loss_limit=settings.risk_daily_loss_limit,
-        max_order_notional=settings.live_max_order_notional if mode == "live" else None,
-    )
+def limits_for(risk: RiskSettings, max_order_notional: float | None = None) -> RiskLimits:
+    """The RISK_* limits; live entries are also capped by LIVE_MAX_ORDER_NOTIONAL (`max_order_notional`)."""
+    return RiskLimits(**risk.model_dump(), max_order_notional=max_order_notional)

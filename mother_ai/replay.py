@@ -40,7 +40,7 @@ user sees whether combining and skill weighting help.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -201,8 +201,7 @@ def _decision_loop(
     daily = DailyLossBook("replay", params.limits.daily_loss_limit)
     equal = Weight(EQUAL_WEIGHT, EQUAL_WEIGHT, 0, 0, None, 1.0, "equal weights: w = 1")
     symbols = sorted(params.symbols)
-    closes = {s: np.asarray(inputs.candles[s].close, dtype=np.float64) for s in symbols}
-    opens = {s: np.asarray(inputs.candles[s].open, dtype=np.float64) for s in symbols}
+    prices = _Prices(inputs, symbols)
     open_times = {s: np.asarray(inputs.candles[s].open_time, dtype=np.int64) for s in symbols}
     equity = np.zeros(steps.shape[0])
     fills: list[dict[str, Any]] = []
@@ -210,15 +209,6 @@ def _decision_loop(
     trade_returns: list[float] = []
     decisions: list[dict[str, Any]] = []
     in_position = 0
-    price_cache: dict[tuple[int, str, int], Decimal] = {}
-
-    def mark(symbol: str, index: int, prices: Mapping[str, np.ndarray]) -> Decimal:
-        """A candle's open or close (whichever `prices` holds) as the executor's decimal."""
-        key = (id(prices), symbol, index)
-        if key not in price_cache:
-            price_cache[key] = price_decimal(float(prices[symbol][index]))
-        return price_cache[key]
-
     for j, step in enumerate(steps):
         if j % 2048 == 0 and stop():
             raise ReplayCancelled()
@@ -226,7 +216,7 @@ def _decision_loop(
         now = datetime.fromtimestamp(close_ms / 1000, tz=UTC)
         votes, ignored = _votes_at(j, voters, params.interval, None if weights == "skill" else equal)
         rows = {s: int(timeline.index[s][step]) for s in symbols}
-        marks = {s: mark(s, r, closes) for s, r in rows.items() if r >= 0}
+        marks = {s: prices.close(s, r) for s, r in rows.items() if r >= 0}
         portfolio = ledger.portfolio(marks, now)
         if portfolio.positions and any(v.quantity > 0 for v in portfolio.positions):
             in_position += 1
@@ -241,7 +231,7 @@ def _decision_loop(
             if rows[chosen.symbol] < 0 or nxt >= open_times[chosen.symbol].shape[0]:
                 note = " No next candle to fill at: the replay ends here, so nothing is filled."
             else:
-                price, fill_time = mark(chosen.symbol, nxt, opens), int(open_times[chosen.symbol][nxt])
+                price, fill_time = prices.open(chosen.symbol, nxt), int(open_times[chosen.symbol][nxt])
                 order, trade = _fill(j, chosen, price, fill_time, ledger, inputs, params, now)
                 if order["status"] == "FILLED":
                     fills.append(order)
@@ -255,7 +245,7 @@ def _decision_loop(
             )
     last = steps[-1]
     marks = {
-        s: mark(s, int(timeline.index[s][last]), closes) for s in symbols if timeline.index[s][last] >= 0
+        s: prices.close(s, int(timeline.index[s][last])) for s in symbols if timeline.index[s][last] >= 0
     }
     final = float(ledger.portfolio(marks, datetime.fromtimestamp(0, tz=UTC)).equity)
     return LoopOutcome(
@@ -268,6 +258,32 @@ def _decision_loop(
         decisions=decisions,
         decision_seconds=time.perf_counter() - begun,
     )
+
+
+class _Prices:
+    """Candle opens and closes as the executor's decimals, each converted once (a step reads every
+    symbol's close, and the conversion is the loop's hot spot)."""
+
+    def __init__(self, inputs: ReplayInputs, symbols: Sequence[str]) -> None:
+        self._columns = {
+            (kind, s): np.asarray(getattr(inputs.candles[s], kind), dtype=np.float64)
+            for s in symbols
+            for kind in ("open", "close")
+        }
+        self._cache: dict[tuple[str, str, int], Decimal] = {}
+
+    def open(self, symbol: str, index: int) -> Decimal:
+        return self._at("open", symbol, index)
+
+    def close(self, symbol: str, index: int) -> Decimal:
+        return self._at("close", symbol, index)
+
+    def _at(self, kind: str, symbol: str, index: int) -> Decimal:
+        key = (kind, symbol, index)
+        value = self._cache.get(key)
+        if value is None:
+            value = self._cache[key] = price_decimal(float(self._columns[kind, symbol][index]))
+        return value
 
 
 def _fill(

@@ -52,7 +52,7 @@ from utils.jobs import JobCancelled, JobRunner, Report
 from utils.jsonsafe import json_safe
 from utils.market_data.candles import Candles
 from utils.market_data.market import MarketData
-from utils.settings import Settings
+from utils.settings import PaperSettings, RiskSettings
 
 _ZSTD = pa.Codec("zstd", compression_level=9)
 MAX_SYMBOLS = 10
@@ -108,7 +108,8 @@ class ReplayRequest:
 
 @dataclass(frozen=True, slots=True)
 class ReplayDeps:
-    settings: Settings
+    paper: PaperSettings  # a replay trades like the paper account
+    risk: RiskSettings
     sessions: sessionmaker[Session]
     market: MarketData
     agents: AgentConfigs
@@ -182,17 +183,17 @@ def prepare(deps: ReplayDeps, request: ReplayRequest) -> tuple[ReplayParams, Rep
         )
     if longest - request.warmup > MAX_STEPS:
         raise _invalid("end", f"At most {MAX_STEPS} decision steps per replay; shorten the range.")
-    quote = deps.settings.paper_quote_asset
+    quote = deps.paper.quote_asset
     filters = {}
     for symbol in request.symbols:
         rules = deps.market.symbol_filters(symbol)
         if rules is not None and rules.quote_asset != quote:
             raise _invalid("symbols", f"{symbol} is quoted in {rules.quote_asset}; replays trade in {quote}.")
         filters[symbol] = rules
-    limits = _limits(deps.settings, request.risk)
+    limits = _limits(deps.risk, request.risk)
     costs = CostModel(
-        deps.settings.paper_fee_rate if request.fee_rate is None else request.fee_rate,
-        deps.settings.paper_slippage_bps if request.slippage_bps is None else request.slippage_bps,
+        deps.paper.fee_rate if request.fee_rate is None else request.fee_rate,
+        deps.paper.slippage_bps if request.slippage_bps is None else request.slippage_bps,
     )
     params = ReplayParams(
         symbols=tuple(sorted(request.symbols)),
@@ -266,14 +267,8 @@ def _strategy(store: StrategyStore, strategy_id: int, request: ReplayRequest) ->
     return StrategyInput(saved.id, saved.version, saved.name, validate_spec(saved.spec))
 
 
-def _limits(settings: Settings, overrides: dict[str, float | int] | None) -> RiskLimits:
-    values: dict[str, Any] = {
-        "max_position_fraction": settings.risk_max_position_fraction,
-        "max_total_exposure": settings.risk_max_total_exposure,
-        "max_open_positions": settings.risk_max_open_positions,
-        "min_confidence": settings.risk_min_confidence,
-        "daily_loss_limit": settings.risk_daily_loss_limit,
-    }
+def _limits(risk: RiskSettings, overrides: dict[str, float | int] | None) -> RiskLimits:
+    values: dict[str, Any] = risk.model_dump()
     for name, value in (overrides or {}).items():
         if name not in RISK_FIELDS:
             raise _invalid(f"risk.{name}", f"Unknown risk limit {name!r}; known: {', '.join(RISK_FIELDS)}.")
@@ -408,7 +403,10 @@ def get_replay(sessions: sessionmaker[Session], replay_id: str) -> ReplayRun:
 
 
 def replay_series(row: ReplayRun) -> dict[str, Any]:
-    return _unpack(row.series)  # type: ignore[no-any-return]
+    series = _unpack(row.series)
+    if not isinstance(series, dict):
+        raise TypeError(f"replay {row.id}: stored series is not an object")
+    return series
 
 
 def replay_steps(

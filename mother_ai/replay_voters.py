@@ -162,29 +162,11 @@ def agent_series(
                     symbol, "untrained", f"No model could be trained yet: {failure or 'not enough candles'}."
                 )
             return
-        model, version, trained_at = current
-        X = frame.X[np.where(ok, idx, 0)]
-        p_up = predict_proba_up(model.model, X)
-        for offset, j in enumerate(range(lo, hi)):
-            now = int(timeline.close_time[steps[j]])
-            stale = model_stale_reason(config, params.interval, params.interval, trained_at, now)
-            p = float(p_up[offset])
-            if not ok[offset]:
-                series.ignored[j] = IgnoredVoter(symbol, "no_data", f"No {symbol} candle has closed yet.")
-            elif stale is not None:
-                series.ignored[j] = IgnoredVoter(symbol, "stale", f"Stale model: {stale}.")
-            elif not math.isfinite(p):
-                series.ignored[j] = IgnoredVoter(
-                    symbol,
-                    "prediction_failed",
-                    f"Not enough closed candles to compute features for {symbol}.",
-                )
-            else:
-                series.prob_up[j] = p
-                series.expected[j] = float(expected_return(model.meta, p))
-                series.action[j] = action_for(config, p)
-            series.as_of[j] = int(candles.open_time[idx[offset]]) if ok[offset] else 0
-            series.version[j] = version
+        safe = np.where(ok, idx, 0)
+        p_up = predict_proba_up(current[0].model, frame.X[safe])
+        now = timeline.close_time[steps[lo:hi]]
+        as_of = np.where(ok, candles.open_time[safe], 0)
+        _record_votes(series, lo, config, params.interval, current, p_up, ok, now, as_of)
         timings["prediction"] += time.perf_counter() - begun
 
     for j, step in enumerate(steps):
@@ -216,6 +198,40 @@ def agent_series(
         report(j / max(1, steps.shape[0]), f"{symbol}: {how} training at step {j + 1}/{steps.shape[0]}")
     predict_window(window_start, steps.shape[0])
     return series
+
+
+def _record_votes(
+    series: VoterSeries,
+    lo: int,
+    config: AgentConfig,
+    interval: str,
+    current: tuple[FittedModel, str, int],
+    p_up: np.ndarray,
+    ok: np.ndarray,
+    now: np.ndarray,
+    as_of: np.ndarray,
+) -> None:
+    """Steps lo, lo+1, ... get the model's vote, or the reason it is ignored (as the live vote says)."""
+    model, version, trained_at = current
+    symbol = series.voter
+    for offset in range(p_up.shape[0]):
+        j = lo + offset
+        stale = model_stale_reason(config, interval, interval, trained_at, int(now[offset]))
+        p = float(p_up[offset])
+        if not ok[offset]:
+            series.ignored[j] = IgnoredVoter(symbol, "no_data", f"No {symbol} candle has closed yet.")
+        elif stale is not None:
+            series.ignored[j] = IgnoredVoter(symbol, "stale", f"Stale model: {stale}.")
+        elif not math.isfinite(p):
+            series.ignored[j] = IgnoredVoter(
+                symbol, "prediction_failed", f"Not enough closed candles to compute features for {symbol}."
+            )
+        else:
+            series.prob_up[j] = p
+            series.expected[j] = float(expected_return(model.meta, p))
+            series.action[j] = action_for(config, p)
+        series.as_of[j] = int(as_of[offset])
+        series.version[j] = version
 
 
 def _fit(config: AgentConfig, window: Candles, base: FittedModel | None) -> tuple[FittedModel, str]:

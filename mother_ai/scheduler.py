@@ -27,7 +27,7 @@ from agents.generic_agent import AgentConfig, retrain_due
 from mother_ai.mother_ai import MotherAI
 from utils.errors import AppError
 from utils.intervals import floor_open_time, next_open_time
-from utils.settings import Settings
+from utils.settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class DecisionScheduler:
     def for_mother_ai(
         cls,
         mother: MotherAI,
-        settings: Settings,
+        settings: SchedulerSettings,
         *,
         clock: Callable[[], int],
         grace_ms: int = DEFAULT_GRACE_MS,
@@ -99,9 +99,9 @@ class DecisionScheduler:
         """Each run resolves predictions (so weights are current), retrains the agents that are due
         (SCHEDULER_RETRAIN_EVERY > 0 and `agents` given), then decides for SCHEDULER_SYMBOLS,
         executing when SCHEDULER_EXECUTE. The replay runs the same three steps in the same order."""
-        symbols: Sequence[str] = list(settings.scheduler_symbols)
-        execute = settings.scheduler_execute
-        every = settings.scheduler_retrain_every
+        symbols: Sequence[str] = list(settings.symbols)
+        execute = settings.execute
+        every = settings.retrain_every
         tried: set[str] = set()  # agents trained (or tried) by this scheduler: see retrain_due
 
         def retrain() -> list[dict[str, Any]]:
@@ -143,7 +143,7 @@ class DecisionScheduler:
                 "executed": decision.executed,
             }
 
-        return cls(job, settings.scheduler_interval, clock=clock, grace_ms=grace_ms)
+        return cls(job, settings.interval, clock=clock, grace_ms=grace_ms)
 
     # --- timing ---------------------------------------------------------------------------------
 

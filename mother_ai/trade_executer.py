@@ -51,6 +51,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import TradeOrder, TradingAccount, TradingBalance, TradingControl, TradingPosition, utcnow
+from db.storage import WriteLocks
 from mother_ai.accounts import (
     after_order,
     balance_rows,
@@ -113,7 +114,7 @@ from mother_ai.trade_log import TradeLog
 from utils.errors import InvalidInput
 from utils.exchange import SymbolFilters
 from utils.market_data.market import MarketData
-from utils.settings import Settings
+from utils.settings import PaperSettings, Settings
 
 __all__ = [
     "ASSET_STEP",
@@ -170,22 +171,24 @@ class PaperExecutor:
 
     def __init__(
         self,
-        settings: Settings,
+        paper: PaperSettings,
         sessions: sessionmaker[Session],
         market: MarketData,
         *,
         trade_log: TradeLog | None = None,
         kill_switch: KillSwitch | None = None,
+        locks: WriteLocks | None = None,
     ) -> None:
         self.sessions = sessions
         self.market = market
         self.trade_log = trade_log
-        self.kill_switch = kill_switch or KillSwitch(sessions)
+        self.locks = locks or WriteLocks()
+        self.kill_switch = kill_switch or KillSwitch(sessions, self.locks)
         # Settings are floats; str() gives their shortest decimal form (0.001, not 0.00100000000000000002...).
-        self.initial_balance = Decimal(str(settings.paper_initial_balance))
-        self.quote_asset = settings.paper_quote_asset
-        self.slippage_bps = Decimal(str(settings.paper_slippage_bps))
-        self.fee_rate = Decimal(str(settings.paper_fee_rate))
+        self.initial_balance = Decimal(str(paper.initial_balance))
+        self.quote_asset = paper.quote_asset
+        self.slippage_bps = Decimal(str(paper.slippage_bps))
+        self.fee_rate = Decimal(str(paper.fee_rate))
 
     def submit(self, order: OrderRequest) -> OrderResult:
         request = order.validated()
@@ -199,7 +202,9 @@ class PaperExecutor:
         if filters is not None and filters.status == "TRADING":
             answer = self.market.price(request.symbol)
             reference = (price_decimal(answer.price), answer.source)
-        result = run_write(self.sessions, lambda s: self._write(s, request, filters, reference))
+        result = run_write(
+            self.sessions, self.locks.orders, lambda s: self._write(s, request, filters, reference)
+        )
         if not result.replayed:
             after_order(result, self.trade_log)
         return result
@@ -282,7 +287,7 @@ class PaperExecutor:
             positions = position_rows(session, "paper")
             return account, balances, positions, halt_state(session.get(TradingControl, CONTROL_ROW))
 
-        account, balances, positions, halt = run_write(self.sessions, read)
+        account, balances, positions, halt = run_write(self.sessions, self.locks.orders, read)
         views = [mark_position(self.market, position) for position in positions]
         cash = next((b.amount for b in balances if b.asset == account.quote_asset), Decimal(0))
         equity = cash + sum((v.market_value for v in views if v.quantity > 0), Decimal(0))
@@ -313,7 +318,7 @@ class PaperExecutor:
             session.flush()
             return account.epoch
 
-        epoch = run_write(self.sessions, work)
+        epoch = run_write(self.sessions, self.locks.orders, work)
         log.info("paper account reset to %s %s (epoch %d)", self.initial_balance, self.quote_asset, epoch)
         if self.trade_log is not None:
             self.trade_log.append_event(
@@ -330,8 +335,19 @@ def make_executor(
     *,
     trade_log: TradeLog | None = None,
     kill_switch: KillSwitch | None = None,
+    locks: WriteLocks | None = None,
 ) -> Executor:
     """The executor for TRADING_MODE: paper, or live (Conflict naming what is missing if not enabled)."""
-    if settings.trading_mode == "live":
-        return BinanceExecutor(settings, sessions, market, trade_log=trade_log, kill_switch=kill_switch)
-    return PaperExecutor(settings, sessions, market, trade_log=trade_log, kill_switch=kill_switch)
+    if settings.trading.mode == "live":
+        return BinanceExecutor(
+            settings.trading,
+            settings.exchange,
+            sessions,
+            market,
+            trade_log=trade_log,
+            kill_switch=kill_switch,
+            locks=locks,
+        )
+    return PaperExecutor(
+        settings.paper, sessions, market, trade_log=trade_log, kill_switch=kill_switch, locks=locks
+    )

@@ -3,7 +3,7 @@
 Each event is one line ``{"ts": ISO-8601 UTC, "kind": kind, "data": payload}`` in ``<kind>s.jsonl``
 (``trades.jsonl``, ``decisions.jsonl``, ...). When a write would take a file past ``max_bytes`` the
 file is rotated first (``trades.jsonl`` -> ``trades.jsonl.1`` -> ... -> ``.<backups>``, the oldest
-dropped), so a line is never split across files. Writers in this process are serialised per file;
+dropped), so a line is never split across files. Writers sharing one TradeLog are serialised per file;
 separate processes appending to one directory may interleave rotations, so run one writer process.
 
 Secrets never reach a line: values under secret-looking keys are replaced by ``***`` and the
@@ -34,7 +34,7 @@ from utils.errors import InvalidInput
 from utils.files import write_atomic_with
 from utils.jsonsafe import fixed_point, json_default
 from utils.logger import redact
-from utils.settings import Settings
+from utils.settings import StorageSettings
 
 KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _SECRET_KEY = re.compile(
@@ -71,16 +71,6 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 _TEXT_COLUMNS = frozenset({"client_order_id", "decision_id", "reject_reason", "exchange_order_id"})
 
-# One lock per log file for the whole process, so two TradeLog objects on one directory never
-# rotate a file under each other.
-_FILE_LOCKS: dict[Path, threading.Lock] = {}
-_FILE_LOCKS_GUARD = threading.Lock()
-
-
-def _file_lock(path: Path) -> threading.Lock:
-    with _FILE_LOCKS_GUARD:
-        return _FILE_LOCKS.setdefault(path, threading.Lock())
-
 
 @dataclass
 class TradeLog:
@@ -90,6 +80,10 @@ class TradeLog:
     max_bytes: int = 10 * 1024 * 1024
     backups: int = 5
     secrets: Iterable[str] = field(default_factory=tuple)
+    # One lock per log file, so this log's writers never rotate a file under each other; create_app
+    # builds one TradeLog and shares it, since two objects on one directory would not share these.
+    _locks: dict[str, threading.Lock] = field(default_factory=dict, init=False, repr=False)
+    _guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_bytes <= 0 or self.backups < 1:
@@ -99,12 +93,13 @@ class TradeLog:
         self.secrets = tuple(sorted({s for s in self.secrets if len(s) >= 4}, key=len, reverse=True))
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> TradeLog:
+    def from_settings(cls, storage: StorageSettings, secrets: Iterable[str]) -> TradeLog:
+        """TRADE_LOG_DIR and its rotation; `secrets` are scrubbed from every line."""
         return cls(
-            settings.trade_log_dir,
-            max_bytes=settings.trade_log_max_bytes,
-            backups=settings.trade_log_backups,
-            secrets=settings.secret_values(),
+            storage.trade_log_dir,
+            max_bytes=storage.trade_log_max_bytes,
+            backups=storage.trade_log_backups,
+            secrets=secrets,
         )
 
     def path_for(self, kind: str) -> Path:
@@ -120,7 +115,7 @@ class TradeLog:
         record = {"ts": utcnow().isoformat(timespec="milliseconds"), "kind": kind, "data": _scrub(payload)}
         line = redact(json.dumps(record, default=json_default, ensure_ascii=False), self.secrets)
         data = (line.replace("\n", " ") + "\n").encode("utf-8")
-        with _file_lock(path.resolve()):
+        with self._file_lock(kind):
             self.directory.mkdir(parents=True, exist_ok=True)
             size = path.stat().st_size if path.exists() else 0
             if size and size + len(data) > self.max_bytes:
@@ -133,6 +128,10 @@ class TradeLog:
         """Append an order result (anything with ``to_dict()``, or a mapping) to ``trades.jsonl``."""
         payload = trade.to_dict() if hasattr(trade, "to_dict") else dict(trade)
         return self.append_event("trade", payload)
+
+    def _file_lock(self, kind: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(kind, threading.Lock())
 
     def _rotate(self, path: Path) -> None:
         for index in range(self.backups - 1, 0, -1):

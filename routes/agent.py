@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from agents.generic_agent import AgentConfig
 from agents.service import AgentView
-from ml_engine.feature_extractor import FEATURE_SETS
+from ml_engine.feature_extractor import FeatureSetName
 from routes.common import Ctx, Interval, JobOut, Symbol, error_responses, job_out
 from utils.symbols import SYMBOL_PATTERN
 
@@ -42,7 +42,7 @@ class AgentCreate(BaseModel):
     symbol: Symbol
     interval: Interval = "1h"
     horizon: int = Field(default=4, ge=1, le=500)
-    feature_set: Literal[tuple(sorted(FEATURE_SETS))] = "default"  # type: ignore[valid-type]
+    feature_set: FeatureSetName = "default"
     buy_threshold: float = Field(default=0.55, gt=0.5, lt=1)
     sell_threshold: float = Field(default=0.45, gt=0, lt=0.5)
     max_model_age_hours: float | None = Field(default=None, gt=0, le=24 * 365)

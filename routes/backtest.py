@@ -89,7 +89,7 @@ class SweepBody(BacktestBody):
         description=f"Values per parameter; at most {service.MAX_SWEEP_COMBINATIONS} combinations in all.",
         examples=[{"fast": [5, 10, 20], "slow": [30, 50]}],
     )
-    rank_by: Literal[service.RANK_METRICS] = Field(default="sharpe")  # type: ignore[valid-type]
+    rank_by: service.RankMetric = Field(default="sharpe")
 
 
 class TradeOut(BaseModel):

@@ -158,7 +158,7 @@ def get_candles(
     return CandlesResponse(
         symbol=symbol,
         interval=interval,
-        source=answer.source,  # type: ignore[arg-type]
+        source=answer.source,
         stale=answer.stale,
         count=len(c),
         gaps=_gaps(answer.gaps),
@@ -188,7 +188,7 @@ def get_price(ctx: Ctx, symbol: SymbolQuery) -> PriceResponse:
 def get_symbols(ctx: Ctx) -> SymbolsResponse:
     answer = ctx.market.symbols()
     return SymbolsResponse(
-        source=answer.source,  # type: ignore[arg-type]
+        source=answer.source,
         stale=answer.stale,
         count=len(answer.symbols),
         symbols=[_symbol_out(f) for f in answer.symbols],

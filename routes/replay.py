@@ -265,7 +265,16 @@ class StepList(BaseModel):
 
 
 def _deps(ctx: Ctx) -> ReplayDeps:
-    return ReplayDeps(ctx.settings, ctx.sessions, ctx.market, ctx.agents, ctx.strategies, ctx.jobs, ctx.clock)
+    return ReplayDeps(
+        ctx.settings.paper,
+        ctx.settings.risk,
+        ctx.sessions,
+        ctx.market,
+        ctx.agents,
+        ctx.strategies,
+        ctx.jobs,
+        ctx.clock,
+    )
 
 
 @router.post(

@@ -53,7 +53,7 @@ from pydantic_core import PydanticCustomError
 
 from ml_engine.indicators import INDICATORS, IndicatorSpec
 from utils.errors import InvalidInput
-from utils.intervals import INTERVALS
+from utils.intervals import Interval
 from utils.symbols import SYMBOL_PATTERN
 
 __all__ = [
@@ -89,7 +89,7 @@ CROSS_OPERATORS: tuple[str, ...] = ("crosses_above", "crosses_below")
 
 PriceField = Literal["open", "high", "low", "close", "volume"]
 Operator = Literal["<", "<=", ">", ">=", "crosses_above", "crosses_below"]
-IntervalName = Literal[INTERVALS]  # type: ignore[valid-type]
+IntervalName = Interval
 
 
 def indicator_catalog() -> dict[str, dict[str, Any]]:

@@ -27,7 +27,7 @@ from utils.exchange import Clock, KlinePage, Sleep, SymbolFilters
 from utils.intervals import interval_ms
 
 if TYPE_CHECKING:
-    from utils.settings import Settings
+    from utils.settings import ExchangeSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -227,22 +227,26 @@ class BinanceExchange:
 
 
 def exchange_from_settings(
-    settings: Settings, *, clock: Clock | None = None, sleep: Sleep | None = None, signed: bool = False
+    settings: ExchangeSettings,
+    *,
+    clock: Clock | None = None,
+    sleep: Sleep | None = None,
+    signed: bool = False,
 ) -> BinanceExchange:
     """The Binance client the settings describe: BINANCE_API_URL (or the testnet), the keys when set,
     the timeout, retries and request-weight budget. `signed` is for account calls (orders, balances):
     both keys must then be set. `clock` and `sleep` default to the wall clock and ``time.sleep``."""
-    key = settings.binance_api_key.get_secret_value() if settings.binance_api_key else None
-    secret = settings.binance_api_secret.get_secret_value() if settings.binance_api_secret else None
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    secret = settings.api_secret.get_secret_value() if settings.api_secret else None
     if signed and not (key and secret):
         raise ValueError("A signed Binance client needs BINANCE_API_KEY and BINANCE_API_SECRET.")
     return BinanceExchange(
-        api_url=settings.effective_binance_url,
+        api_url=settings.api_url,
         api_key=key,
         api_secret=secret,
-        timeout_s=settings.binance_timeout_seconds,
-        max_retries=settings.binance_max_retries,
-        weight_limit=settings.binance_weight_limit,
+        timeout_s=settings.timeout_seconds,
+        max_retries=settings.max_retries,
+        weight_limit=settings.weight_limit,
         clock=clock if clock is not None else wall_clock_ms,
         sleep=sleep if sleep is not None else time.sleep,
     )

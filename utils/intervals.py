@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal, get_args
 
-INTERVALS: tuple[str, ...] = (
+# The Literal is the one list: INTERVALS is read from it, so the two never disagree.
+Interval = Literal[
     "1m",
     "3m",
     "5m",
@@ -20,7 +22,8 @@ INTERVALS: tuple[str, ...] = (
     "3d",
     "1w",
     "1M",
-)
+]
+INTERVALS: tuple[Interval, ...] = get_args(Interval)
 
 _MINUTE = 60_000
 _FIXED_MS: dict[str, int] = {

@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable
+from typing import TextIO
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -59,14 +60,17 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return text
 
 
+class _AppHandler(logging.StreamHandler[TextIO]):
+    """The app's own handler, told apart from handlers others installed."""
+
+
 def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
     """Install the app's single handler on the root logger (idempotent: replaces ours, keeps others)."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, "_trading_backend", False):
-            root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler._trading_backend = True  # type: ignore[attr-defined]
+    for old in list(root.handlers):
+        if isinstance(old, _AppHandler):
+            root.removeHandler(old)
+    handler = _AppHandler(sys.stderr)
     handler.addFilter(_RedactingFilter(secrets))
     handler.setFormatter(logging.Formatter(_FORMAT))
     root.addHandler(handler)

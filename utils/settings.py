@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -18,8 +17,97 @@ DEFAULT_BINANCE_API_URL = "https://api.binance.com/api"
 BINANCE_TESTNET_API_URL = "https://testnet.binance.vision/api"
 
 
+class _Group(BaseModel):
+    """A frozen view of one group of settings; validated already, as the flat fields they come from."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class ExchangeSettings(_Group):
+    """BINANCE_* and OFFLINE: the client to Binance (utils.binance_api)."""
+
+    offline: bool
+    api_url: str  # the effective URL: the testnet's when BINANCE_TESTNET and no custom BINANCE_API_URL
+    api_key: SecretStr | None
+    api_secret: SecretStr | None
+    timeout_seconds: float
+    max_retries: int
+    weight_limit: int
+
+
+class StorageSettings(_Group):
+    """Where data lives: the database, DATA_DIR, saved strategies, trade logs and exports."""
+
+    database_url: str = Field(repr=False)
+    data_dir: Path
+    data_dir_watch: bool
+    sample_data: bool
+    sync_inline_max_candles: int
+    upload_max_bytes: int
+    strategies_dir: Path
+    trade_log_dir: Path
+    trade_log_max_bytes: int
+    trade_log_backups: int
+    trade_export_dir: Path
+
+
+class AgentSettings(_Group):
+    """The ML agents: where models live, how stale one may get, how many train at once."""
+
+    models_dir: Path
+    max_model_age_hours: float
+    train_max_parallel: int
+
+
+class TradingSettings(_Group):
+    """TRADING_MODE and the LIVE_* settings: what live trading needs and what it costs."""
+
+    mode: Literal["paper", "live"]
+    live_trading_confirm: SecretStr | None
+    max_order_notional: float
+    fee_rate: float
+    slippage_bps: float
+    quote_asset: str
+    include_strategies: tuple[int, ...] | Literal["all"]
+
+
+class PaperSettings(_Group):
+    """PAPER_*: the simulated account's start balance, quote asset and costs."""
+
+    initial_balance: float
+    quote_asset: str
+    slippage_bps: float
+    fee_rate: float
+
+
+class RiskSettings(_Group):
+    """RISK_*: the Mother AI's limits (names as in mother_ai.policy.RiskLimits)."""
+
+    max_position_fraction: float
+    max_total_exposure: float
+    max_open_positions: int
+    min_confidence: float
+    daily_loss_limit: float
+
+
+class SchedulerSettings(_Group):
+    """SCHEDULER_*: decisions (and retraining) after each closed candle."""
+
+    enabled: bool
+    symbols: tuple[str, ...]
+    interval: str
+    execute: bool
+    retrain_every: int
+
+
 class Settings(BaseSettings):
-    """Every knob of the backend. Each field is documented in `.env.example`."""
+    """Every knob of the backend, under the environment variable names documented in `.env.example`.
+
+    The flat fields are what the environment says; domain objects take one group (`exchange`,
+    `storage`, `agents`, `trading`, `paper`, `risk`, `scheduler`), never the whole settings.
+    pydantic-settings' own nested models would rename the variables (`EXCHANGE__API_KEY`), so the
+    groups are frozen views built from the validated fields instead: plain properties, not cached,
+    so a `model_copy(update=...)` never carries a stale group."""
 
     model_config = SettingsConfigDict(
         env_file=PROJECT_ROOT / ".env",
@@ -231,12 +319,89 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         return value if value.is_absolute() else (PROJECT_ROOT / value)
 
-    @cached_property
+    @property
     def effective_binance_url(self) -> str:
         """The REST base actually used: the testnet's when BINANCE_TESTNET and no custom URL."""
         if self.binance_testnet and self.binance_api_url == DEFAULT_BINANCE_API_URL:
             return BINANCE_TESTNET_API_URL
         return self.binance_api_url.rstrip("/")
+
+    @property
+    def exchange(self) -> ExchangeSettings:
+        return ExchangeSettings(
+            offline=self.offline,
+            api_url=self.effective_binance_url,
+            api_key=self.binance_api_key,
+            api_secret=self.binance_api_secret,
+            timeout_seconds=self.binance_timeout_seconds,
+            max_retries=self.binance_max_retries,
+            weight_limit=self.binance_weight_limit,
+        )
+
+    @property
+    def storage(self) -> StorageSettings:
+        return StorageSettings(
+            database_url=self.database_url,
+            data_dir=self.data_dir,
+            data_dir_watch=self.data_dir_watch,
+            sample_data=self.sample_data,
+            sync_inline_max_candles=self.sync_inline_max_candles,
+            upload_max_bytes=self.upload_max_bytes,
+            strategies_dir=self.strategies_dir,
+            trade_log_dir=self.trade_log_dir,
+            trade_log_max_bytes=self.trade_log_max_bytes,
+            trade_log_backups=self.trade_log_backups,
+            trade_export_dir=self.trade_export_dir,
+        )
+
+    @property
+    def agents(self) -> AgentSettings:
+        return AgentSettings(
+            models_dir=self.models_dir,
+            max_model_age_hours=self.agent_max_model_age_hours,
+            train_max_parallel=self.train_max_parallel,
+        )
+
+    @property
+    def trading(self) -> TradingSettings:
+        return TradingSettings(
+            mode=self.trading_mode,
+            live_trading_confirm=self.live_trading_confirm,
+            max_order_notional=self.live_max_order_notional,
+            fee_rate=self.live_fee_rate,
+            slippage_bps=self.live_slippage_bps,
+            quote_asset=self.live_quote_asset,
+            include_strategies=self.mother_ai_include_strategies,
+        )
+
+    @property
+    def paper(self) -> PaperSettings:
+        return PaperSettings(
+            initial_balance=self.paper_initial_balance,
+            quote_asset=self.paper_quote_asset,
+            slippage_bps=self.paper_slippage_bps,
+            fee_rate=self.paper_fee_rate,
+        )
+
+    @property
+    def risk(self) -> RiskSettings:
+        return RiskSettings(
+            max_position_fraction=self.risk_max_position_fraction,
+            max_total_exposure=self.risk_max_total_exposure,
+            max_open_positions=self.risk_max_open_positions,
+            min_confidence=self.risk_min_confidence,
+            daily_loss_limit=self.risk_daily_loss_limit,
+        )
+
+    @property
+    def scheduler(self) -> SchedulerSettings:
+        return SchedulerSettings(
+            enabled=self.scheduler_enabled,
+            symbols=tuple(self.scheduler_symbols),
+            interval=self.scheduler_interval,
+            execute=self.scheduler_execute,
+            retrain_every=self.scheduler_retrain_every,
+        )
 
     @property
     def is_sqlite(self) -> bool:

@@ -52,27 +52,27 @@ def require(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def require_int(value: object, name: str, minimum: int) -> None:
+def require_int(value: object, name: str, minimum: int) -> int:
     # bool is an int subclass; True as a period is a bug, not a 1.
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    require(is_int, f"{name} must be an integer, got {value!r}")
-    require(value >= minimum, f"{name} must be >= {minimum}, got {value!r}")  # type: ignore[operator]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    require(value >= minimum, f"{name} must be >= {minimum}, got {value!r}")
+    return value
 
 
-def require_float(value: object, name: str, low: float, high: float) -> None:
+def require_float(value: object, name: str, low: float, high: float) -> float:
     """A real number in the open interval (low, high)."""
-    require(
-        isinstance(value, int | float) and not isinstance(value, bool),
-        f"{name} must be a number, got {value!r}",
-    )
-    require(low < value < high, f"{name} must be > {low} and < {high}, got {value!r}")  # type: ignore[operator]
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    require(low < value < high, f"{name} must be > {low} and < {high}, got {value!r}")
+    return float(value)
 
 
 def require_fast_slow(fast: object, slow: object) -> None:
     """The periods of a fast/slow moving-average pair: integers, fast >= 1, slow >= 2, fast < slow."""
-    require_int(fast, "fast", 1)
-    require_int(slow, "slow", 2)
-    require(fast < slow, f"fast must be < slow, got fast={fast}, slow={slow}")  # type: ignore[operator]
+    fast_period = require_int(fast, "fast", 1)
+    slow_period = require_int(slow, "slow", 2)
+    require(fast_period < slow_period, f"fast must be < slow, got fast={fast}, slow={slow}")
 
 
 @dataclass(frozen=True, slots=True)

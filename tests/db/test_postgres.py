@@ -59,7 +59,7 @@ def test_paper_orders_on_postgres_fill_once_and_balance(pg_url: str, tmp_path: P
     settings = make_settings(tmp_path, database_url=pg_url)
     with TestClient(create_app(settings)) as client:
         ctx = client.app.state.ctx  # type: ignore[attr-defined]
-        executor = PaperExecutor(settings, ctx.sessions, ctx.market)
+        executor = PaperExecutor(settings.paper, ctx.sessions, ctx.market)
         initial = executor.portfolio().balances["USDT"]
 
         def buy(i: int) -> str:

@@ -240,3 +240,11 @@ def test_config_validation_and_round_trip() -> None:
             FeatureConfig(**kwargs)  # type: ignore[arg-type]
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.rsi_period = 3  # type: ignore[misc]
+
+
+def test_the_request_vocabulary_of_feature_sets_is_exactly_the_registry() -> None:
+    from typing import get_args
+
+    from ml_engine.feature_extractor import FEATURE_SETS, FeatureSetName
+
+    assert set(get_args(FeatureSetName)) == set(FEATURE_SETS)

@@ -31,7 +31,7 @@ COSTS = {"paper_fee_rate": 0.001, "paper_slippage_bps": 2.0, "risk_min_confidenc
 def _live_decisions(client: TestClient, fake: FakeBinance, settings: Any) -> list[Any]:
     ctx = client.app.state.ctx  # type: ignore[attr-defined]
     scheduler = DecisionScheduler.for_mother_ai(
-        ctx.mother, settings, clock=lambda: fake.now_ms, grace_ms=0, agents=ctx.agents
+        ctx.mother, settings.scheduler, clock=lambda: fake.now_ms, grace_ms=0, agents=ctx.agents
     )
     decisions = []
     for k in range(STEPS):

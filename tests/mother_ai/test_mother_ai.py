@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 
 from agents.service import AgentService
 from db.models import DecisionRecord, PredictionRecord, TradingBalance
+from mother_ai.fills import cost_model_for
 from mother_ai.mother_ai import (
     NULL_WEIGHT,
     PRIOR_WEIGHT,
@@ -32,6 +33,7 @@ from mother_ai.mother_ai import (
     weight_for,
 )
 from mother_ai.performance_tracker import AgentStats, PerformanceTracker
+from mother_ai.policy import limits_for
 from mother_ai.trade_executer import PaperExecutor
 from tests.support.world import (
     BARS,
@@ -403,8 +405,17 @@ def test_no_trained_agents_is_a_409_that_says_what_to_train(client: TestClient) 
     service = AgentService(ctx.sessions, ctx.market, ctx.jobs, ctx.settings.models_dir, ctx.clock)
     service.ensure_defaults(168.0)
     tracker = PerformanceTracker(ctx.sessions, ctx.market, round_trip_cost=0.003, clock=ctx.clock)
-    executor = PaperExecutor(ctx.settings, ctx.sessions, ctx.market)
-    mother = MotherAI(ctx.settings, ctx.sessions, ctx.market, service, executor, tracker, clock=ctx.clock)
+    executor = PaperExecutor(ctx.settings.paper, ctx.sessions, ctx.market)
+    mother = MotherAI(
+        ctx.sessions,
+        ctx.market,
+        service,
+        executor,
+        tracker,
+        limits=limits_for(ctx.settings.risk),
+        costs=cost_model_for(ctx.settings.paper),
+        clock=ctx.clock,
+    )
     with pytest.raises(Conflict) as caught:
         mother.decide()
     error = caught.value

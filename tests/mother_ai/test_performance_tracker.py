@@ -235,7 +235,7 @@ def test_equity_curve_and_drawdown_from_snapshots(env: Env) -> None:
 def test_pnl_comes_from_the_executors_portfolio(env: Env) -> None:
     settings = make_settings(env.tmp_path, paper_slippage_bps=0.0, paper_fee_rate=0.001)
     storage.upsert_symbols(env.sessions, symbol_rows(SAMPLE_FILTERS))
-    executor = PaperExecutor(settings, env.sessions, env.market)
+    executor = PaperExecutor(settings.paper, env.sessions, env.market)
     executor.submit(OrderRequest("BTCUSDT", "BUY", quote_amount=D("1000")))
     last = T0 + 29 * HOUR
     env.store.merge("file", "BTCUSDT", "1h", np.array([[last, 170.0, 170.0, 170.0, 170.0, 1.0]]))

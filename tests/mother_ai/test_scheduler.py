@@ -170,7 +170,9 @@ def test_the_mother_ai_job_resolves_then_decides(tmp_path: Path) -> None:
     }
     past = prediction("ETHUSDT", 0.7, 0.01, as_of=T0 + 20 * HOUR)  # complete: its target is stored
     world.tracker.record_predictions([("ETHUSDT", past)])
-    sched = DecisionScheduler.for_mother_ai(world.mother, world.settings, clock=world.clock, grace_ms=0)
+    sched = DecisionScheduler.for_mother_ai(
+        world.mother, world.settings.scheduler, clock=world.clock, grace_ms=0
+    )
     world.clock.now += HOUR
     result = sched.tick()
     assert result.status == "ran", result.message

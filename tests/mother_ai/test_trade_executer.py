@@ -108,7 +108,7 @@ def paper(
     def build(**overrides: Any) -> PaperExecutor:
         values: dict[str, Any] = {"paper_slippage_bps": 0.0, "paper_fee_rate": 0.001}
         values.update(overrides)
-        return PaperExecutor(make_settings(tmp_path, **values), sessions, static_market)
+        return PaperExecutor(make_settings(tmp_path, **values).paper, sessions, static_market)
 
     return build
 
@@ -235,7 +235,7 @@ def test_paper_fills_at_the_ticker_moved_by_slippage_with_exact_pnl(
     )
     trade_log = TradeLog(tmp_path / "logs")
     settings = make_settings(tmp_path, offline=False, paper_slippage_bps=5.0, paper_fee_rate=0.001)
-    executor = PaperExecutor(settings, sessions, market, trade_log=trade_log)
+    executor = PaperExecutor(settings.paper, sessions, market, trade_log=trade_log)
     ticker = D(str(exchange.price("BTCUSDT")))
 
     buy = executor.submit(OrderRequest("BTCUSDT", "BUY", quantity=D("0.0123456"), decision_id="dec-1"))
@@ -294,7 +294,7 @@ def test_paper_offline_prices_from_the_last_stored_close(client: TestClient, set
     last = ctx.market.price("BTCUSDT")
     assert last.source == "sample"
     executor = PaperExecutor(
-        settings.model_copy(update={"paper_slippage_bps": 0.0}), ctx.sessions, ctx.market
+        settings.model_copy(update={"paper_slippage_bps": 0.0}).paper, ctx.sessions, ctx.market
     )
     result = executor.submit(OrderRequest("BTCUSDT", "BUY", quote_amount=D(1000)))
     close = D(str(last.price))
@@ -376,8 +376,8 @@ def test_writers_on_separate_engines_still_fill_each_id_once(
     try:
         settings = make_settings(tmp_path, paper_slippage_bps=0.0)
         executors = [
-            PaperExecutor(settings, sessions, static_market),
-            PaperExecutor(settings, storage.make_session_factory(other_engine), static_market),
+            PaperExecutor(settings.paper, sessions, static_market),
+            PaperExecutor(settings.paper, storage.make_session_factory(other_engine), static_market),
         ]
         barrier = threading.Barrier(16)
 
@@ -484,7 +484,8 @@ def live_market(tmp_path: Path, sessions: sessionmaker[Session], fake_binance: F
 def live(
     tmp_path: Path, sessions: sessionmaker[Session], live_market: MarketData, fake_binance: FakeBinance
 ) -> BinanceExecutor:
-    return BinanceExecutor(live_settings(tmp_path, fake_binance), sessions, live_market)
+    settings = live_settings(tmp_path, fake_binance)
+    return BinanceExecutor(settings.trading, settings.exchange, sessions, live_market)
 
 
 def order_requests(fake: FakeBinance) -> list[str]:
@@ -518,7 +519,7 @@ def test_live_trading_refuses_until_every_condition_holds(
 ) -> None:
     settings = live_settings(tmp_path, fake_binance, **overrides)
     with pytest.raises(Conflict) as caught:
-        BinanceExecutor(settings, sessions, live_market)
+        BinanceExecutor(settings.trading, settings.exchange, sessions, live_market)
     error = caught.value
     assert error.code == "live_trading_disabled" and error.details == {"missing": missing}
     assert says in error.message
@@ -540,7 +541,8 @@ def test_messages_for_each_missing_condition_are_distinct(
         {"live_trading_confirm": "wrong"},
     ):
         with pytest.raises(Conflict) as caught:
-            BinanceExecutor(live_settings(tmp_path, fake_binance, **overrides), sessions, live_market)
+            settings = live_settings(tmp_path, fake_binance, **overrides)
+            BinanceExecutor(settings.trading, settings.exchange, sessions, live_market)
         messages.add(caught.value.message)
     assert len(messages) == 4
     paper_settings = live_settings(tmp_path, fake_binance, trading_mode="paper")
@@ -716,7 +718,7 @@ def test_paper_and_live_records_never_mix(
     live: BinanceExecutor,
     fake_binance: FakeBinance,
 ) -> None:
-    paper_executor = PaperExecutor(make_settings(tmp_path, offline=False), sessions, live_market)
+    paper_executor = PaperExecutor(make_settings(tmp_path, offline=False).paper, sessions, live_market)
     paper_order = paper_executor.submit(
         OrderRequest("ETHUSDT", "BUY", quantity=D("0.01"), client_order_id="shared-1")
     )

@@ -91,7 +91,7 @@ def test_no_secret_reaches_a_log_line(tmp_path: Path) -> None:
         binance_api_key="KEY-abcdef123456",
         binance_api_secret="SECRET-987654zyx",
     )
-    log = TradeLog.from_settings(settings)
+    log = TradeLog.from_settings(settings.storage, settings.secret_values())
     log.append_event(
         "decision",
         {

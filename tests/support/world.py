@@ -18,8 +18,10 @@ from agents.generic_agent import AgentConfig, Prediction
 from agents.service import AgentView
 from db import storage
 from db.models import TradeOrder
+from mother_ai.fills import cost_model_for
 from mother_ai.mother_ai import MotherAI
 from mother_ai.performance_tracker import PerformanceTracker
+from mother_ai.policy import limits_for
 from mother_ai.trade_executer import KillSwitch, OrderRequest, PaperExecutor
 from mother_ai.trade_log import TradeLog
 from tests.support.candles import store_rows
@@ -140,17 +142,18 @@ def build_world(tmp_path: Path, closes: dict[str, list[float]] | None = None, **
     market = MarketData(store, None, sessions, clock, settings.data_dir)
     storage.upsert_symbols(sessions, symbol_rows(SAMPLE_FILTERS))
     kill_switch = KillSwitch(sessions)
-    trade_log = TradeLog.from_settings(settings)
-    executor = PaperExecutor(settings, sessions, market, trade_log=trade_log, kill_switch=kill_switch)
+    trade_log = TradeLog.from_settings(settings.storage, settings.secret_values())
+    executor = PaperExecutor(settings.paper, sessions, market, trade_log=trade_log, kill_switch=kill_switch)
     tracker = PerformanceTracker(sessions, market, round_trip_cost=ROUND_TRIP, clock=clock)
     agents = FakeAgents([view("BTCUSDT"), view("ETHUSDT")])
     mother = MotherAI(
-        settings,
         sessions,
         market,
         agents,
         executor,
         tracker,
+        limits=limits_for(settings.risk),
+        costs=cost_model_for(settings.paper),
         clock=clock,
         kill_switch=kill_switch,
         trade_log=trade_log,

@@ -22,7 +22,7 @@ def test_the_client_takes_the_url_keys_and_limits_from_the_settings() -> None:
             binance_api_secret=SecretStr("secret"),
             binance_max_retries=2,
             binance_weight_limit=1200,
-        ),
+        ).exchange,
         clock=lambda: 7,
         sleep=calls.append,
         signed=True,
@@ -33,7 +33,7 @@ def test_the_client_takes_the_url_keys_and_limits_from_the_settings() -> None:
 
 
 def test_public_data_needs_no_keys_but_a_signed_client_does() -> None:
-    public = exchange_from_settings(settings())
+    public = exchange_from_settings(settings().exchange)
     assert public._client.API_KEY is None
     with pytest.raises(ValueError, match="BINANCE_API_KEY and BINANCE_API_SECRET"):
-        exchange_from_settings(settings(binance_api_key=SecretStr("key")), signed=True)
+        exchange_from_settings(settings(binance_api_key=SecretStr("key")).exchange, signed=True)

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,14 @@ from utils.files import write_atomic_with
 from utils.intervals import interval_ms, next_open_time
 
 COLUMNS: tuple[str, ...] = ("open_time", "open", "high", "low", "close", "volume")
+
+
+# Where candles come from: binance (fetched now), cache (stored from Binance), file (an imported CSV),
+# sample (the synthetic generator, never real).
+DataSource = Literal["binance", "cache", "file", "sample"]
+# The store's folders: candles from Binance, from imported files, and the sample's.
+Partition = Literal["binance", "file", "sample"]
+PARTITIONS: tuple[Partition, ...] = get_args(Partition)  # also the order a local read prefers
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +44,7 @@ class Candles:
     low: np.ndarray
     close: np.ndarray
     volume: np.ndarray
-    source: str = "cache"
+    source: DataSource = "cache"
 
     def __len__(self) -> int:
         return int(self.open_time.shape[0])
@@ -80,7 +88,6 @@ class Candles:
 # Partitions keep provenance apart: "binance" (fetched), "file" (imported CSVs) and "sample"
 # (generated); they are never mixed in one series.
 
-PARTITIONS: tuple[str, ...] = ("binance", "file", "sample")
 _SCHEMA = pa.schema(
     [
         ("open_time", pa.int64()),
@@ -111,7 +118,7 @@ class CandleStore:
         self._locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
-    def path(self, partition: str, symbol: str, interval: str) -> Path:
+    def path(self, partition: Partition, symbol: str, interval: str) -> Path:
         if partition not in PARTITIONS:
             raise ValueError(f"unknown partition {partition!r}")
         # Symbols and intervals are validated against fixed patterns before they get here; the
@@ -120,17 +127,17 @@ class CandleStore:
         name = "1mo" if interval == "1M" else interval
         return self.root / partition / symbol / f"{name}.parquet"
 
-    def lock(self, partition: str, symbol: str, interval: str) -> threading.Lock:
+    def lock(self, partition: Partition, symbol: str, interval: str) -> threading.Lock:
         key = (partition, symbol, interval)
         with self._locks_guard:
             return self._locks.setdefault(key, threading.Lock())
 
-    def exists(self, partition: str, symbol: str, interval: str) -> bool:
+    def exists(self, partition: Partition, symbol: str, interval: str) -> bool:
         return self.path(partition, symbol, interval).exists()
 
     def load(
         self,
-        partition: str,
+        partition: Partition,
         symbol: str,
         interval: str,
         start_ms: int | None = None,
@@ -154,12 +161,12 @@ class CandleStore:
             source=partition,
         )
 
-    def meta(self, partition: str, symbol: str, interval: str) -> dict[str, Any]:
+    def meta(self, partition: Partition, symbol: str, interval: str) -> dict[str, Any]:
         return self._read(partition, symbol, interval)[1]
 
     def merge(
         self,
-        partition: str,
+        partition: Partition,
         symbol: str,
         interval: str,
         rows: np.ndarray,
@@ -185,7 +192,7 @@ class CandleStore:
         self._write(partition, symbol, interval, combined, new_meta)
         return added
 
-    def _read(self, partition: str, symbol: str, interval: str) -> tuple[pa.Table, dict[str, Any]]:
+    def _read(self, partition: Partition, symbol: str, interval: str) -> tuple[pa.Table, dict[str, Any]]:
         path = self.path(partition, symbol, interval)
         if not path.exists():
             return _SCHEMA.empty_table(), {}
@@ -194,7 +201,7 @@ class CandleStore:
         return table, (json.loads(raw) if raw else {})
 
     def _write(
-        self, partition: str, symbol: str, interval: str, rows: np.ndarray, meta: dict[str, Any]
+        self, partition: Partition, symbol: str, interval: str, rows: np.ndarray, meta: dict[str, Any]
     ) -> None:
         path = self.path(partition, symbol, interval)
         path.parent.mkdir(parents=True, exist_ok=True)

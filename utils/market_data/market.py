@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,7 +37,15 @@ from utils.errors import AppError, Conflict, DataUnavailable, ExchangeUnavailabl
 from utils.exchange import Clock, Exchange, SymbolFilters
 from utils.intervals import INTERVALS, floor_open_time, interval_ms, next_open_time
 from utils.jobs import JobRunner
-from utils.market_data.candles import Candles, CandleStore, Gap, find_gaps
+from utils.market_data.candles import (
+    PARTITIONS,
+    Candles,
+    CandleStore,
+    DataSource,
+    Gap,
+    Partition,
+    find_gaps,
+)
 from utils.market_data.csv_import import parse_klines_csv
 from utils.market_data.drop_folder import DropFolder, file_memo
 from utils.market_data.sample import PROFILES, SAMPLE_INTERVAL, generate
@@ -57,10 +65,13 @@ SYMBOL_MISS_RETRY_MS = 3_600_000  # a symbol Binance does not list is asked abou
 SYMBOL_FAILURE_RETRY_MS = 60_000  # after a failed refresh, Binance is not asked again before this
 
 
+SymbolSource = Literal["binance", "cache", "sample"]  # exchange rules: fetched, stored, or the sample's
+
+
 @dataclass(frozen=True, slots=True)
 class CandleAnswer:
     candles: Candles
-    source: str  # binance, cache, file or sample
+    source: DataSource
     stale: bool
     gaps: list[Gap]
 
@@ -93,7 +104,7 @@ class ImportReport:
 class PriceAnswer:
     symbol: str
     price: float
-    source: str
+    source: DataSource
     stale: bool
     as_of: int | None  # open time of the candle whose close was used, when not a live ticker
 
@@ -101,7 +112,7 @@ class PriceAnswer:
 @dataclass(frozen=True, slots=True)
 class SymbolsAnswer:
     symbols: list[SymbolFilters]
-    source: str  # binance, cache or sample
+    source: SymbolSource
     stale: bool
 
 
@@ -147,7 +158,8 @@ class MarketData:
         if start_ms is not None and end_ms is not None and start_ms > end_ms:
             raise InvalidInput("start must not be after end.", details={"field": "start"})
         lo, hi = self._window(interval, limit, start_ms, end_ms)
-        source, stale = None, False
+        source: DataSource | None = None
+        stale = False
         if self.exchange is not None and lo <= hi:
             try:
                 report = self.sync(symbol, interval, lo, hi)
@@ -255,10 +267,10 @@ class MarketData:
             return max(0, hi - span + 1), hi
         return start_ms, min(hi, start_ms + span - 1)
 
-    def _local_partition(self, symbol: str, interval: str) -> str | None:
+    def _local_partition(self, symbol: str, interval: str) -> Partition | None:
         # Only the store is read here: DATA_DIR's files are imported by `drop_folder` (at start-up
         # and when the folder changes), never on a read.
-        for partition in ("binance", "file", "sample"):
+        for partition in PARTITIONS:
             if self.store.exists(partition, symbol, interval):
                 return partition
         return None
@@ -386,7 +398,7 @@ class MarketData:
         """The most recent stored close of any series of the symbol (newest close time wins;
         on a tie the preferred source: Binance, then files, then sample)."""
         best: tuple[int, int, PriceAnswer] | None = None
-        for rank, partition in enumerate(("binance", "file", "sample")):
+        for rank, partition in enumerate(PARTITIONS):
             for interval in INTERVALS:
                 if not self.store.exists(partition, symbol, interval):
                     continue
@@ -394,7 +406,7 @@ class MarketData:
                 if not len(candles):
                     continue
                 closes_at = next_open_time(int(candles.open_time[-1]), interval)
-                source = "cache" if partition == "binance" else partition
+                source: DataSource = "cache" if partition == "binance" else partition
                 answer = PriceAnswer(
                     symbol, float(candles.close[-1]), source, stale, int(candles.open_time[-1])
                 )
@@ -423,7 +435,7 @@ class MarketData:
                 log.warning("Binance unreachable; serving stored symbols")
         rows = storage.list_symbols(self.sessions)
         stored = [_filters_of(r) for r in rows]
-        source = "cache" if any(r.source == "binance" for r in rows) else "sample"
+        source: SymbolSource = "cache" if any(r.source == "binance" for r in rows) else "sample"
         return SymbolsAnswer(stored, source, self.exchange is not None)
 
     def symbol_filters(self, symbol: str) -> SymbolFilters | None:
