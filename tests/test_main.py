@@ -10,8 +10,9 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
 from main import create_app
-from tests.support.http import AUTH
+from tests.support.http import AUTH, app_of, ctx_of
 from tests.support.settings import API_KEY, make_settings
+from utils.settings import Settings
 
 PUBLIC_PATHS = {"/api/health"}
 
@@ -24,8 +25,8 @@ def _concrete(path: str) -> str:
 def _api_routes(client: TestClient) -> list[tuple[str, str]]:
     """(method, path) of every endpoint in app.routes, through included routers (FastAPI includes
     them lazily, so the public `iter_route_contexts` walks them)."""
-    routes = []
-    for context in iter_route_contexts(client.app.routes):  # type: ignore[attr-defined]
+    routes: list[tuple[str, str]] = []
+    for context in iter_route_contexts(app_of(client).routes):
         if isinstance(context.original_route, APIRoute) and context.path:
             routes.extend((method, context.path) for method in sorted(context.methods or ()))
     return routes
@@ -76,7 +77,7 @@ def test_health_is_public_and_reports_state(client: TestClient) -> None:
 def test_health_reports_a_database_that_does_not_answer(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     with TestClient(create_app(settings)) as client:
-        client.app.state.ctx.engine.dispose()  # type: ignore[attr-defined]
+        ctx_of(client).engine.dispose()
         (tmp_path / "test.db").unlink()
         (tmp_path / "test.db").mkdir()  # a directory where the file was: sqlite cannot open it
         body = client.get("/api/health").json()
@@ -105,7 +106,7 @@ def test_validation_errors_name_the_field(client: TestClient) -> None:
     assert error["details"][0]["field"] == "query.limit"
 
 
-def test_unexpected_errors_are_500_without_a_stack_trace(settings) -> None:  # type: ignore[no-untyped-def]
+def test_unexpected_errors_are_500_without_a_stack_trace(settings: Settings) -> None:
     app = create_app(settings)
 
     @app.get("/api/boom")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from agents import btc_agent, eth_agent
 from agents.generic_agent import AgentConfig, GenericAgent
@@ -26,7 +27,7 @@ def candles() -> Candles:
 
 
 @pytest.fixture
-def sessions(tmp_path: Path):  # type: ignore[no-untyped-def]
+def sessions(tmp_path: Path) -> sessionmaker[Session]:
     engine = storage.make_engine(f"sqlite:///{tmp_path / 'a.db'}")
     storage.upgrade_to_head(engine)
     return storage.make_session_factory(engine)
@@ -35,7 +36,9 @@ def sessions(tmp_path: Path):  # type: ignore[no-untyped-def]
 FAST = AgentConfig(symbol="BTCUSDT", feature_set="compact", candidates=("logreg",), train_bars=7000)
 
 
-def test_train_registers_a_model_with_its_report(candles: Candles, sessions, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_train_registers_a_model_with_its_report(
+    candles: Candles, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
     now = int(candles.open_time[-1]) + 2 * HOUR
     agent = GenericAgent(FAST, sessions, tmp_path, lambda: now)
     progress: list[float] = []
@@ -51,7 +54,9 @@ def test_train_registers_a_model_with_its_report(candles: Candles, sessions, tmp
     assert trained.report.chosen == "logreg"
 
 
-def test_prediction_ignores_a_candle_that_has_not_closed(candles: Candles, sessions, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_prediction_ignores_a_candle_that_has_not_closed(
+    candles: Candles, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
     last_open = int(candles.open_time[-1])
     clock = {"now": last_open + HOUR}  # the last candle has just closed
     agent = GenericAgent(FAST, sessions, tmp_path, lambda: clock["now"])
@@ -76,7 +81,9 @@ def test_prediction_ignores_a_candle_that_has_not_closed(candles: Candles, sessi
     assert with_forming.prob_up == closed.prob_up
 
 
-def test_action_follows_the_thresholds(candles: Candles, sessions, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_action_follows_the_thresholds(
+    candles: Candles, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
     now = int(candles.open_time[-1]) + HOUR
     agent = GenericAgent(FAST, sessions, tmp_path, lambda: now)
     version = agent.train(candles).version
@@ -99,9 +106,9 @@ def test_action_follows_the_thresholds(candles: Candles, sessions, tmp_path: Pat
 )
 def test_old_or_foreign_models_are_stale(
     candles: Candles,
-    sessions,
+    sessions: sessionmaker[Session],
     tmp_path: Path,
-    age_hours: int,  # type: ignore[no-untyped-def]
+    age_hours: int,
     interval: str,
     stale: bool,
 ) -> None:
@@ -115,6 +122,7 @@ def test_old_or_foreign_models_are_stale(
     reason = agent.stale_reason(version)
     assert (reason is not None) == stale
     if stale:
+        assert reason is not None
         assert ("old" in reason) if age_hours > 168 else ("1h" in reason and "4h" in reason)
 
 

@@ -19,7 +19,7 @@ def test_the_running_peak_starts_at_the_initial_capital_only_when_given() -> Non
 def test_max_drawdown_is_the_largest_and_the_last() -> None:
     assert max_drawdown([]) == (0.0, 0.0)
     assert max_drawdown([100.0, 50.0, 75.0]) == (0.5, 0.25)
-    assert max_drawdown(np.array([90.0, 95.0]), 100.0) == (pytest.approx(0.1), pytest.approx(0.05))
+    assert max_drawdown(np.array([90.0, 95.0]), 100.0) == pytest.approx((0.1, 0.05))
     assert drawdown_series(np.array([]), 100.0).shape == (0,)
 
 

@@ -69,6 +69,7 @@ def test_sharpe_and_sortino_by_hand() -> None:
 def test_annualisation_uses_bars_per_year_of_the_interval() -> None:
     daily = metrics([100.0, 110.0, 99.0, 108.9])
     hourly = metrics([100.0, 110.0, 99.0, 108.9], interval="1h")
+    assert daily.sharpe is not None
     assert hourly.sharpe == pytest.approx(daily.sharpe * math.sqrt(24))
 
 

@@ -19,6 +19,12 @@ N_BARS = 8
 FLAT = (100.0, 101.0, 99.0, 100.0)  # open, high, low, close of an uneventful bar
 
 
+def exit_price(trade: Trade) -> float:
+    """A closed trade's exit price (Trade's is None only for the open trade, which is never in `trades`)."""
+    assert trade.exit_price is not None, trade
+    return trade.exit_price
+
+
 def grid(overrides: dict[int, tuple[float, float, float, float]] | None = None, n: int = N_BARS) -> Candles:
     """n hourly bars of FLAT, with some bars replaced by (open, high, low, close)."""
     rows = [(overrides or {}).get(i, FLAT) for i in range(n)]
@@ -329,7 +335,7 @@ def test_fill_rules(case: dict[str, Any]) -> None:
         assert open_trade.exit_time is None and open_trade.exit_price is None
 
     # Without fees, each trade multiplies equity by exit/entry; an open one by last close/entry.
-    growth = math.prod(t.exit_price / t.entry_price for t in result.trades)
+    growth = math.prod(exit_price(t) / t.entry_price for t in result.trades)
     if result.open_trade is not None:
         growth *= candles.close[-1] / result.open_trade.entry_price
     assert result.final_equity == pytest.approx(config.initial_capital * growth, rel=1e-12)
@@ -521,7 +527,7 @@ def test_equity_stays_positive_and_consistent_with_trades() -> None:
 )
 def test_config_rejects_out_of_range_values(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
-        BacktestConfig(**{field: value})
+        BacktestConfig(**{field: value})  # type: ignore[arg-type]  # deliberately out of range or mistyped
 
 
 def test_config_accepts_defaults_and_stops() -> None:

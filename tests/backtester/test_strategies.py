@@ -28,7 +28,7 @@ def test_metadata_and_typed_defaults(name: str) -> None:
     params = strategy.default_params()
     assert dataclasses.is_dataclass(params)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        params.__setattr__(dataclasses.fields(params)[0].name, 3)
+        setattr(params, dataclasses.fields(params)[0].name, 3)
     for field in dataclasses.fields(params):
         assert field.type in ("int", "float")
         assert type(getattr(params, field.name)).__name__ == field.type

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from db import storage
 from main import create_app
-from tests.support.http import AUTH
+from tests.support.http import AUTH, ctx_of
 from tests.support.settings import make_settings
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
@@ -41,7 +41,7 @@ def test_app_runs_on_postgres(pg_url: str, tmp_path: Path) -> None:
         assert client.get("/api/health").json()["database"] is True
         symbols = client.get("/api/binance/symbols", headers=AUTH).json()
         assert {s["symbol"] for s in symbols["symbols"]} == {"BTCUSDT", "ETHUSDT"}
-        sessions = client.app.state.ctx.sessions  # type: ignore[attr-defined]
+        sessions = ctx_of(client).sessions
         storage.create_job(sessions, "e" * 32, "sync", {"a": 1})
         storage.update_job(sessions, "e" * 32, status="running", progress=0.5)
     with TestClient(create_app(settings)) as client:
@@ -58,7 +58,7 @@ def test_paper_orders_on_postgres_fill_once_and_balance(pg_url: str, tmp_path: P
 
     settings = make_settings(tmp_path, database_url=pg_url)
     with TestClient(create_app(settings)) as client:
-        ctx = client.app.state.ctx  # type: ignore[attr-defined]
+        ctx = ctx_of(client)
         executor = PaperExecutor(settings.paper, ctx.sessions, ctx.market)
         initial = executor.portfolio().balances["USDT"]
 

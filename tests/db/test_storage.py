@@ -7,6 +7,7 @@ from pathlib import Path
 from sqlalchemy import inspect, text
 
 from db import storage
+from tests.support.http import ctx_of
 
 
 def test_migrations_reach_head_and_are_idempotent(tmp_path: Path) -> None:
@@ -45,7 +46,7 @@ def test_jobs_survive_and_are_failed_across_an_app_restart(tmp_path: Path) -> No
 
     settings = make_settings(tmp_path)
     with TestClient(create_app(settings)) as client:
-        sessions = client.app.state.ctx.sessions  # type: ignore[attr-defined]
+        sessions = ctx_of(client).sessions
         storage.create_job(sessions, "d" * 32, "train", {"symbol": "BTCUSDT"})
         storage.update_job(sessions, "d" * 32, status="running", progress=0.4)
     with TestClient(create_app(settings)) as client:

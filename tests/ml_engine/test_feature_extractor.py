@@ -222,7 +222,7 @@ def test_tail_length_grows_with_the_slowest_filter() -> None:
 def test_config_validation_and_round_trip() -> None:
     config = FEATURE_SETS["swing"]
     assert FeatureConfig.from_dict(config.to_dict()) == config
-    assert FeatureConfig(return_lags=[1, 2]).return_lags == (1, 2)  # type: ignore[arg-type]
+    assert FeatureConfig(return_lags=[1, 2]).return_lags == (1, 2)  # type: ignore[arg-type]  # deliberately a list
     bad: list[dict[str, object]] = [
         {"groups": ("returns", "astrology")},
         {"groups": ()},
@@ -237,9 +237,9 @@ def test_config_validation_and_round_trip() -> None:
     ]
     for kwargs in bad:
         with pytest.raises(ValueError):
-            FeatureConfig(**kwargs)  # type: ignore[arg-type]
+            FeatureConfig(**kwargs)  # type: ignore[arg-type]  # deliberately out of range or mistyped
     with pytest.raises(dataclasses.FrozenInstanceError):
-        config.rsi_period = 3  # type: ignore[misc]
+        config.rsi_period = 3  # type: ignore[misc]  # deliberately assigns to a frozen field
 
 
 def test_the_request_vocabulary_of_feature_sets_is_exactly_the_registry() -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import talib
+from talib._ta_lib import MA_Type  # where talib defines it; `talib.MA_Type` is an implicit re-export
 
 from ml_engine import indicators as ind
 from ml_engine.indicators.workspace import SCRATCH_POOL, BufferPool, Workspace
@@ -114,7 +115,7 @@ def _cases() -> list[tuple[str, Callable[[Candles], Outputs], Callable[[Candles]
         add(
             f"bollinger-{p}-{k}",
             lambda c, p=p, k=k: ind.bollinger(c["close"], p, k),
-            lambda c, p=p, k=k: talib.BBANDS(c["close"], p, k, k, 0),
+            lambda c, p=p, k=k: talib.BBANDS(c["close"], p, k, k, MA_Type.SMA),
         )
     for p in (1, 14, 50):
         add(
@@ -126,7 +127,7 @@ def _cases() -> list[tuple[str, Callable[[Candles], Outputs], Callable[[Candles]
         add(
             f"stochastic-{kp}-{dp}",
             lambda c, kp=kp, dp=dp: ind.stochastic(c["high"], c["low"], c["close"], kp, dp),
-            lambda c, kp=kp, dp=dp: talib.STOCHF(c["high"], c["low"], c["close"], kp, dp, 0),
+            lambda c, kp=kp, dp=dp: talib.STOCHF(c["high"], c["low"], c["close"], kp, dp, MA_Type.SMA),
         )
     add("obv", lambda c: ind.obv(c["close"], c["volume"]), lambda c: talib.OBV(c["close"], c["volume"]))
     for p in (1, 10, 100):
@@ -212,7 +213,9 @@ def test_flat_market_matches_talib() -> None:
     assert_matches(ind.adx(x, x, x, 5), talib.ADX(x, x, x, 5))
     assert_matches(ind.cci(x, x, x, 5), talib.CCI(x, x, x, 5))
     assert_matches(ind.williams_r(x, x, x, 5), talib.WILLR(x, x, x, 5))
-    for mine, theirs in zip(ind.stochastic(x, x, x, 5, 3), talib.STOCHF(x, x, x, 5, 3, 0), strict=True):
+    for mine, theirs in zip(
+        ind.stochastic(x, x, x, 5, 3), talib.STOCHF(x, x, x, 5, 3, MA_Type.SMA), strict=True
+    ):
         assert_matches(mine, theirs)
     for mine, theirs in zip(ind.bollinger(x, 5), talib.BBANDS(x, 5), strict=True):
         assert_matches(mine, theirs)
@@ -251,7 +254,7 @@ def test_roc_of_a_zero_price_is_zero_like_talib() -> None:
 # Causality: bar t only ever sees bars 0..t
 # --------------------------------------------------------------------------------------------------
 
-CAUSALITY_PARAMS = [(name, {}) for name in ind.INDICATORS] + [
+CAUSALITY_PARAMS: list[tuple[str, dict[str, float]]] = [(name, {}) for name in ind.INDICATORS] + [
     ("ema", {"period": 3}),
     ("rsi", {"period": 2}),
     ("macd", {"fast": 3, "slow": 7, "signal": 4}),
@@ -406,9 +409,9 @@ def test_indicators_draw_on_the_one_bounded_scratch_pool() -> None:
         (lambda: ind.macd(SAMPLE["close"], 1, 26, 9), "fast must be >= 2"),
         (lambda: ind.macd(SAMPLE["close"], 12, 26, 0), "signal must be >= 1"),
         (lambda: ind.macd(SAMPLE["close"], 26, 12, 9), "fast must be <= slow"),
-        (lambda: ind.sma(SAMPLE["close"], 14.0), "period must be an integer"),
+        (lambda: ind.sma(SAMPLE["close"], 14.0), "period must be an integer"),  # type: ignore[arg-type]  # deliberately a float
         (lambda: ind.sma(SAMPLE["close"], True), "period must be an integer"),
-        (lambda: ind.sma(SAMPLE["close"], "14"), "period must be an integer"),
+        (lambda: ind.sma(SAMPLE["close"], "14"), "period must be an integer"),  # type: ignore[arg-type]  # deliberately a str
         (lambda: ind.bollinger(SAMPLE["close"], 20, -1.0), "k must be finite and >= 0"),
         (lambda: ind.bollinger(SAMPLE["close"], 20, float("nan")), "k must be finite and >= 0"),
         (lambda: ind.atr(SAMPLE["high"], SAMPLE["low"][:-1], SAMPLE["close"]), "same length"),

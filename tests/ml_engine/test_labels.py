@@ -45,7 +45,7 @@ def test_the_last_horizon_rows_are_never_usable() -> None:
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 200)))
     for horizon in (1, 5, 24):
         for flat in ("drop", "class"):
-            labels = make_labels(close, horizon, dead_zone=0.002, flat=flat)  # type: ignore[arg-type]
+            labels = make_labels(close, horizon, dead_zone=0.002, flat=flat)
             assert not labels.usable[-horizon:].any()
             assert (labels.y[-horizon:] == NO_LABEL).all()
             assert np.isnan(labels.fwd[-horizon:]).all()
@@ -84,4 +84,4 @@ def test_invalid_arguments_are_rejected(kwargs: dict[str, object]) -> None:
     args: dict[str, object] = {"horizon": 1, "dead_zone": 0.0, "flat": "drop"}
     args.update(kwargs)
     with pytest.raises(ValueError):
-        make_labels(CLOSE, **args)  # type: ignore[arg-type]
+        make_labels(CLOSE, **args)  # type: ignore[arg-type]  # deliberately out of range or mistyped

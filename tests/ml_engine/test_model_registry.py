@@ -10,6 +10,7 @@ import joblib
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
+from sqlalchemy.orm import Session, sessionmaker
 
 from db import storage
 from ml_engine import model_registry
@@ -17,7 +18,7 @@ from utils.errors import Conflict, NotFound
 
 
 @pytest.fixture
-def sessions(tmp_path: Path):  # type: ignore[no-untyped-def]
+def sessions(tmp_path: Path) -> sessionmaker[Session]:
     engine = storage.make_engine(f"sqlite:///{tmp_path / 'm.db'}")
     storage.upgrade_to_head(engine)
     return storage.make_session_factory(engine)
@@ -29,7 +30,9 @@ def fitted() -> LogisticRegression:
     return LogisticRegression().fit(x, x[:, 0] > 0)
 
 
-def save(sessions, root: Path, when: datetime | None = None):  # type: ignore[no-untyped-def]
+def save(
+    sessions: sessionmaker[Session], root: Path, when: datetime | None = None
+) -> model_registry.SavedModel:
     return model_registry.save_model(
         sessions,
         root,
@@ -43,7 +46,7 @@ def save(sessions, root: Path, when: datetime | None = None):  # type: ignore[no
     )
 
 
-def test_save_then_load_round_trip(sessions, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_save_then_load_round_trip(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     saved = save(sessions, tmp_path)
     assert saved.path == tmp_path / "BTCUSDT" / f"{saved.version}.joblib"
     meta = json.loads(saved.path.with_suffix(".json").read_text())
@@ -56,7 +59,7 @@ def test_save_then_load_round_trip(sessions, tmp_path: Path) -> None:  # type: i
     assert [v.version for v in model_registry.list_versions(sessions, "BTCUSDT")] == [saved.version]
 
 
-def test_a_tampered_artifact_is_refused(sessions, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_tampered_artifact_is_refused(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     saved = save(sessions, tmp_path)
     joblib.dump({"evil": True}, saved.path)  # same path, different bytes
     with pytest.raises(Conflict) as err:
@@ -64,7 +67,7 @@ def test_a_tampered_artifact_is_refused(sessions, tmp_path: Path) -> None:  # ty
     assert err.value.code == "model_checksum_mismatch"
 
 
-def test_an_unregistered_file_is_never_loaded(sessions, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_an_unregistered_file_is_never_loaded(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     (tmp_path / "BTCUSDT").mkdir()
     joblib.dump(fitted(), tmp_path / "BTCUSDT" / "20260101T000000000000Z.joblib")
     with pytest.raises(NotFound):
@@ -72,12 +75,14 @@ def test_an_unregistered_file_is_never_loaded(sessions, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("version", ["../../etc/passwd", "20260101T000000000000Z.joblib", "latest", ""])
-def test_version_strings_cannot_reach_other_paths(sessions, tmp_path: Path, version: str) -> None:  # type: ignore[no-untyped-def]
+def test_version_strings_cannot_reach_other_paths(
+    sessions: sessionmaker[Session], tmp_path: Path, version: str
+) -> None:
     with pytest.raises(NotFound):
         model_registry.load_model(sessions, tmp_path, "BTCUSDT", version)
 
 
-def test_a_missing_artifact_is_a_clear_error(sessions, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_missing_artifact_is_a_clear_error(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     saved = save(sessions, tmp_path)
     saved.path.unlink()
     with pytest.raises(Conflict) as err:
@@ -85,7 +90,7 @@ def test_a_missing_artifact_is_a_clear_error(sessions, tmp_path: Path) -> None: 
     assert err.value.code == "model_missing"
 
 
-def test_same_version_twice_leaves_the_first_intact(sessions, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_same_version_twice_leaves_the_first_intact(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     first = save(sessions, tmp_path)
     with pytest.raises(Conflict):
         save(sessions, tmp_path)

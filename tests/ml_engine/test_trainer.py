@@ -84,7 +84,7 @@ def test_splitter_rejects_too_few_rows_and_bad_arguments() -> None:
     walk_forward_splits(600, 5, 1, min_train=99)
     for kwargs in ({"n_folds": 1}, {"purge": -1}, {"n_folds": 2.5}):
         with pytest.raises(ValueError):
-            walk_forward_splits(100, **kwargs)  # type: ignore[arg-type]
+            walk_forward_splits(100, **kwargs)
 
 
 def test_train_config_rules() -> None:

@@ -16,7 +16,7 @@ from main import create_app
 from mother_ai.explain import reason_code
 from mother_ai.scheduler import DecisionScheduler
 from tests.fakes.fake_binance import FakeBinance
-from tests.support.http import AUTH, wait_for_job
+from tests.support.http import AUTH, ctx_of, wait_for_job
 from tests.support.settings import make_settings
 
 H = 3_600_000
@@ -29,7 +29,8 @@ COSTS = {"paper_fee_rate": 0.001, "paper_slippage_bps": 2.0, "risk_min_confidenc
 
 
 def _live_decisions(client: TestClient, fake: FakeBinance, settings: Any) -> list[Any]:
-    ctx = client.app.state.ctx  # type: ignore[attr-defined]
+    ctx = ctx_of(client)
+    assert ctx.mother is not None, "the online paper app builds its Mother AI"
     scheduler = DecisionScheduler.for_mother_ai(
         ctx.mother, settings.scheduler, clock=lambda: fake.now_ms, grace_ms=0, agents=ctx.agents
     )

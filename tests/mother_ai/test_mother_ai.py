@@ -35,6 +35,7 @@ from mother_ai.mother_ai import (
 from mother_ai.performance_tracker import AgentStats, PerformanceTracker
 from mother_ai.policy import limits_for
 from mother_ai.trade_executer import PaperExecutor
+from tests.support.http import ctx_of
 from tests.support.world import (
     BARS,
     HOUR,
@@ -375,7 +376,7 @@ def test_execute_records_the_decision_its_votes_and_the_order(world: World) -> N
     assert order is not None and order.filled and decision.executed
     assert order.decision_id == decision.id
     assert decision.client_order_id == order.client_order_id == client_order_id_for(decision.id)
-    assert order.quote_quantity <= decision.size_quote  # type: ignore[operator]
+    assert decision.size_quote is not None and order.quote_quantity <= decision.size_quote
     with world.sessions() as session:
         row = session.get(DecisionRecord, decision.id)
         assert row is not None and row.executed and row.order_id == order.id
@@ -401,7 +402,7 @@ def test_retrying_with_the_same_client_order_id_returns_the_first_decision(world
 
 
 def test_no_trained_agents_is_a_409_that_says_what_to_train(client: TestClient) -> None:
-    ctx = client.app.state.ctx  # type: ignore[attr-defined]
+    ctx = ctx_of(client)
     service = AgentService(ctx.sessions, ctx.market, ctx.jobs, ctx.settings.models_dir, ctx.clock)
     service.ensure_defaults(168.0)
     tracker = PerformanceTracker(ctx.sessions, ctx.market, round_trip_cost=0.003, clock=ctx.clock)
@@ -450,7 +451,7 @@ def test_fifty_concurrent_executes_give_consistent_orders_and_balances(world: Wo
     responded = [o.order.id for o in outcomes if o.order is not None]
     assert sorted(responded) == [o.id for o in orders] and len(set(responded)) == len(responded)
     for order in orders:
-        outcome = by_decision[order.decision_id]  # type: ignore[index]
+        outcome = by_decision[order.decision_id]
         assert outcome.decision.order_id == order.id
         assert outcome.decision.client_order_id == order.client_order_id
     with world.sessions() as session:

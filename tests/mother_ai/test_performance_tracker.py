@@ -15,10 +15,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from agents.generic_agent import Prediction
+from agents.generic_agent import Action, Prediction
+from backtester.metrics import max_drawdown
 from db import storage
 from db.models import PredictionRecord
-from mother_ai.performance_tracker import PerformanceTracker, max_drawdown, score, target_open_time
+from mother_ai.performance_tracker import PerformanceTracker, score, target_open_time
 from mother_ai.trade_executer import OrderRequest, PaperExecutor, Portfolio
 from tests.support.candles import store_rows
 from tests.support.clock import Clock
@@ -60,13 +61,13 @@ def env(tmp_path: Path) -> Env:
 
 
 def pred(
-    hour: int, prob_up: float, *, action: str = "buy", horizon: int = 4, version: str = "v1"
+    hour: int, prob_up: float, *, action: Action = "buy", horizon: int = 4, version: str = "v1"
 ) -> Prediction:
     return Prediction(
         symbol="BTCUSDT",
         interval="1h",
         horizon=horizon,
-        action=action,  # type: ignore[arg-type]
+        action=action,
         prob_up=prob_up,
         confidence=abs(2 * prob_up - 1),
         expected_return=0.01,
@@ -96,7 +97,7 @@ def rows(env: Env) -> list[PredictionRecord]:
     ],
 )
 def test_a_prediction_resolves_on_its_exact_horizon_candle(
-    env: Env, hour: int, prob_up: float, action: str
+    env: Env, hour: int, prob_up: float, action: Action
 ) -> None:
     env.tracker.record_predictions([("BTCUSDT", pred(hour, prob_up, action=action))], decision_id="d1")
     report = env.tracker.resolve()
@@ -159,7 +160,13 @@ def test_target_open_time() -> None:
 
 
 def test_agent_statistics_count_each_prediction_once(env: Env) -> None:
-    made = [(1, 0.7, "buy"), (2, 0.6, "buy"), (5, 0.3, "sell"), (7, 0.5, "hold"), (8, 0.45, "hold")]
+    made: list[tuple[int, float, Action]] = [
+        (1, 0.7, "buy"),
+        (2, 0.6, "buy"),
+        (5, 0.3, "sell"),
+        (7, 0.5, "hold"),
+        (8, 0.45, "hold"),
+    ]
     for decision in ("a", "b", "c"):  # three decisions voted with the same predictions
         env.tracker.record_predictions(
             [("BTCUSDT", pred(h, p, action=a)) for h, p, a in made], decision_id=decision

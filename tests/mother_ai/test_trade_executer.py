@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import storage
 from db.models import TradeOrder, TradingBalance
+from mother_ai.orders import Side
 from mother_ai.trade_executer import (
     CLIENT_ORDER_ID_PATTERN,
     LIVE_TRADING_CONFIRM_PHRASE,
@@ -38,6 +39,7 @@ from mother_ai.trade_executer import (
 )
 from mother_ai.trade_log import TradeLog
 from tests.fakes.fake_binance import FakeBinance
+from tests.support.http import ctx_of
 from tests.support.settings import make_settings
 from utils.binance_api import BinanceExchange
 from utils.errors import Conflict, ExchangeUnavailable, InvalidInput, NotFound
@@ -124,10 +126,10 @@ def fee_of(notional: Decimal, rate: str = "0.001") -> Decimal:
     ("request_", "field"),
     [
         (OrderRequest("btc", "BUY", quantity=D(1)), "symbol"),
-        (OrderRequest("BTCUSDT", "HOLD", quantity=D(1)), "side"),  # type: ignore[arg-type]
+        (OrderRequest("BTCUSDT", "HOLD", quantity=D(1)), "side"),  # type: ignore[arg-type]  # deliberately not a Side
         (OrderRequest("BTCUSDT", "BUY"), "quantity"),
         (OrderRequest("BTCUSDT", "BUY", quantity=D(1), quote_amount=D(10)), "quantity"),
-        (OrderRequest("BTCUSDT", "BUY", quantity=0.1), "quantity"),  # type: ignore[arg-type]
+        (OrderRequest("BTCUSDT", "BUY", quantity=0.1), "quantity"),  # type: ignore[arg-type]  # deliberately a float
         (OrderRequest("BTCUSDT", "BUY", quantity=D("-1")), "quantity"),
         (OrderRequest("BTCUSDT", "BUY", quantity=D("NaN")), "quantity"),
         (OrderRequest("BTCUSDT", "SELL", quote_amount=D(10)), "quote_amount"),
@@ -143,7 +145,7 @@ def test_invalid_requests_name_the_field(request_: OrderRequest, field: str) -> 
 
 
 def test_a_client_order_id_is_generated_in_binances_range() -> None:
-    request = OrderRequest("BTCUSDT", "BUY", quantity="0.001").validated()  # type: ignore[arg-type]
+    request = OrderRequest("BTCUSDT", "BUY", quantity="0.001").validated()  # type: ignore[arg-type]  # deliberately a str
     assert request.client_order_id is not None and CLIENT_ORDER_ID_PATTERN.fullmatch(request.client_order_id)
     assert request.quantity == D("0.001")
     assert (
@@ -154,7 +156,7 @@ def test_a_client_order_id_is_generated_in_binances_range() -> None:
 # --- paper: filters -------------------------------------------------------------------------------
 
 # (symbol, side, quantity, quote_amount, status, executed quantity, reject code, reason)
-FILTER_CASES = [
+FILTER_CASES: list[tuple[str, Side, str | None, str | None, str, str, int | None, str | None]] = [
     ("TSTUSDT", "BUY", "5.37", None, "FILLED", "5.3", None, None),
     ("TSTUSDT", "BUY", "1.5", None, "FILLED", "1.5", None, None),  # notional exactly the minimum
     ("TSTUSDT", "BUY", "50.09", None, "FILLED", "50", None, None),  # rounds down onto maxQty
@@ -180,7 +182,7 @@ def test_paper_filters_as_binance_applies_them(
     paper: Callable[..., PaperExecutor],
     sessions: sessionmaker[Session],
     symbol: str,
-    side: str,
+    side: Side,
     quantity: str | None,
     quote: str | None,
     status: str,
@@ -191,7 +193,7 @@ def test_paper_filters_as_binance_applies_them(
     executor = paper()
     request = OrderRequest(
         symbol,
-        side,  # type: ignore[arg-type]
+        side,
         quantity=D(quantity) if quantity else None,
         quote_amount=D(quote) if quote else None,
         client_order_id="filters-1",
@@ -242,7 +244,7 @@ def test_paper_fills_at_the_ticker_moved_by_slippage_with_exact_pnl(
     buy_price = (ticker * D("1.0005") / CENT).to_integral_value(rounding=ROUND_CEILING) * CENT
     buy_notional = buy_price * D("0.01234")
     assert (buy.status, buy.price, buy.executed_quantity) == ("FILLED", buy_price, D("0.01234"))
-    assert buy.price > ticker, "slippage moves a buy up"
+    assert buy.price is not None and buy.price > ticker, "slippage moves a buy up"
     assert (buy.quote_quantity, buy.fee, buy.fee_asset) == (buy_notional, fee_of(buy_notional), "USDT")
     assert (buy.reference_price, buy.price_source, buy.decision_id) == (ticker, "binance", "dec-1")
 
@@ -266,6 +268,7 @@ def test_paper_fills_at_the_ticker_moved_by_slippage_with_exact_pnl(
     assert position.unrealised_pnl == position.market_value - position.cost_basis
     assert portfolio.realised_pnl == realised
     assert portfolio.equity == cash + position.market_value
+    assert portfolio.initial_balance is not None, "a paper portfolio starts from its initial balance"
     assert portfolio.equity == portfolio.initial_balance + portfolio.realised_pnl + portfolio.unrealised_pnl
     encoded = json.loads(json.dumps(portfolio.to_dict()))  # what the API will serve: exact strings
     assert (
@@ -276,7 +279,7 @@ def test_paper_fills_at_the_ticker_moved_by_slippage_with_exact_pnl(
     # Closing the position removes exactly the remaining cost: nothing is left over from rounding.
     close = executor.submit(OrderRequest("BTCUSDT", "SELL", quantity=D("0.00734")))
     (closed,) = executor.portfolio().positions
-    assert (closed.quantity, closed.cost_basis, closed.unrealised_pnl) == (0, 0, 0)
+    assert (closed.quantity, closed.cost_basis, closed.unrealised_pnl) == (D(0), D(0), D(0))
     assert closed.realised_pnl == realised + close.realised_pnl
 
     lines = [json.loads(line) for line in (tmp_path / "logs" / "trades.jsonl").read_text().splitlines()]
@@ -289,7 +292,7 @@ def test_paper_fills_at_the_ticker_moved_by_slippage_with_exact_pnl(
 
 
 def test_paper_offline_prices_from_the_last_stored_close(client: TestClient, settings: Settings) -> None:
-    ctx = client.app.state.ctx  # type: ignore[attr-defined]
+    ctx = ctx_of(client)
     assert ctx.market.exchange is None
     last = ctx.market.price("BTCUSDT")
     assert last.source == "sample"
@@ -364,6 +367,7 @@ def test_fifty_concurrent_buys_each_fill_once_and_balances_are_exact(
     portfolio = executor.portfolio()
     assert portfolio.balances["USDT"] == D(10_000) - spent
     assert portfolio.balances["BTC"] == sum((r.executed_quantity for r in results), D(0))
+    assert portfolio.initial_balance is not None, "a paper portfolio starts from its initial balance"
     assert portfolio.equity == portfolio.initial_balance + portfolio.realised_pnl + portfolio.unrealised_pnl
 
 
@@ -407,7 +411,7 @@ def test_balances_are_stored_as_exact_decimal_strings(
         usdt = session.get(TradingBalance, ("paper", "USDT"))
         assert usdt is not None and usdt.amount == D("10000") - D("36.9") - D("0.0369")
         with pytest.raises(Exception, match="needs a Decimal"):
-            usdt.amount = 1.5  # type: ignore[assignment]
+            usdt.amount = 1.5  # type: ignore[assignment]  # deliberately not a Decimal
             session.flush()
 
 

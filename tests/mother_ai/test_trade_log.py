@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,7 +30,7 @@ def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
-def read_lines(path: Path) -> list[dict[str, object]]:
+def read_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
@@ -39,8 +40,8 @@ def test_events_are_json_lines_per_kind(tmp_path: Path) -> None:
     log.append_trade({"client_order_id": "abc", "price": Decimal("30000.01000000")})
     log.append_event("decision", {"symbol": "ETHUSDT", "action": "hold", "note": "line\nbreak"})
     decisions = read_lines(tmp_path / "logs" / "decisions.jsonl")
-    assert [d["data"]["symbol"] for d in decisions] == ["BTCUSDT", "ETHUSDT"]  # type: ignore[index]
-    assert decisions[0]["kind"] == "decision" and decisions[0]["data"]["confidence"] == "0.61"  # type: ignore[index]
+    assert [d["data"]["symbol"] for d in decisions] == ["BTCUSDT", "ETHUSDT"]
+    assert decisions[0]["kind"] == "decision" and decisions[0]["data"]["confidence"] == "0.61"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", str(decisions[0]["ts"]))
     (trade,) = read_lines(tmp_path / "logs" / "trades.jsonl")
     assert trade["data"] == {"client_order_id": "abc", "price": "30000.01000000"}, "decimals stay exact"
@@ -62,7 +63,7 @@ def test_logs_rotate_by_size_keeping_the_newest_lines(tmp_path: Path) -> None:
     for name in ("trades.jsonl.2", "trades.jsonl.1", "trades.jsonl"):
         path = tmp_path / name
         assert path.stat().st_size <= 400
-        kept += [int(line["data"]["n"]) for line in read_lines(path)]  # type: ignore[index]
+        kept += [int(line["data"]["n"]) for line in read_lines(path)]
     assert kept == list(range(kept[0], 40)) and kept[0] > 0, "contiguous, newest last, oldest gone"
 
 
@@ -79,7 +80,7 @@ def test_concurrent_appends_never_split_a_line(tmp_path: Path) -> None:
         list(pool.map(write, range(8)))
     lines = [line for path in tmp_path.glob("decisions.jsonl*") for line in read_lines(path)]
     assert len(lines) == 400
-    assert {(line["data"]["worker"], line["data"]["i"]) for line in lines} == {  # type: ignore[index]
+    assert {(line["data"]["worker"], line["data"]["i"]) for line in lines} == {
         (w, i) for w in range(8) for i in range(50)
     }
 
@@ -113,7 +114,7 @@ def test_no_secret_reaches_a_log_line(tmp_path: Path) -> None:
         assert secret not in text
     assert "real money" not in text
     data = read_lines(tmp_path / "logs" / "decisions.jsonl")[0]["data"]
-    assert data["nested"] == [{"signature": "***", "ok": 1}]  # type: ignore[index]
+    assert data["nested"] == [{"signature": "***", "ok": 1}]
 
 
 def add_order(session: Session, mode: str, client_order_id: str, **fields: object) -> None:

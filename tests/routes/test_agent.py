@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 
-from tests.support.http import AUTH, wait_for_job
+from tests.support.http import AUTH, ctx_of, wait_for_job
 from tests.support.install import TrainedInstall
 
 
@@ -88,7 +90,7 @@ def test_train_predict_history_and_activation(
 
 def test_a_tampered_model_is_refused(trained_client: TestClient, trained_install: TrainedInstall) -> None:
     client, done = trained_client, trained_install.jobs["ETHUSDT"]
-    models_dir = client.app.state.ctx.settings.models_dir  # type: ignore[attr-defined]
+    models_dir = ctx_of(client).settings.models_dir
     artifact = models_dir / "ETHUSDT" / f"{done['result']['version']}.joblib"
     artifact.write_bytes(artifact.read_bytes() + b"\x00")
     response = client.get("/api/agents/ETHUSDT/predict", headers=AUTH)
@@ -135,9 +137,9 @@ def test_the_metadata_json_beside_a_model_is_never_trusted(
 ) -> None:
     client, done = trained_client, trained_install.jobs["ETHUSDT"]
     before = client.get("/api/agents/ETHUSDT/predict", headers=AUTH).json()
-    models_dir = client.app.state.ctx.settings.models_dir  # type: ignore[attr-defined]
+    models_dir = ctx_of(client).settings.models_dir
     (models_dir / "ETHUSDT" / f"{done['result']['version']}.json").write_text("{not json")
-    client.app.state.ctx.agents._agents.clear()  # type: ignore[attr-defined]  # drop the loaded model
+    ctx_of(client).agents._agents.clear()  # drop the loaded model
     after = client.get("/api/agents/ETHUSDT/predict", headers=AUTH)
     assert after.status_code == 200, after.text
     assert after.json()["prob_up"] == before["prob_up"]
@@ -150,7 +152,7 @@ def test_one_training_at_a_time_per_symbol(client: TestClient) -> None:
     assert second.status_code == 409
     assert second.json()["error"]["code"] == "training_in_progress"
     assert second.json()["error"]["details"]["job"] == first.json()["id"]
-    client.app.state.ctx.jobs.wait(first.json()["id"], timeout=300)  # type: ignore[attr-defined]
+    ctx_of(client).jobs.wait(first.json()["id"], timeout=300)
     again = client.post("/api/agents/BTCUSDT/train", headers=AUTH)
     assert again.status_code == 202, "free again once the first finished"
     # Accepted is all this test needs of the second training: stop it at its first checkpoint.
@@ -158,7 +160,7 @@ def test_one_training_at_a_time_per_symbol(client: TestClient) -> None:
     wait_for_job(client, again.json(), timeout=300)
 
 
-def test_default_agents_use_the_configured_max_model_age(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_default_agents_use_the_configured_max_model_age(tmp_path: Path) -> None:
     from main import create_app
     from tests.support.settings import make_settings
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 import strategy_registry
 from backtester.runner import BacktestConfig, run_backtest
-from tests.support.http import AUTH
+from tests.support.http import AUTH, ctx_of
 
 BODY = {
     "symbol": "BTCUSDT",
@@ -18,7 +19,7 @@ BODY = {
 }
 
 
-def post(client: TestClient, path: str = "/api/backtest", **changes: object):  # type: ignore[no-untyped-def]
+def post(client: TestClient, path: str = "/api/backtest", **changes: object) -> httpx.Response:
     return client.post(path, json={**BODY, **changes}, headers=AUTH)
 
 
@@ -26,7 +27,7 @@ def test_backtest_equals_the_engine_on_the_same_candles(client: TestClient) -> N
     response = post(client, stop_loss=0.03, take_profit=0.06, fee_rate=0.001, slippage_bps=2)
     assert response.status_code == 201, response.text
     body = response.json()
-    candles = client.app.state.ctx.market.store.load("sample", "BTCUSDT", "1h")  # type: ignore[attr-defined]
+    candles = ctx_of(client).market.store.load("sample", "BTCUSDT", "1h")
     entries, exits = strategy_registry.resolve("sma_crossover", {"fast": 10, "slow": 30}).signals(candles)
     expected = run_backtest(
         candles,

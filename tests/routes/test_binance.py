@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
@@ -13,7 +14,7 @@ from fastapi.testclient import TestClient
 from main import create_app
 from tests.fakes.fake_binance import FakeBinance
 from tests.support.clock import RecordedSleeps
-from tests.support.http import AUTH
+from tests.support.http import AUTH, ctx_of
 from tests.support.settings import make_settings
 
 HOUR = 3_600_000
@@ -29,7 +30,7 @@ def candles(client: TestClient, **params: object) -> dict:
 
 
 def stored(client: TestClient, symbol: str = "BTCUSDT", interval: str = "1h") -> np.ndarray:
-    store = client.app.state.ctx.market.store  # type: ignore[attr-defined]
+    store = ctx_of(client).market.store
     return store.load("binance", symbol, interval).open_time
 
 
@@ -135,7 +136,7 @@ def test_large_sync_runs_as_a_job(online_app: Callable[..., FastAPI]) -> None:
         job = response.json()
         assert job["kind"] == "sync"
         assert job["status"] in {"queued", "running", "done"}
-        client.app.state.ctx.jobs.wait(job["id"], timeout=60)  # type: ignore[attr-defined]
+        ctx_of(client).jobs.wait(job["id"], timeout=60)
         done = client.get(f"/api/jobs/{job['id']}", headers=AUTH).json()
         assert done["status"] == "done"
         assert done["progress"] == 1.0
@@ -346,7 +347,7 @@ def test_unreachable_binance_serves_stored_data_as_stale(tmp_path: Path) -> None
 
 
 def test_sample_data_is_labelled_and_never_mixed_with_real(online_client: TestClient) -> None:
-    store = online_client.app.state.ctx.market.store  # type: ignore[attr-defined]
+    store = ctx_of(online_client).market.store
     sample_before = store.load("sample", "BTCUSDT", "1h")
     real = candles(online_client, limit=10)
     assert real["source"] == "binance"
@@ -374,7 +375,9 @@ PLAIN_CSV = (
 )
 
 
-def upload(client: TestClient, content: str | bytes, symbol: str = "MYCOINUSDT", interval: str = "1h"):  # type: ignore[no-untyped-def]
+def upload(
+    client: TestClient, content: str | bytes, symbol: str = "MYCOINUSDT", interval: str = "1h"
+) -> httpx.Response:
     data = content.encode() if isinstance(content, str) else content
     return client.post(
         "/api/binance/import",
@@ -430,7 +433,7 @@ def test_bad_rows_reject_the_whole_file_with_the_line_number(
     assert error["code"] == "invalid_csv"
     assert error["message"].startswith(f"Line {line}:"), error["message"]
     assert words in error["message"]
-    assert not client.app.state.ctx.market.store.exists("file", "MYCOINUSDT", "1h")  # type: ignore[attr-defined]
+    assert not ctx_of(client).market.store.exists("file", "MYCOINUSDT", "1h")
 
 
 def test_a_rejected_file_leaves_earlier_imports_untouched(client: TestClient) -> None:

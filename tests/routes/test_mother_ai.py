@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from main import create_app
 from tests.fakes.fake_binance import FakeBinance
-from tests.support.http import AUTH, wait_for_job
+from tests.support.http import AUTH, ctx_of, wait_for_job
 from tests.support.settings import make_settings
 from utils.errors import Conflict
 
@@ -210,17 +210,17 @@ def test_live_mode_refuses_until_fully_enabled(
 def test_paper_reset_and_csv_export(client: TestClient) -> None:
     reset = client.post("/api/portfolio/reset", headers=AUTH).json()
     assert reset["mode"] == "paper"
-    assert Decimal(reset["equity"]) == Decimal(str(client.app.state.ctx.settings.paper_initial_balance))  # type: ignore[attr-defined]
+    assert Decimal(reset["equity"]) == Decimal(str(ctx_of(client).settings.paper_initial_balance))
     export = client.post("/api/trades/export", headers=AUTH).json()
     path = Path(export["path"])
-    assert path.parent == client.app.state.ctx.settings.trade_export_dir  # type: ignore[attr-defined]
+    assert path.parent == ctx_of(client).settings.trade_export_dir
     assert path.read_text().splitlines()[0].startswith(("id,", "created_at,", "mode,", "client_order_id,"))
 
 
 def test_domain_errors_say_what_is_wrong_and_the_api_adds_where_to_act(client: TestClient) -> None:
     from mother_ai.live_votes import collect_votes  # the domain's own words, without HTTP
 
-    ctx = client.app.state.ctx  # type: ignore[attr-defined]
+    ctx = ctx_of(client)
     with pytest.raises(Conflict) as caught:
         collect_votes(ctx.agents, None, (), ctx.market, "paper", ctx.clock, ["SOLUSDT"])
     assert "/api/" not in caught.value.message

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from db.models import EquitySnapshot, ModelVersion, PredictionRecord, ReplayChunk, ReplayRun, RiskDay
 from main import create_app
-from tests.support.http import AUTH, wait_for_job
+from tests.support.http import AUTH, ctx_of, wait_for_job
 from tests.support.install import TrainedInstall
 from tests.support.settings import make_settings
 
@@ -51,7 +51,7 @@ class Replayed:
 
 def account_state(client: TestClient) -> dict[str, Any]:
     """Everything of the running account a replay must not touch, as the API and the tables show it."""
-    ctx = client.app.state.ctx  # type: ignore[attr-defined]
+    ctx = ctx_of(client)
     with ctx.sessions() as session:
         counts = {
             model.__tablename__: session.scalar(select(func.count()).select_from(model))
@@ -201,7 +201,7 @@ def test_a_cancelled_replay_ends_cancelled_and_stores_nothing(tmp_path: Path) ->
         assert done["status"] == "cancelled" and done["result"] is None
         again = client.post(f"/api/jobs/{job['id']}/cancel", headers=AUTH)
         assert again.status_code == 409 and again.json()["error"]["code"] == "job_finished"
-        ctx = client.app.state.ctx  # type: ignore[attr-defined]
+        ctx = ctx_of(client)
         with ctx.sessions() as session:
             assert session.scalar(select(func.count()).select_from(ReplayRun)) == 0
             assert session.scalar(select(func.count()).select_from(ReplayChunk)) == 0

@@ -6,12 +6,14 @@ import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from tests.support.http import AUTH
+from tests.support.http import AUTH, ctx_of
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "storage" / "strategies" / "examples"
 SPEC = json.loads((EXAMPLES / "rsi_dip_trend.spec.json").read_text())
@@ -19,10 +21,10 @@ BLOCKS = json.loads((EXAMPLES / "rsi_dip_trend.blocks.json").read_text())
 
 
 def strategies_dir(client: TestClient) -> Path:
-    return client.app.state.ctx.settings.strategies_dir  # type: ignore[attr-defined]
+    return ctx_of(client).settings.strategies_dir
 
 
-def save(client: TestClient, spec: dict | None = None):  # type: ignore[no-untyped-def]
+def save(client: TestClient, spec: dict[str, Any] | None = None) -> httpx.Response:
     return client.post("/api/strategies", json=spec or SPEC, headers=AUTH)
 
 
@@ -140,7 +142,7 @@ def test_a_failed_commit_leaves_no_half_saved_strategy(client: TestClient) -> No
     sid = save(client).json()["id"]
     path = strategies_dir(client) / "BTCUSDT" / "rsi-dip-with-trend-filter.json"
     before = path.read_bytes()
-    sessions = client.app.state.ctx.sessions  # type: ignore[attr-defined]
+    sessions = ctx_of(client).sessions
 
     def crash(_session: object) -> None:
         raise RuntimeError("disk full while committing")

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from main import create_app
-from tests.support.http import AUTH, wait_for_job
+from tests.support.http import AUTH, ctx_of, wait_for_job
 from tests.support.install import TrainedInstall
 from tests.support.settings import make_settings
 
@@ -49,7 +49,8 @@ def test_a_saved_strategy_votes_live_and_is_tracked(voting: tuple[TestClient, in
     assert votes[voter]["model_version"].startswith(f"strategy-{strategy_id}-v")
     assert voter in first["reason"]
     # Recorded with the decision like an agent's prediction (resolved later on the same candles).
-    ctx = client.app.state.ctx  # type: ignore[attr-defined]
+    ctx = ctx_of(client)
+    assert ctx.mother is not None
     rows, total = ctx.mother.tracker.predictions(decision_id=first["id"])
     assert total == 2 and {r.agent for r in rows} == {"BTCUSDT", voter}
 

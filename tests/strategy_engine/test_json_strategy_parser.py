@@ -193,11 +193,12 @@ def find(g: dict[str, Any], node_id: str) -> dict[str, Any]:
     return next(n for n in g["nodes"] if n["id"] == node_id)
 
 
-def drop_edge(g: dict[str, Any], source: str, target: str) -> None:
+def drop_edge(g: dict[str, Any], source: str, target: str) -> dict[str, Any]:
     g["edges"] = [e for e in g["edges"] if (e["source"], e["target"]) != (source, target)]
+    return g
 
 
-Mutation = Callable[[dict[str, Any]], None]
+Mutation = Callable[[dict[str, Any]], object]  # what a mutation returns is never used
 GRAPH_ERRORS: list[tuple[str, Mutation, str | None, tuple[str, ...]]] = [
     ("unknown block type", lambda g: find(g, "weak").update(type="comparator"), "weak", ("unknown type",)),
     ("duplicate id", lambda g: g["nodes"].append(node("rsi", "number", value=1)), "rsi", ("unique",)),
@@ -237,7 +238,7 @@ GRAPH_ERRORS: list[tuple[str, Mutation, str | None, tuple[str, ...]]] = [
     ),
     (
         "missing entry",
-        lambda g: g["nodes"].remove(find(g, "entry")) or drop_edge(g, "both", "entry"),
+        lambda g: (g["nodes"].remove(find(g, "entry")), drop_edge(g, "both", "entry")),
         None,
         ("no entry",),
     ),
@@ -295,7 +296,7 @@ GRAPH_ERRORS: list[tuple[str, Mutation, str | None, tuple[str, ...]]] = [
     ("not with two inputs", lambda g: g["edges"].append(edge("up", "negative")), "negative", ("2 inputs",)),
     (
         "empty or",
-        lambda g: drop_edge(g, "up", "either") or drop_edge(g, "negative", "either"),
+        lambda g: (drop_edge(g, "up", "either"), drop_edge(g, "negative", "either")),
         "either",
         ("no input",),
     ),

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from backtester.runner import BacktestConfig, run_backtest
+from ml_engine.indicators import compute
 from strategy_engine import strategy_parser
 from strategy_engine.spec import validate_spec
 from strategy_engine.strategy_health import (
@@ -121,7 +122,7 @@ def test_rounding_ties_are_not_lookahead(monkeypatch: pytest.MonkeyPatch) -> Non
     inputs equal within 1e-9 is a tie, not a leak, while a real difference still is."""
     n = 400
     candles = make_candles(np.full(n, 100.0))  # sma(close) == close exactly on the full data
-    real = strategy_parser.compute
+    real = compute  # what strategy_parser imported
 
     def shorter_rounds_down(factor: float) -> Any:
         def fake(name: str, columns: Any, params: Any) -> tuple[np.ndarray, ...]:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from utils.intervals import interval_ms
-from utils.market_data.candles import Candles
+from utils.market_data.candles import Candles, DataSource
 from utils.market_data.sample import PROFILES, generate
 
 HOUR_MS = 3_600_000
@@ -44,7 +44,7 @@ def ohlcv(
     for every bar, or one per bar) or log-normal. The draws (gaps, highs, lows, volumes, in that order)
     come from `rng`, else from a new generator seeded `seed`."""
     close = np.asarray(close, dtype=np.float64)
-    n = close.shape[0]
+    n = int(close.shape[0])
     rng = np.random.default_rng(seed) if rng is None else rng
     start = close[0] if first_open is None else first_open
     open_ = np.concatenate(([start], close[:-1])) if n else close.copy()
@@ -118,7 +118,7 @@ def make_candles(
     *,
     symbol: str = "BTCUSDT",
     interval: str = "1h",
-    source: str = "cache",
+    source: DataSource = "cache",
 ) -> Candles:
     """Candles with the given closes (and opens; default: the previous close), high/low 0.2% beyond
     both, a volume that varies without randomness, hourly from SEPT_2020_MS."""
@@ -144,14 +144,17 @@ def random_candles(n: int, seed: int = 0, *, drift: float = 0.0, vol: float = 0.
 def sample_candles(symbol: str, bars: int) -> Candles:
     """`bars` hourly candles of the offline sample series for `symbol` (utils/market_data/sample.py)."""
     rows = generate(PROFILES[symbol], bars=bars)
-    return Candles(symbol, "1h", rows[:, 0].astype(np.int64), *(rows[:, i] for i in range(1, 6)), "sample")
+    times = rows[:, 0].astype(np.int64)
+    return Candles(symbol, "1h", times, rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4], rows[:, 5], "sample")
 
 
 def frame_candles(frame: pd.DataFrame, interval: str, symbol: str = "REF") -> Candles:
     """A backtesting.py frame (Open, High, Low, Close, Volume on a DatetimeIndex) as Candles."""
     times = frame.index.as_unit("ms").asi8
-    cols = (frame[c].to_numpy(np.float64) for c in ("Open", "High", "Low", "Close", "Volume"))
-    return Candles(symbol, interval, times, *cols, "file")
+    open_, high, low, close, volume = (
+        frame[c].to_numpy(np.float64) for c in ("Open", "High", "Low", "Close", "Volume")
+    )
+    return Candles(symbol, interval, times, open_, high, low, close, volume, "file")
 
 
 def store_rows(
@@ -206,12 +209,8 @@ def appended(candles: Candles, extra: int, seed: int) -> Candles:
         first_open=float(candles.close[-1]),
         seed=seed,
     )
-    return Candles(
-        candles.symbol,
-        candles.interval,
-        *(
-            np.concatenate((candles.column(c), more.column(c)))
-            for c in ("open_time", "open", "high", "low", "close", "volume")
-        ),
-        source=candles.source,
+    times, open_, high, low, close_, volume = (
+        np.concatenate((candles.column(c), more.column(c)))
+        for c in ("open_time", "open", "high", "low", "close", "volume")
     )
+    return Candles(candles.symbol, candles.interval, times, open_, high, low, close_, volume, candles.source)

@@ -29,5 +29,7 @@ def shared_candles(name: str, symbol: str, interval: str, directory: Path | None
     """The file `name` as Candles (timestamps are UTC open times), or a skip."""
     raw = shared_csv(name, directory)
     times = pd.DatetimeIndex(pd.to_datetime(raw["timestamp"], utc=True)).as_unit("ms").asi8
-    columns = (raw[c].to_numpy(np.float64) for c in ("open", "high", "low", "close", "volume"))
-    return Candles(symbol, interval, times, *columns, "file")
+    open_, high, low, close, volume = (
+        raw[c].to_numpy(np.float64) for c in ("open", "high", "low", "close", "volume")
+    )
+    return Candles(symbol, interval, times, open_, high, low, close, volume, "file")

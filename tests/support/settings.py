@@ -1,4 +1,5 @@
-"""Settings for a test app: a temp SQLite file and temp folders, offline, never a developer's .env."""
+"""Settings for a test app: a temp SQLite file and temp folders, offline, never a developer's .env; and
+Settings read from a chosen .env file or none (`load_settings`)."""
 
 from __future__ import annotations
 
@@ -25,5 +26,10 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "log_level": "INFO",
     }
     values.update(overrides)
-    # _env_file=None: tests never read a developer's .env.
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return load_settings(**values)
+
+
+def load_settings(env_file: Path | None = None, **values: Any) -> Settings:
+    """Settings from `values` and the environment, reading `env_file` if given; by default no .env file at
+    all, so a test never reads a developer's .env."""
+    return Settings(_env_file=env_file, **values)  # type: ignore[call-arg]  # a BaseSettings argument, not a field

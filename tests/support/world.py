@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from agents.generic_agent import AgentConfig, Prediction
+from agents.generic_agent import Action, AgentConfig, Prediction
 from agents.service import AgentView
 from db import storage
 from db.models import TradeOrder
@@ -76,12 +76,12 @@ def view(
 def prediction(
     symbol: str, prob_up: float, expected_return: float, *, as_of: int | None = None, horizon: int = 4
 ) -> Prediction:
-    action = "buy" if prob_up > 0.55 else "sell" if prob_up < 0.45 else "hold"
+    action: Action = "buy" if prob_up > 0.55 else "sell" if prob_up < 0.45 else "hold"
     return Prediction(
         symbol=symbol,
         interval="1h",
         horizon=horizon,
-        action=action,  # type: ignore[arg-type]
+        action=action,
         prob_up=prob_up,
         confidence=abs(2 * prob_up - 1),
         expected_return=expected_return,

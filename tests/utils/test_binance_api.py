@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import SecretStr
 
+from tests.support.settings import load_settings
 from utils.binance_api import exchange_from_settings
 from utils.settings import BINANCE_TESTNET_API_URL, Settings
 
 
-def settings(**values: object) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
+def settings(**values: Any) -> Settings:
+    return load_settings(**values)
 
 
 def test_the_client_takes_the_url_keys_and_limits_from_the_settings() -> None:

@@ -9,8 +9,8 @@ import pytest
 from utils.intervals import bars_per_year, floor_open_time, is_closed, next_open_time
 
 
-def ms(*args: int) -> int:
-    return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
+def ms(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> int:
+    return int(datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp() * 1000)
 
 
 @pytest.mark.parametrize(

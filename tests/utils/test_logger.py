@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -47,7 +48,9 @@ def test_configured_secrets_never_reach_the_log(capfd: pytest.CaptureFixture[str
     assert err.count("***") >= 3
 
 
-def test_request_lines_carry_a_request_id_and_no_api_key(tmp_path, capfd: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+def test_request_lines_carry_a_request_id_and_no_api_key(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     settings = make_settings(
         tmp_path, binance_api_key="live-key-abcdef", binance_api_secret="live-secret-abcdef"
     )

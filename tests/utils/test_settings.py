@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from tests.support.settings import load_settings
 from utils.settings import BINANCE_TESTNET_API_URL, PROJECT_ROOT, Settings
 
 
 def test_defaults_are_safe(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = load_settings()
     assert settings.trading_mode == "paper"
     assert settings.database_url.startswith("sqlite:///")
     assert "storage" in settings.database_url
@@ -36,7 +37,7 @@ def test_environment_names_are_the_documented_ones(monkeypatch: pytest.MonkeyPat
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = load_settings()
     assert settings.database_url == env["DATABASE_URL"]
     assert settings.api_key is not None and settings.api_key.get_secret_value() == "k" * 32
     assert settings.binance_testnet is True
@@ -52,13 +53,13 @@ def test_environment_names_are_the_documented_ones(monkeypatch: pytest.MonkeyPat
 
 def test_testnet_uses_binance_testnet_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BINANCE_TESTNET", "true")
-    assert Settings(_env_file=None).effective_binance_url == BINANCE_TESTNET_API_URL  # type: ignore[call-arg]
+    assert load_settings().effective_binance_url == BINANCE_TESTNET_API_URL
 
 
 def test_empty_values_in_env_file_mean_default(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("DATABASE_URL=\nAPI_KEY=\nTRADING_MODE=\n")
-    settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    settings = load_settings(env_file)
     assert settings.database_url.startswith("sqlite:///")
     assert settings.api_key is None
     assert settings.trading_mode == "paper"
@@ -67,7 +68,7 @@ def test_empty_values_in_env_file_mean_default(tmp_path: Path) -> None:
 def test_invalid_trading_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRADING_MODE", "yolo")
     with pytest.raises(ValidationError, match="trading_mode"):
-        Settings(_env_file=None)  # type: ignore[call-arg]
+        load_settings()
 
 
 def test_env_example_documents_every_field() -> None:
@@ -80,7 +81,7 @@ def test_env_example_documents_every_field() -> None:
 
 
 def test_the_database_password_is_a_secret() -> None:
-    settings = Settings(_env_file=None, database_url="postgresql+psycopg://trader:hunter2@db/trading")  # type: ignore[call-arg]
+    settings = load_settings(database_url="postgresql+psycopg://trader:hunter2@db/trading")
     assert "hunter2" in settings.secret_values()
     assert "hunter2" not in repr(settings)
 
@@ -136,7 +137,7 @@ def test_each_variable_reaches_its_group_under_its_documented_name(
     monkeypatch: pytest.MonkeyPatch, variable: str, text: str, group: str, name: str, expected: object
 ) -> None:
     monkeypatch.setenv(variable, text)
-    assert getattr(getattr(Settings(_env_file=None), group), name) == expected  # type: ignore[call-arg]
+    assert getattr(getattr(load_settings(), group), name) == expected
 
 
 def test_every_field_is_in_one_group_or_server_level() -> None:
@@ -146,7 +147,7 @@ def test_every_field_is_in_one_group_or_server_level() -> None:
 
 
 def test_a_copy_with_changes_never_keeps_a_stale_group() -> None:
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = load_settings()
     assert settings.paper.fee_rate == 0.001
     changed = settings.model_copy(update={"paper_fee_rate": 0.0, "risk_max_open_positions": 9})
     assert (changed.paper.fee_rate, changed.risk.max_open_positions) == (0.0, 9)

@@ -73,7 +73,7 @@ def test_a_failed_write_leaves_the_previous_file_intact(store: CandleStore) -> N
 
 def test_unknown_partition_is_refused(store: CandleStore) -> None:
     with pytest.raises(ValueError, match="partition"):
-        store.path("../../etc", "BTCUSDT", "1h")
+        store.path("../../etc", "BTCUSDT", "1h")  # type: ignore[arg-type]  # deliberately not a Partition
 
 
 @pytest.mark.parametrize(

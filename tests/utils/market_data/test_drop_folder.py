@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from main import create_app
-from tests.support.http import AUTH
+from tests.support.http import AUTH, ctx_of
 from tests.support.settings import make_settings
 from utils.market_data.drop_folder import DropFolder
 
@@ -34,7 +34,7 @@ REQUESTS = 10
 
 
 def folder_of(client: TestClient) -> DropFolder:
-    return client.app.state.ctx.market.drop_folder  # type: ignore[attr-defined,no-any-return]
+    return ctx_of(client).market.drop_folder
 
 
 def wait_until(folder: DropFolder, condition: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -54,7 +54,7 @@ def drop(folder: Path, name: str, text: str) -> Path:
 def health_files(client: TestClient) -> dict[str, Any]:
     response = client.get("/api/health")
     assert response.status_code == 200, response.text
-    return response.json()["data_files"]  # type: ignore[no-any-return]
+    return response.json()["data_files"]
 
 
 def candles(client: TestClient, symbol: str, **params: object) -> Any:

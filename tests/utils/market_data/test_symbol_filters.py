@@ -16,6 +16,7 @@ from db import storage
 from main import create_app
 from tests.fakes.fake_binance import ETHUSDT_LISTED_MS, FakeBinance
 from tests.support.clock import RecordedSleeps
+from tests.support.http import ctx_of
 from tests.support.settings import make_settings
 from utils.market_data.market import (
     SAMPLE_FILTERS,
@@ -29,7 +30,7 @@ EXCHANGE_INFO = "/api/v3/exchangeInfo"
 
 
 def market_of(client: TestClient) -> MarketData:
-    return client.app.state.ctx.market  # type: ignore[attr-defined]
+    return ctx_of(client).market
 
 
 def asked(fake: FakeBinance) -> int:
