@@ -8,6 +8,7 @@ failing interrupted jobs) happens in the lifespan, so tests and tools can import
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import sys
 import time
@@ -21,6 +22,8 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agents.service import AgentService
@@ -52,6 +55,38 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _DEFAULT_BODY_LIMIT = 1024 * 1024
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+# Tag -> operation id prefix: operation ids read `<group>_<route name>` (agents_predict), stable for
+# generated clients; the tags group the endpoints as the README does.
+_GROUPS = {
+    "system": "system",
+    "jobs": "jobs",
+    "market data": "market",
+    "backtest": "backtests",
+    "agents": "agents",
+    "strategies": "strategies",
+    "mother ai": "mother_ai",
+    "mother ai replay": "replays",
+    "trading": "trading",
+}
+OPENAPI_TAGS = [
+    {"name": "system", "description": "Liveness and state (no auth)."},
+    {"name": "jobs", "description": "Background jobs: training, syncs, replays."},
+    {"name": "market data", "description": "Binance candles, prices, symbols; CSV import."},
+    {"name": "backtest", "description": "Backtests and parameter sweeps."},
+    {"name": "agents", "description": "ML agents per symbol: training, predictions, models."},
+    {"name": "strategies", "description": "JSON strategies and dashboard blocks."},
+    {"name": "mother ai", "description": "Decisions across agents, performance, kill switch."},
+    {"name": "mother ai replay", "description": "The Mother AI replayed over history."},
+    {"name": "trading", "description": "Orders and the portfolio (paper unless TRADING_MODE=live)."},
+]
+
+
+def operation_id(route: APIRoute) -> str:
+    return f"{_GROUPS[str(route.tags[0])]}_{route.name}" if route.tags else route.name
+
+
 STRATEGY_BODY_LIMIT = 256 * 1024  # a strategy spec or block graph
 _STATUS_CODES = {
     400: "bad_request",
@@ -92,12 +127,21 @@ def create_app(
         ctx.jobs.shutdown()
         ctx.engine.dispose()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="AI Trading Backend",
         version=system.VERSION,
         description="Self-hosted trading backend: Binance market data, backtests, JSON strategies, ML agents "
-        "and a Mother AI. Paper trading by default. Click **Authorize** and paste your API_KEY.",
+        "and a Mother AI. Paper trading by default. Click **Authorize** and paste your API_KEY.\n\n"
+        "Conventions: times are integer epoch milliseconds (`*_time`, `*_at`, `as_of`); money and "
+        "quantities are decimal strings; lists answer `{total, limit, offset, <items>}`, newest first.",
         lifespan=lifespan,
+        openapi_tags=OPENAPI_TAGS,
+        generate_unique_id_function=operation_id,
+        # One schema per model: responses then read exactly like the bodies a client sends back.
+        separate_input_output_schemas=False,
+        # Swagger UI would ask validator.swagger.io about the spec: no outside host on an offline machine.
+        swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
+        static_url="/docs-static",
     )
     app.state.ctx = ctx
     authed = [Depends(require_api_key)]
@@ -115,7 +159,8 @@ def create_app(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
-        allow_headers=["Authorization", "Content-Type"],
+        allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Last-Event-ID"],
+        expose_headers=["X-Request-ID"],
     )
     app.add_middleware(
         _BodyLimit,
@@ -268,7 +313,9 @@ class _RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = uuid.uuid4().hex[:12]
+        given = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
+        # A caller's id is kept when it is safe to log as is; anything else gets a fresh one.
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:12]
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500  # until a response starts

@@ -8,6 +8,7 @@ stops and position size.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,8 @@ class ResolvedStrategy:
     warmup: int
     spec: StrategySpec | None  # JSON strategies: their stops and position size travel with them
     _signals: Callable[[Candles], tuple[np.ndarray, np.ndarray]]
+    id: int | None = None  # saved strategies: which one, and which version ran
+    version: int | None = None
 
     def signals(self, candles: Candles) -> tuple[np.ndarray, np.ndarray]:
         """Entry and exit booleans per candle; the value on bar t uses candles up to t only."""
@@ -97,9 +100,10 @@ def resolve(
                 details={"field": "params"},
             )
         saved = store.get(ref)
-        return _from_spec(
+        resolved = _from_spec(
             validate_spec(saved.spec), "saved", name=f"{saved.name} (id {saved.id} v{saved.version})"
         )
+        return dataclasses.replace(resolved, id=saved.id, version=saved.version)
     return _builtin(str(ref), params)
 
 

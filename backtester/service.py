@@ -18,6 +18,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from sqlalchemy.orm import Session, sessionmaker
 
+from backtester.metrics import drawdown_series
 from backtester.runner import BacktestConfig, BacktestResult, Trade, run_backtest
 from db import storage
 from db.models import BacktestRun
@@ -52,6 +53,12 @@ class SignalSource(Protocol):
     def params(self) -> dict[str, Any]: ...
     @property
     def warmup(self) -> int: ...
+    @property
+    def kind(self) -> str: ...  # builtin, saved or inline
+    @property
+    def id(self) -> int | None: ...  # a saved strategy's id and version
+    @property
+    def version(self) -> int | None: ...
 
     def signals(self, candles: Candles) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -99,6 +106,9 @@ def run_and_store(
         symbol=request.symbol,
         interval=request.interval,
         strategy=strategy.name,
+        strategy_kind=strategy.kind,
+        strategy_id=strategy.id,
+        strategy_version=strategy.version,
         params=dict(strategy.params),
         config=dataclasses.asdict(request.config),
         data_source=source,
@@ -123,9 +133,10 @@ def get_stored(sessions: sessionmaker[Session], backtest_id: str) -> StoredBackt
 
 
 def list_stored(
-    sessions: sessionmaker[Session], limit: int, offset: int
+    sessions: sessionmaker[Session], limit: int, offset: int, **filters: Any
 ) -> tuple[Sequence[BacktestRun], int]:
-    return storage.list_backtests(sessions, limit, offset)
+    """Stored backtests (filters: symbol, interval, strategy, strategy_id, newest_first)."""
+    return storage.list_backtests(sessions, limit, offset, **filters)
 
 
 def metrics_dict(result: BacktestResult) -> dict[str, Any]:
@@ -151,16 +162,18 @@ def unpack_curve(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def downsample(
-    times: np.ndarray, equity: np.ndarray, max_points: int = MAX_CURVE_POINTS
-) -> list[tuple[int, float]]:
-    """At most `max_points` points, evenly spaced in bar index, always keeping the first and last."""
+    times: np.ndarray, equity: np.ndarray, initial_capital: float, max_points: int = MAX_CURVE_POINTS
+) -> list[tuple[int, float, float]]:
+    """(time, equity, drawdown) at most `max_points` times, evenly spaced in bar index, always keeping
+    the first and last; the drawdown is measured on the whole curve (from the capital or a later peak)."""
     n = len(times)
     idx = (
         np.arange(n)
         if n <= max_points
         else np.unique(np.linspace(0, n - 1, max_points).round().astype(np.int64))
     )
-    return list(zip(times[idx].tolist(), equity[idx].tolist(), strict=True))
+    drawdown = drawdown_series(equity, initial_capital)
+    return list(zip(times[idx].tolist(), equity[idx].tolist(), drawdown[idx].tolist(), strict=True))
 
 
 # --- sweeps ---------------------------------------------------------------------------------------

@@ -98,6 +98,9 @@ class BacktestRun(Base):
     symbol: Mapped[str] = mapped_column(String(20), index=True)
     interval: Mapped[str] = mapped_column(String(4))
     strategy: Mapped[str] = mapped_column(String(100), index=True)
+    strategy_kind: Mapped[str | None] = mapped_column(String(8), nullable=True)  # builtin, saved, inline
+    strategy_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)  # saved ones
+    strategy_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     data_source: Mapped[str] = mapped_column(String(16))
@@ -285,6 +288,8 @@ class TradeOrder(Base):
     reject_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     exchange_order_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     decision_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # Open time of the last closed candle the decision saw (chart markers); None for other orders.
+    candle_open_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     epoch: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

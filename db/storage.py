@@ -106,12 +106,27 @@ def get_job(factory: sessionmaker[Session], job_id: str) -> Job | None:
         return session.get(Job, job_id)
 
 
-def list_jobs(factory: sessionmaker[Session], limit: int, offset: int) -> tuple[Sequence[Job], int]:
+def list_jobs(
+    factory: sessionmaker[Session],
+    limit: int,
+    offset: int,
+    *,
+    kind: str | None = None,
+    status: str | None = None,
+    newest_first: bool = True,
+) -> tuple[Sequence[Job], int]:
+    """Jobs (optionally of one kind and status), newest first unless told otherwise, and the count."""
+    conditions = []
+    if kind is not None:
+        conditions.append(Job.kind == kind)
+    if status is not None:
+        conditions.append(Job.status == status)
+    created = (Job.created_at.desc(), Job.id.desc()) if newest_first else (Job.created_at.asc(), Job.id.asc())
     with factory() as session:
         rows = session.scalars(
-            select(Job).order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
+            select(Job).where(*conditions).order_by(*created).limit(limit).offset(offset)
         ).all()
-        total = session.scalar(select(func.count()).select_from(Job)) or 0
+        total = session.scalar(select(func.count()).select_from(Job).where(*conditions)) or 0
         return rows, total
 
 
@@ -172,16 +187,40 @@ def get_backtest(factory: sessionmaker[Session], backtest_id: str) -> BacktestRu
 
 
 def list_backtests(
-    factory: sessionmaker[Session], limit: int, offset: int
+    factory: sessionmaker[Session],
+    limit: int,
+    offset: int,
+    *,
+    symbol: str | None = None,
+    interval: str | None = None,
+    strategy: str | None = None,
+    strategy_id: int | None = None,
+    newest_first: bool = True,
 ) -> tuple[Sequence[BacktestRun], int]:
-    """Newest first, without loading the (large) equity blobs and trade lists."""
+    """Newest first unless told otherwise, without loading the (large) equity blobs and trade lists;
+    `strategy` matches the display name (a built-in's name), `strategy_id` a saved strategy."""
+    conditions = []
+    for column, value in (
+        (BacktestRun.symbol, symbol),
+        (BacktestRun.interval, interval),
+        (BacktestRun.strategy, strategy),
+        (BacktestRun.strategy_id, strategy_id),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    created = (
+        (BacktestRun.created_at.desc(), BacktestRun.id.desc())
+        if newest_first
+        else (BacktestRun.created_at.asc(), BacktestRun.id.asc())
+    )
     with factory() as session:
         rows = session.scalars(
             select(BacktestRun)
+            .where(*conditions)
             .options(defer(BacktestRun.equity_blob), defer(BacktestRun.trades))
-            .order_by(BacktestRun.created_at.desc(), BacktestRun.id)
+            .order_by(*created)
             .limit(limit)
             .offset(offset)
         ).all()
-        total = session.scalar(select(func.count()).select_from(BacktestRun)) or 0
+        total = session.scalar(select(func.count()).select_from(BacktestRun).where(*conditions)) or 0
         return rows, total

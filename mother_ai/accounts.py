@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TypeVar
 
@@ -58,17 +59,29 @@ def list_orders(
     offset: int = 0,
     symbol: str | None = None,
     epoch: int | None = None,
+    side: str | None = None,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    newest_first: bool = True,
 ) -> tuple[list[OrderResult], int]:
-    """Orders of one mode, newest first, and how many match in total."""
+    """Orders of one mode (newest first unless told otherwise) with start_ms <= created <= end_ms,
+    and how many match in total."""
     check_mode(mode)
     conditions = [TradeOrder.mode == mode]
     if symbol is not None:
         conditions.append(TradeOrder.symbol == symbol)
     if epoch is not None:
         conditions.append(TradeOrder.epoch == epoch)
+    if side is not None:
+        conditions.append(TradeOrder.side == side)
+    if start_ms is not None:
+        conditions.append(TradeOrder.created_at >= datetime.fromtimestamp(start_ms / 1000, tz=UTC))
+    if end_ms is not None:
+        conditions.append(TradeOrder.created_at <= datetime.fromtimestamp(end_ms / 1000, tz=UTC))
+    order = TradeOrder.id.desc() if newest_first else TradeOrder.id.asc()
     with sessions() as session:
         rows = session.scalars(
-            select(TradeOrder).where(*conditions).order_by(TradeOrder.id.desc()).limit(limit).offset(offset)
+            select(TradeOrder).where(*conditions).order_by(order).limit(limit).offset(offset)
         ).all()
         total = session.scalar(select(func.count()).select_from(TradeOrder).where(*conditions)) or 0
         return [order_result(row) for row in rows], int(total)
@@ -206,6 +219,7 @@ def order_row(mode: str, request: OrderRequest, epoch: int) -> TradeOrder:
         fee=zero,
         realised_pnl=zero,
         decision_id=request.decision_id,
+        candle_open_time=request.candle_open_time,
         epoch=epoch,
         created_at=now,
         updated_at=now,
@@ -239,6 +253,7 @@ def order_result(row: TradeOrder, replayed: bool = False) -> OrderResult:
         created_at=row.created_at,
         updated_at=row.updated_at,
         replayed=replayed,
+        candle_open_time=row.candle_open_time,
     )
 
 

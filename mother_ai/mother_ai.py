@@ -263,6 +263,9 @@ class MotherAI:
         return DecisionOutcome(decision, order)
 
     def _submit(self, decision: Decision, chosen: Candidate, cid: str) -> tuple[Decision, OrderResult | None]:
+        # The candle the decision saw for this symbol: its voters' latest closed candle.
+        seen = [v.as_of for v in decision.votes if v.symbol == chosen.symbol]
+        candle = max(seen) if seen else None
         request = (
             OrderRequest(
                 chosen.symbol,
@@ -270,6 +273,7 @@ class MotherAI:
                 quote_amount=Decimal(chosen.size_quote or "0"),
                 client_order_id=cid,
                 decision_id=decision.id,
+                candle_open_time=candle,
             )
             if chosen.side == "buy"
             else OrderRequest(
@@ -278,6 +282,7 @@ class MotherAI:
                 quantity=Decimal(chosen.quantity or "0"),
                 client_order_id=cid,
                 decision_id=decision.id,
+                candle_open_time=candle,
             )
         )
         try:
@@ -387,16 +392,33 @@ class MotherAI:
             raise NotFound(f"No decision {decision_id!r}.", code="decision_not_found")
         return Decision.from_dict(row.payload)
 
-    def list_decisions(self, limit: int = 50, offset: int = 0) -> tuple[list[Decision], int]:
-        """Decisions of every mode, newest first, and how many there are."""
+    def list_decisions(
+        self,
+        limit: int = 50,
+        offset: int = 0,
+        *,
+        symbol: str | None = None,
+        action: str | None = None,
+        newest_first: bool = True,
+    ) -> tuple[list[Decision], int]:
+        """Decisions of every mode (newest first unless told otherwise), optionally only those that
+        chose `symbol` or `action`, and how many match."""
+        conditions = []
+        if symbol is not None:
+            conditions.append(DecisionRecord.symbol == symbol)
+        if action is not None:
+            conditions.append(DecisionRecord.action == action)
+        # Ties (one clock tick) break by id in the same direction, so "oldest" is exactly "newest" reversed.
+        created = (
+            (DecisionRecord.created_at.desc(), DecisionRecord.id.desc())
+            if newest_first
+            else (DecisionRecord.created_at.asc(), DecisionRecord.id.asc())
+        )
         with self.sessions() as session:
             rows = session.scalars(
-                select(DecisionRecord)
-                .order_by(DecisionRecord.created_at.desc(), DecisionRecord.id)
-                .limit(limit)
-                .offset(offset)
+                select(DecisionRecord).where(*conditions).order_by(*created).limit(limit).offset(offset)
             ).all()
-            total = session.scalar(select(func.count()).select_from(DecisionRecord)) or 0
+            total = session.scalar(select(func.count()).select_from(DecisionRecord).where(*conditions)) or 0
         return [Decision.from_dict(row.payload) for row in rows], int(total)
 
     # --- performance and controls ---------------------------------------------------------------

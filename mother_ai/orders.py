@@ -45,6 +45,7 @@ class OrderRequest:
     quote_amount: Decimal | None = None
     client_order_id: str | None = None
     decision_id: str | None = None
+    candle_open_time: int | None = None  # the last closed candle the deciding voters saw (epoch ms)
 
     def validated(self) -> OrderRequest:
         """A normalised copy with a client order id; InvalidInput naming the first bad field."""
@@ -69,7 +70,10 @@ class OrderRequest:
             not isinstance(self.decision_id, str) or len(self.decision_id) > 64
         ):
             raise invalid_field("decision_id", "decision_id must be a string of at most 64 characters.")
-        return OrderRequest(symbol, side, quantity, quote, client_order_id, self.decision_id)
+        candle = self.candle_open_time
+        if candle is not None and (isinstance(candle, bool) or not isinstance(candle, int) or candle < 0):
+            raise invalid_field("candle_open_time", "candle_open_time must be epoch milliseconds.")
+        return OrderRequest(symbol, side, quantity, quote, client_order_id, self.decision_id, candle)
 
 
 def new_client_order_id() -> str:
@@ -105,6 +109,7 @@ class OrderResult:
     created_at: datetime
     updated_at: datetime
     replayed: bool = False
+    candle_open_time: int | None = None
 
     @property
     def filled(self) -> bool:

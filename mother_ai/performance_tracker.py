@@ -46,7 +46,7 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from backtester.metrics import max_drawdown
+from backtester.metrics import drawdown_series, max_drawdown
 from db.models import EquitySnapshot, PredictionRecord
 from db.storage import transaction
 from mother_ai.orders import Portfolio, plain
@@ -147,6 +147,8 @@ class PortfolioStats:
             "current_drawdown": self.current_drawdown,
             "snapshots": self.snapshots,
             "equity_curve": [point.to_dict() for point in self.equity_curve],
+            # From the running peak within the curve shown (max_drawdown covers every snapshot).
+            "drawdown": drawdown_series([float(p.equity) for p in self.equity_curve]).tolist(),
         }
 
 

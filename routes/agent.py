@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
@@ -12,7 +11,10 @@ from pydantic import BaseModel, Field
 from agents.generic_agent import AgentConfig
 from agents.service import AgentView
 from ml_engine.feature_extractor import FeatureSetName
-from routes.common import Ctx, Interval, JobOut, Symbol, error_responses, job_out
+from routes.common import Ctx, Interval, Limit, Offset, Symbol, error_responses
+from routes.schemas.agents import ModelMetricsOut
+from routes.schemas.jobs import JobOut, job_out
+from routes.schemas.values import EpochMs
 from utils.symbols import SYMBOL_PATTERN
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
@@ -32,8 +34,8 @@ class AgentOut(BaseModel):
     max_model_age_hours: float
     active: bool
     active_version: str | None
-    trained_at: datetime | None
-    metrics: dict[str, Any] | None = Field(description="Out-of-sample metrics of the active model.")
+    trained_at: EpochMs | None
+    metrics: ModelMetricsOut | None = Field(description="Out-of-sample metrics of the active model.")
     stale: bool
     stale_reason: str | None
 
@@ -71,7 +73,7 @@ class PredictionOut(BaseModel):
     confidence: float = Field(description="|2 * prob_up - 1|.")
     expected_return: float = Field(description="Over the horizon, fraction.")
     model_version: str
-    as_of: int = Field(description="Open time (ms) of the last closed candle used.")
+    as_of: EpochMs = Field(description="Open time (ms) of the last closed candle used.")
     stale: bool
     stale_reason: str | None
     top_features: list[FeatureOut]
@@ -85,44 +87,65 @@ class ModelOut(BaseModel):
     version: str
     interval: str
     horizon: int
-    trained_at: datetime
+    trained_at: EpochMs
     sha256: str
     active: bool
-    metrics: dict[str, Any]
+    metrics: ModelMetricsOut
+
+
+class AgentList(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    agents: list[AgentOut]
+
+
+class ModelList(BaseModel):
+    symbol: str
+    total: int
+    limit: int
+    offset: int
+    models: list[ModelOut]
 
 
 def _agent_out(view: AgentView) -> AgentOut:
     c = view.config
-    return AgentOut(
-        symbol=c.symbol,
-        kind=c.kind,
-        interval=c.interval,
-        horizon=c.horizon,
-        feature_set=c.feature_set,
-        buy_threshold=c.buy_threshold,
-        sell_threshold=c.sell_threshold,
-        max_model_age_hours=c.max_model_age_hours,
-        active=view.active,
-        active_version=view.active_version,
-        trained_at=view.trained_at,
-        metrics=view.metrics,
-        stale=view.stale,
-        stale_reason=view.stale_reason,
+    return AgentOut.model_validate(
+        {
+            "symbol": c.symbol,
+            "kind": c.kind,
+            "interval": c.interval,
+            "horizon": c.horizon,
+            "feature_set": c.feature_set,
+            "buy_threshold": c.buy_threshold,
+            "sell_threshold": c.sell_threshold,
+            "max_model_age_hours": c.max_model_age_hours,
+            "active": view.active,
+            "active_version": view.active_version,
+            "trained_at": view.trained_at,
+            "metrics": view.metrics,
+            "stale": view.stale,
+            "stale_reason": view.stale_reason,
+        }
     )
 
 
 @router.get(
     "",
-    response_model=list[AgentOut],
+    name="list",
+    response_model=AgentList,
     summary="Every agent with its active model",
-    responses=error_responses(401),
+    responses=error_responses(401, 422),
 )
-def list_agents(ctx: Ctx) -> list[AgentOut]:
-    return [_agent_out(v) for v in ctx.agents.views()]
+def list_agents(ctx: Ctx, limit: Limit = 100, offset: Offset = 0) -> AgentList:
+    views = ctx.agents.views()
+    page = views[offset : offset + limit]
+    return AgentList(total=len(views), limit=limit, offset=offset, agents=[_agent_out(v) for v in page])
 
 
 @router.post(
     "",
+    name="create",
     response_model=AgentOut,
     status_code=201,
     summary="Register an agent for a new symbol",
@@ -145,7 +168,11 @@ def create_agent(ctx: Ctx, body: AgentCreate) -> AgentOut:
 
 
 @router.get(
-    "/{symbol}", response_model=AgentOut, summary="One agent", responses=error_responses(401, 404, 422)
+    "/{symbol}",
+    name="get",
+    response_model=AgentOut,
+    summary="One agent",
+    responses=error_responses(401, 404, 422),
 )
 def get_agent(ctx: Ctx, symbol: SymbolPath) -> AgentOut:
     return _agent_out(ctx.agents.view(symbol))
@@ -153,6 +180,7 @@ def get_agent(ctx: Ctx, symbol: SymbolPath) -> AgentOut:
 
 @router.post(
     "/{symbol}/train",
+    name="train",
     response_model=JobOut,
     status_code=202,
     summary="Train in the background",
@@ -165,6 +193,7 @@ def train_agent(ctx: Ctx, symbol: SymbolPath) -> JobOut:
 
 @router.get(
     "/{symbol}/predict",
+    name="predict",
     response_model=PredictionOut,
     summary="Predict from the latest closed candle",
     responses=error_responses(401, 404, 409, 422, 502, 503),
@@ -175,28 +204,34 @@ def predict(ctx: Ctx, symbol: SymbolPath) -> PredictionOut:
 
 @router.get(
     "/{symbol}/models",
-    response_model=list[ModelOut],
-    summary="Model history with metrics",
+    name="list_models",
+    response_model=ModelList,
+    summary="Model history with metrics, newest first",
     responses=error_responses(401, 404, 422),
 )
-def list_models(ctx: Ctx, symbol: SymbolPath) -> list[ModelOut]:
+def list_models(ctx: Ctx, symbol: SymbolPath, limit: Limit = 100, offset: Offset = 0) -> ModelList:
     active = ctx.agents.record(symbol).active_version
-    return [
-        ModelOut(
-            version=m.version,
-            interval=m.interval,
-            horizon=m.horizon,
-            trained_at=m.trained_at,
-            sha256=m.sha256,
-            active=m.version == active,
-            metrics=m.metrics,
+    models = ctx.agents.models(symbol)
+    page = [
+        ModelOut.model_validate(
+            {
+                "version": m.version,
+                "interval": m.interval,
+                "horizon": m.horizon,
+                "trained_at": m.trained_at,
+                "sha256": m.sha256,
+                "active": m.version == active,
+                "metrics": m.metrics,
+            }
         )
-        for m in ctx.agents.models(symbol)
+        for m in models[offset : offset + limit]
     ]
+    return ModelList(symbol=symbol, total=len(models), limit=limit, offset=offset, models=page)
 
 
 @router.post(
     "/{symbol}/models/{version}/activate",
+    name="activate_model",
     response_model=AgentOut,
     summary="Make a model active",
     responses=error_responses(401, 404, 422),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -11,9 +10,21 @@ from pydantic import BaseModel, Field, StrictFloat, StrictInt
 import strategy_registry
 from backtester import service
 from db.models import BacktestRun
-from routes.common import Ctx, Interval, MetricsOut, Symbol, error_responses, parse_time
+from routes.common import (
+    Ctx,
+    Interval,
+    Limit,
+    MetricsOut,
+    Offset,
+    Sort,
+    Symbol,
+    error_responses,
+    parse_time,
+)
+from routes.schemas.values import EpochMs
 from strategy_engine.strategy_parser import STOP_FIELDS, backtest_config
 from utils.errors import InvalidInput
+from utils.symbols import SYMBOL_PATTERN
 
 router = APIRouter(prefix="/api/backtest", tags=["backtest"])
 
@@ -109,19 +120,39 @@ class TradeOut(BaseModel):
 class EquityPoint(BaseModel):
     time: int = Field(description="Candle open time, epoch ms.")
     equity: float = Field(description="Cash + position marked at that candle's close.")
+    drawdown: float = Field(description="Below the running peak (the capital counts), positive fraction.")
+
+
+class BacktestConfigOut(BaseModel):
+    initial_capital: float
+    fee_rate: float
+    slippage_bps: float
+    position_size: float
+    stop_loss: float | None
+    take_profit: float | None
+    trailing_stop: float | None
 
 
 class BacktestSummary(BaseModel):
     id: str
-    created_at: datetime
+    created_at: EpochMs
     symbol: str
     interval: str
-    strategy: str
-    params: dict[str, Any]
-    config: dict[str, Any]
-    source: str = Field(description="Where the candles came from: binance, cache, file or sample.")
-    start: int
-    end: int
+    strategy: str = Field(
+        description="Display name: a built-in's name, or a saved strategy's name, id, version."
+    )
+    strategy_kind: Literal["builtin", "saved", "inline"] | None
+    strategy_id: int | None = Field(
+        description="The saved strategy that ran (null for built-ins and inline specs)."
+    )
+    strategy_version: int | None
+    params: dict[str, float | int | str | bool]
+    config: BacktestConfigOut
+    source: Literal["binance", "cache", "file", "sample"] = Field(
+        description="Where the candles came from: binance, cache, file or sample."
+    )
+    start_time: EpochMs = Field(description="Open time of the first candle.")
+    end_time: EpochMs = Field(description="Open time of the last candle.")
     n_bars: int
     metrics: MetricsOut
 
@@ -142,7 +173,7 @@ class BacktestList(BaseModel):
 
 class SweepResult(BaseModel):
     rank: int | None = Field(description="1 = best; null for combinations the strategy rejected.")
-    params: dict[str, Any]
+    params: dict[str, float | int | str | bool]
     metrics: MetricsOut | None
     error: str | None
 
@@ -163,11 +194,14 @@ def _summary(run: BacktestRun) -> dict[str, Any]:
         "symbol": run.symbol,
         "interval": run.interval,
         "strategy": run.strategy,
+        "strategy_kind": run.strategy_kind,
+        "strategy_id": run.strategy_id,
+        "strategy_version": run.strategy_version,
         "params": run.params,
         "config": run.config,
         "source": run.data_source,
-        "start": run.start_time,
-        "end": run.end_time,
+        "start_time": run.start_time,
+        "end_time": run.end_time,
         "n_bars": run.n_bars,
         "metrics": run.metrics,
     }
@@ -175,13 +209,16 @@ def _summary(run: BacktestRun) -> dict[str, Any]:
 
 def _response(stored: service.StoredBacktest, full: bool) -> BacktestResponse:
     limit = len(stored.times) if full else service.MAX_CURVE_POINTS
-    curve = service.downsample(stored.times, stored.equity, max(limit, 1))
-    return BacktestResponse(
-        **_summary(stored.run),
-        trades=[TradeOut(**t) for t in stored.run.trades],
-        open_trade=TradeOut(**stored.run.open_trade) if stored.run.open_trade is not None else None,
-        equity_points=len(stored.times),
-        equity_curve=[EquityPoint(time=t, equity=e) for t, e in curve],
+    initial = float(stored.run.config["initial_capital"])
+    curve = service.downsample(stored.times, stored.equity, initial, max(limit, 1))
+    return BacktestResponse.model_validate(
+        {
+            **_summary(stored.run),
+            "trades": stored.run.trades,
+            "open_trade": stored.run.open_trade,
+            "equity_points": len(stored.times),
+            "equity_curve": [{"time": t, "equity": e, "drawdown": d} for t, e, d in curve],
+        }
     )
 
 
@@ -190,6 +227,7 @@ FullQuery = Annotated[bool, Query(description="Return every point of the equity 
 
 @router.post(
     "",
+    name="create",
     response_model=BacktestResponse,
     status_code=201,
     summary="Run and store a backtest",
@@ -204,23 +242,42 @@ def post_backtest(ctx: Ctx, body: BacktestBody, full: FullQuery = False) -> Back
 
 @router.get(
     "",
+    name="list",
     response_model=BacktestList,
     summary="Stored backtests, newest first",
     responses=error_responses(401, 422),
 )
 def list_backtests(
     ctx: Ctx,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    symbol: Annotated[str | None, Query(pattern=SYMBOL_PATTERN, examples=["BTCUSDT"])] = None,
+    interval: Interval | None = None,
+    strategy: Annotated[str | None, Query(max_length=100, description="A built-in's name.")] = None,
+    strategy_id: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="A saved strategy.")] = None,
+    sort: Sort = "newest",
 ) -> BacktestList:
-    rows, total = service.list_stored(ctx.sessions, limit, offset)
+    rows, total = service.list_stored(
+        ctx.sessions,
+        limit,
+        offset,
+        symbol=symbol,
+        interval=interval,
+        strategy=strategy,
+        strategy_id=strategy_id,
+        newest_first=sort == "newest",
+    )
     return BacktestList(
-        total=total, limit=limit, offset=offset, backtests=[BacktestSummary(**_summary(r)) for r in rows]
+        total=total,
+        limit=limit,
+        offset=offset,
+        backtests=[BacktestSummary.model_validate(_summary(r)) for r in rows],
     )
 
 
 @router.post(
     "/sweep",
+    name="sweep",
     response_model=SweepResponse,
     summary="Run a parameter grid, ranked by a metric",
     responses=error_responses(400, 401, 404, 409, 422, 502, 503),
@@ -259,6 +316,7 @@ def post_sweep(ctx: Ctx, body: SweepBody) -> SweepResponse:
 
 @router.get(
     "/{backtest_id}",
+    name="get",
     response_model=BacktestResponse,
     summary="One stored backtest",
     responses=error_responses(401, 404, 422),

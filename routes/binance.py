@@ -10,17 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from db.models import Job
-from routes.common import (
-    Ctx,
-    Interval,
-    IntervalQuery,
-    JobOut,
-    Symbol,
-    SymbolQuery,
-    error_responses,
-    job_out,
-    parse_time,
-)
+from routes.common import Ctx, Interval, IntervalQuery, Symbol, SymbolQuery, error_responses, parse_time
+from routes.schemas.jobs import JobOut, job_out
 from utils.exchange import SymbolFilters
 from utils.market_data.candles import Gap
 from utils.market_data.market import request_sync
@@ -130,6 +121,7 @@ def _symbol_out(f: SymbolFilters) -> SymbolOut:
 
 @router.get(
     "/candles",
+    name="candles",
     response_model=CandlesResponse,
     summary="Closed candles, ascending",
     responses=error_responses(401, 404, 422, 502, 503),
@@ -170,6 +162,7 @@ def get_candles(
 
 @router.get(
     "/price",
+    name="price",
     response_model=PriceResponse,
     summary="Latest price",
     responses=error_responses(401, 404, 422, 503),
@@ -181,6 +174,7 @@ def get_price(ctx: Ctx, symbol: SymbolQuery) -> PriceResponse:
 
 @router.get(
     "/symbols",
+    name="symbols",
     response_model=SymbolsResponse,
     summary="Tradable symbols and filters",
     responses=error_responses(401),
@@ -197,6 +191,7 @@ def get_symbols(ctx: Ctx) -> SymbolsResponse:
 
 @router.post(
     "/sync",
+    name="sync",
     response_model=SyncResponse,
     summary="Download a range into the local store",
     description="Small ranges answer at once; large ones answer 202 with a job to poll at /api/jobs/{id}.",
@@ -224,6 +219,21 @@ def post_sync(ctx: Ctx, body: SyncRequest) -> SyncResponse | JSONResponse:
 
 @router.post(
     "/import",
+    name="import",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "examples": {
+                        "binance_csv": {
+                            "summary": "A Binance kline CSV (data.binance.vision layout)",
+                            "value": {"file": "BTCUSDT-1h-2024-01.csv"},
+                        }
+                    }
+                }
+            }
+        }
+    },
     response_model=ImportResponse,
     status_code=201,
     summary="Import a kline CSV (Binance public-data or timestamp,open,high,low,close,volume)",

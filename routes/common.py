@@ -16,7 +16,6 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from agents.service import AgentService
-from db.models import Job
 from mother_ai.mother_ai import MotherAI
 from mother_ai.trade_executer import KillSwitch
 from mother_ai.trade_log import TradeLog
@@ -102,8 +101,65 @@ def require_api_key(
 # --- the one error body --------------------------------------------------------------------------
 
 
+# Every code an error body can carry (tests/routes/test_contract.py finds each one raised in the code).
+ErrorCode = Literal[
+    "agent_exists",
+    "agent_not_found",
+    "agent_untrained",
+    "backtest_not_found",
+    "bad_request",
+    "conflict",
+    "data_unavailable",
+    "decision_not_found",
+    "exchange_bad_response",
+    "exchange_error",
+    "exchange_unavailable",
+    "feature_mismatch",
+    "forbidden",
+    "internal_error",
+    "invalid_body",
+    "invalid_csv",
+    "invalid_input",
+    "job_finished",
+    "job_not_found",
+    "job_not_here",
+    "live_reset_refused",
+    "live_trading_disabled",
+    "method_not_allowed",
+    "model_checksum_mismatch",
+    "model_exists",
+    "model_invalid",
+    "model_missing",
+    "model_not_found",
+    "model_path_invalid",
+    "mother_ai_unavailable",
+    "no_data",
+    "no_trained_agents",
+    "not_acceptable",
+    "not_enough_candles",
+    "not_found",
+    "offline",
+    "payload_too_large",
+    "replay_not_found",
+    "strategy_exists",
+    "strategy_not_found",
+    "sync_required",
+    "too_many_combinations",
+    "too_many_requests",
+    "trading_halted",
+    "training_failed",
+    "training_in_progress",
+    "unauthorized",
+    "unknown_strategy",
+    "unknown_symbol",
+    "unsupported_media_type",
+    "validation_error",
+    "version_not_found",
+]
+
+
 class ErrorDetail(BaseModel):
-    code: str = Field(description="Machine-readable error code.", examples=["invalid_input"])
+    code: ErrorCode = Field(description="Machine-readable error code.", examples=["invalid_input"])
     message: str = Field(description="What went wrong, in a sentence.")
     details: Any | None = Field(default=None, description="Optional structured context.")
 
@@ -213,6 +269,13 @@ SymbolQuery = Annotated[
     str, Query(pattern=SYMBOL_PATTERN, description="5-20 capital letters or digits.", examples=["BTCUSDT"])
 ]
 IntervalQuery = Annotated[Interval, Query(description="One of Binance's kline intervals.", examples=["1h"])]
+Limit = Annotated[int, Query(ge=1, le=500, description="Items per page.")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip.")]
+Sort = Annotated[Literal["newest", "oldest"], Query(description="Newest first unless oldest is asked for.")]
+TimeQuery = Annotated[
+    str | None,
+    Query(description="Epoch milliseconds or ISO-8601 (UTC if no zone).", examples=["2025-01-01T00:00:00Z"]),
+]
 
 
 # --- shared bodies ---------------------------------------------------------------------------------
@@ -237,20 +300,3 @@ class MetricsOut(BaseModel):
 
 
 # --- jobs -----------------------------------------------------------------------------------------
-
-
-class JobOut(BaseModel):
-    id: str
-    kind: str = Field(examples=["sync"])
-    status: Literal["queued", "running", "done", "failed", "cancelled"]
-    progress: float = Field(ge=0, le=1)
-    message: str
-    params: dict[str, Any] | None
-    result: dict[str, Any] | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-def job_out(job: Job) -> JobOut:
-    return JobOut.model_validate(job, from_attributes=True)

@@ -1,16 +1,19 @@
-"""Mother AI and trading endpoints: decide, decisions, performance, kill switch, trades, portfolio."""
+"""Mother AI and trading endpoints: decide, decisions, performance, kill switch, orders, portfolio."""
 
 from __future__ import annotations
 
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, Field
 
+from mother_ai.orders import OrderResult, Portfolio
 from mother_ai.trade_executer import list_orders
 from mother_ai.trade_log import export_trades_csv
-from routes.common import Ctx, error_responses, get_mother
+from routes.common import Ctx, Limit, Offset, Sort, TimeQuery, error_responses, get_mother, parse_time
+from routes.schemas.decisions import DecideResponse, DecisionList, DecisionOut, PerformanceOut
+from routes.schemas.trading import BalanceOut, HaltOut, OrderList, OrderOut, PortfolioOut
 from utils.symbols import SYMBOL_PATTERN
 
 log = logging.getLogger(__name__)
@@ -18,6 +21,7 @@ router = APIRouter(prefix="/api/mother-ai", tags=["mother ai"])
 trading = APIRouter(prefix="/api", tags=["trading"])
 
 Mode = Literal["paper", "live"]
+SymbolFilter = Annotated[str | None, Query(pattern=SYMBOL_PATTERN, examples=["BTCUSDT"])]
 
 
 class DecideBody(BaseModel):
@@ -38,38 +42,10 @@ class DecideBody(BaseModel):
     }
 
 
-class DecideResponse(BaseModel):
-    decision: dict[str, Any] = Field(
-        description="Votes, weights, model versions, as_of, risk checks, reason."
-    )
-    order: dict[str, Any] | None = Field(description="The order, when executed.")
-    replayed: bool = Field(description="True when this client_order_id had been decided before.")
-
-
-class DecisionList(BaseModel):
-    total: int
-    limit: int
-    offset: int
-    decisions: list[dict[str, Any]]
-
-
 class HaltBody(BaseModel):
     reason: str = Field(default="manual halt", max_length=500)
 
-
-class HaltOut(BaseModel):
-    halted: bool
-    reason: str
-    changed_at: Any | None
-    daily_loss: dict[str, Any] | None = None
-
-
-class OrderList(BaseModel):
-    mode: Mode
-    total: int
-    limit: int
-    offset: int
-    trades: list[dict[str, Any]]
+    model_config = {"json_schema_extra": {"examples": [{"reason": "stepping away for the weekend"}]}}
 
 
 class ExportOut(BaseModel):
@@ -77,69 +53,103 @@ class ExportOut(BaseModel):
     path: str = Field(description="The CSV file written under TRADE_EXPORT_DIR.")
 
 
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+def order_out(order: OrderResult) -> OrderOut:
+    return OrderOut.model_validate(order, from_attributes=True)
+
+
+def portfolio_out(portfolio: Portfolio) -> PortfolioOut:
+    values: dict[str, Any] = portfolio.to_dict()
+    values["balances"] = [BalanceOut(asset=a, amount=v) for a, v in sorted(values["balances"].items())]
+    return PortfolioOut.model_validate(values)
 
 
 @router.post(
     "/decide",
+    name="decide",
     response_model=DecideResponse,
     summary="Ask every agent, weigh, decide (and execute)",
     responses=error_responses(400, 401, 409, 422, 502, 503),
 )
 def decide(ctx: Ctx, body: DecideBody) -> DecideResponse:
     outcome = get_mother(ctx).decide(body.symbols, body.execute, body.client_order_id)
-    return DecideResponse(**outcome.to_dict())
+    return DecideResponse.model_validate(outcome.to_dict())
 
 
 @router.get(
     "/decisions",
+    name="decisions",
     response_model=DecisionList,
     summary="Past decisions with provenance, newest first",
     responses=error_responses(401, 409, 422),
 )
-def decisions(ctx: Ctx, limit: Limit = 50, offset: Offset = 0) -> DecisionList:
-    rows, total = get_mother(ctx).list_decisions(limit, offset)
-    return DecisionList(total=total, limit=limit, offset=offset, decisions=[d.to_dict() for d in rows])
+def decisions(
+    ctx: Ctx,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    symbol: SymbolFilter = None,
+    action: Literal["buy", "sell", "hold"] | None = None,
+    sort: Sort = "newest",
+) -> DecisionList:
+    rows, total = get_mother(ctx).list_decisions(
+        limit, offset, symbol=symbol, action=action, newest_first=sort == "newest"
+    )
+    return DecisionList(
+        total=total,
+        limit=limit,
+        offset=offset,
+        decisions=[DecisionOut.model_validate(d.to_dict()) for d in rows],
+    )
 
 
 @router.get(
     "/decisions/{decision_id}",
-    response_model=dict[str, Any],
+    name="decision",
+    response_model=DecisionOut,
     summary="One decision",
     responses=error_responses(401, 404, 409, 422),
 )
-def decision(ctx: Ctx, decision_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]) -> dict[str, Any]:
-    return get_mother(ctx).get_decision(decision_id).to_dict()
+def decision(ctx: Ctx, decision_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]) -> DecisionOut:
+    return DecisionOut.model_validate(get_mother(ctx).get_decision(decision_id).to_dict())
 
 
 @router.get(
     "/performance",
-    response_model=dict[str, Any],
+    name="performance",
+    response_model=PerformanceOut,
     summary="Per-agent skill and portfolio performance",
     description="Resolves every prediction whose horizon has passed first, so the numbers are current.",
     responses=error_responses(401, 409),
 )
-def performance(ctx: Ctx) -> dict[str, Any]:
+def performance(ctx: Ctx) -> PerformanceOut:
     mother = get_mother(ctx)
     resolution = mother.resolve()
-    return {**mother.performance(), "resolution": resolution}
+    return PerformanceOut.model_validate({**mother.performance(), "resolution": resolution})
 
 
 @router.post(
     "/halt",
+    name="halt",
     response_model=HaltOut,
     summary="Kill switch: stop all new orders now",
     responses=error_responses(401, 422),
 )
-def halt(ctx: Ctx, body: HaltBody | None = None) -> HaltOut:
+def halt(
+    ctx: Ctx,
+    body: Annotated[
+        HaltBody | None,
+        Body(openapi_examples={"weekend": {"summary": "with a reason", "value": {"reason": "weekend"}}}),
+    ] = None,
+) -> HaltOut:
     state = ctx.kill_switch.halt((body or HaltBody()).reason)
     _log_control(ctx, {"action": "halt", "reason": state.reason})
-    return HaltOut(halted=state.halted, reason=state.reason, changed_at=state.changed_at)
+    return HaltOut.model_validate(
+        {"halted": state.halted, "reason": state.reason, "changed_at": state.changed_at}
+    )
 
 
 @router.post(
     "/resume",
+    name="resume",
     response_model=HaltOut,
     summary="Lift the kill switch and a daily-loss halt",
     responses=error_responses(401, 409),
@@ -150,7 +160,9 @@ def resume(ctx: Ctx) -> HaltOut:
     daily = get_mother(ctx).resume_entries().to_dict() if ctx.mother is not None else None
     state = ctx.kill_switch.resume()
     _log_control(ctx, {"action": "resume"})
-    return HaltOut(halted=state.halted, reason=state.reason, changed_at=state.changed_at, daily_loss=daily)
+    return HaltOut.model_validate(
+        {"halted": state.halted, "reason": state.reason, "changed_at": state.changed_at, "daily_loss": daily}
+    )
 
 
 def _log_control(ctx: Ctx, payload: dict[str, Any]) -> None:
@@ -163,21 +175,45 @@ def _log_control(ctx: Ctx, payload: dict[str, Any]) -> None:
 
 
 @trading.get(
-    "/trades",
+    "/orders",
+    name="orders",
     response_model=OrderList,
     summary="Orders (filled and rejected), newest first",
     responses=error_responses(401, 422),
 )
-def trades(ctx: Ctx, limit: Limit = 50, offset: Offset = 0, mode: Mode | None = None) -> OrderList:
+def orders(
+    ctx: Ctx,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    mode: Mode | None = None,
+    symbol: SymbolFilter = None,
+    side: Literal["BUY", "SELL"] | None = None,
+    start: TimeQuery = None,
+    end: TimeQuery = None,
+    sort: Sort = "newest",
+) -> OrderList:
     chosen = mode or ctx.settings.trading_mode
-    rows, total = list_orders(ctx.sessions, chosen, limit=limit, offset=offset)
-    return OrderList(mode=chosen, total=total, limit=limit, offset=offset, trades=[r.to_dict() for r in rows])
+    rows, total = list_orders(
+        ctx.sessions,
+        chosen,
+        limit=limit,
+        offset=offset,
+        symbol=symbol,
+        side=side,
+        start_ms=parse_time(start, "start"),
+        end_ms=parse_time(end, "end"),
+        newest_first=sort == "newest",
+    )
+    return OrderList(
+        mode=chosen, total=total, limit=limit, offset=offset, orders=[order_out(r) for r in rows]
+    )
 
 
 @trading.post(
-    "/trades/export",
+    "/orders/export",
+    name="export_orders",
     response_model=ExportOut,
-    summary="Write the trades of a mode as CSV",
+    summary="Write the orders of a mode as CSV",
     responses=error_responses(401, 422),
 )
 def export(ctx: Ctx, mode: Mode | None = None) -> ExportOut:
@@ -188,19 +224,21 @@ def export(ctx: Ctx, mode: Mode | None = None) -> ExportOut:
 
 @trading.get(
     "/portfolio",
-    response_model=dict[str, Any],
+    name="portfolio",
+    response_model=PortfolioOut,
     summary="Balances, positions, equity, pnl",
     responses=error_responses(401, 409, 503),
 )
-def portfolio(ctx: Ctx) -> dict[str, Any]:
-    return get_mother(ctx).executor.portfolio().to_dict()
+def portfolio(ctx: Ctx) -> PortfolioOut:
+    return portfolio_out(get_mother(ctx).executor.portfolio())
 
 
 @trading.post(
     "/portfolio/reset",
-    response_model=dict[str, Any],
+    name="reset_portfolio",
+    response_model=PortfolioOut,
     summary="Reset the paper account (paper only)",
     responses=error_responses(401, 409),
 )
-def reset(ctx: Ctx) -> dict[str, Any]:
-    return get_mother(ctx).executor.reset().to_dict()
+def reset(ctx: Ctx) -> PortfolioOut:
+    return portfolio_out(get_mother(ctx).executor.reset())

@@ -6,18 +6,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from mother_ai import replay_service
 from mother_ai.replay_service import ReplayDeps, ReplayRequest
-from routes.common import Ctx, Interval, JobOut, MetricsOut, Symbol, error_responses, job_out, parse_time
+from routes.common import Ctx, Interval, Limit, MetricsOut, Offset, Symbol, error_responses, parse_time
+from routes.schemas.agents import ModelMetricsOut
+from routes.schemas.decisions import StepOut
+from routes.schemas.jobs import JobOut, job_out
 
 router = APIRouter(prefix="/api/mother-ai", tags=["mother ai replay"])
 
 ReplayId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 Number = float | None
 
 
@@ -125,7 +126,7 @@ class RetrainOut(BaseModel):
     window_end_time: int | None = None
     rows: int | None = None
     seconds: float | None = None
-    oos_metrics: dict[str, Any] | None = Field(
+    oos_metrics: ModelMetricsOut | None = Field(
         default=None, description="The trainer's out-of-sample report."
     )
 
@@ -259,7 +260,7 @@ class StepList(BaseModel):
     total: int
     limit: int
     offset: int
-    steps: list[dict[str, Any]] = Field(
+    steps: list[StepOut] = Field(
         description="Decision payloads, as live decisions, plus step, time (epoch ms) and reason_code."
     )
 
@@ -279,6 +280,7 @@ def _deps(ctx: Ctx) -> ReplayDeps:
 
 @router.post(
     "/replay",
+    name="create",
     status_code=202,
     response_model=JobOut,
     summary="Replay the whole decision loop over history (a background job)",
@@ -310,6 +312,7 @@ def start(ctx: Ctx, body: ReplayBody) -> JobOut:
 
 @router.get(
     "/replays",
+    name="list",
     response_model=ReplayList,
     summary="Stored replays, newest first",
     responses=error_responses(401, 422),
@@ -321,6 +324,7 @@ def replays(ctx: Ctx, limit: Limit = 50, offset: Offset = 0) -> ReplayList:
 
 @router.get(
     "/replays/{replay_id}",
+    name="get",
     response_model=ReplayOut,
     summary="One replay: metrics, comparisons, voters, retrains (and ?series=true for the curves)",
     responses=error_responses(401, 404, 422),
@@ -348,13 +352,14 @@ def replay(ctx: Ctx, replay_id: ReplayId, series: bool = False) -> ReplayOut:
 
 @router.get(
     "/replays/{replay_id}/steps",
+    name="steps",
     response_model=StepList,
     summary="A page of a replay's decisions, in step order",
     responses=error_responses(401, 404, 422),
 )
 def steps(ctx: Ctx, replay_id: ReplayId, limit: Limit = 100, offset: Offset = 0) -> StepList:
     rows, total = replay_service.replay_steps(ctx.sessions, replay_id, offset, limit)
-    return StepList(total=total, limit=limit, offset=offset, steps=rows)
+    return StepList(total=total, limit=limit, offset=offset, steps=[StepOut.model_validate(r) for r in rows])
 
 
 def _item(row: Any) -> ReplayListItem:

@@ -2,23 +2,49 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Body, Path, Query, Response
 from pydantic import BaseModel, Field
 
 import strategy_registry
-from routes.common import Ctx, error_responses
+from routes.common import Ctx, Limit, Offset, error_responses
+from routes.schemas.json_schema import JsonSchemaDocument
+from routes.schemas.values import EpochMs
 from strategy_engine import service
-from strategy_engine.spec import json_schema
+from strategy_engine.spec import StrategySpec, json_schema
 from strategy_engine.store import SavedStrategy
+from utils.settings import PROJECT_ROOT
 
 router = APIRouter(prefix="/api/strategies", tags=["strategies"])
 
+_EXAMPLES = PROJECT_ROOT / "storage" / "strategies" / "examples"
+
+
+def _shipped_values(kind: str) -> list[dict[str, Any]]:
+    return [json.loads(path.read_text()) for path in sorted(_EXAMPLES.glob(f"*.{kind}.json"))]
+
+
+def _shipped(kind: str) -> dict[str, dict[str, Any]]:
+    """The shipped example strategies (``storage/strategies/examples/*.<kind>.json``) as OpenAPI
+    examples, so "Try it out" starts from a working body."""
+    return {
+        path.name.split(".")[0]: {"summary": path.name.split(".")[0], "value": json.loads(path.read_text())}
+        for path in sorted(_EXAMPLES.glob(f"*.{kind}.json"))
+    }
+
+
 IdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="A saved strategy's id.")]
+# Read as plain JSON and validated by strategy_engine.spec (errors name the offending path). Its schema is
+# StrategySpec (in the components, and at GET /api/strategies/schema); the request is declared as an object
+# because generating bodies from that recursive schema makes the API fuzzer take minutes per operation.
 SpecBody = Annotated[
-    dict[str, Any], Field(description="A canonical strategy spec; see GET /api/strategies/schema.")
+    dict[str, Any],
+    Body(
+        description="A canonical strategy spec; see GET /api/strategies/schema.",
+        openapi_examples=_shipped("spec"),
+    ),
 ]
 
 
@@ -29,19 +55,73 @@ class FindingOut(BaseModel):
     path: str | None
 
 
+class SplitMetricsOut(BaseModel):
+    bars: int
+    n_trades: int
+    total_return: float | None
+    cagr: float | None
+    sharpe: float | None
+    sortino: float | None
+    max_drawdown: float | None
+    win_rate: float | None
+    profit_factor: float | None
+    exposure: float | None
+    buy_and_hold_return: float | None
+
+
+class HealthMetricsOut(BaseModel):
+    """What the health check measured; absent when it stopped early (an invalid spec, too few bars)."""
+
+    bars: int | None = None
+    warmup: int | None = None
+    first_open_time: EpochMs | None = None
+    last_open_time: EpochMs | None = None
+    lookahead_prefixes: list[int] | None = Field(
+        default=None, description="Prefix lengths re-evaluated to prove no signal used later candles."
+    )
+    entry_bars: int | None = None
+    exit_bars: int | None = None
+    n_trades: int | None = None
+    total_return: float | None = None
+    cagr: float | None = None
+    sharpe: float | None = None
+    sortino: float | None = None
+    max_drawdown: float | None = None
+    win_rate: float | None = None
+    profit_factor: float | None = None
+    exposure: float | None = None
+    buy_and_hold_return: float | None = None
+    final_equity: float | None = None
+    open_trade: bool | None = None
+    in_sample: SplitMetricsOut | None = None
+    out_of_sample: SplitMetricsOut | None = None
+    split_open_time: EpochMs | None = None
+
+
+class HealthDataOut(BaseModel):
+    source: Literal["binance", "cache", "file", "sample"]
+    bars: int
+
+
 class HealthOut(BaseModel):
     score: int = Field(ge=0, le=100, description="0 with any error; see strategy_engine/strategy_health.py.")
     can_activate: bool = Field(description="False when any finding is an error.")
     findings: list[FindingOut]
-    metrics: dict[str, Any]
-    data: dict[str, Any] | None = Field(default=None, description="Which candles the health was measured on.")
+    metrics: HealthMetricsOut
+    data: HealthDataOut | None = Field(default=None, description="Which candles the health was measured on.")
+
+
+class ParameterOut(BaseModel):
+    name: str
+    type: str = Field(examples=["int"])
+    default: float | int | str | bool | None
 
 
 class StrategyListItem(BaseModel):
     name: str
     kind: Literal["builtin", "saved"]
     description: str
-    parameters: list[dict[str, Any]]
+    parameters: list[ParameterOut]
     id: int | None
     symbol: str | None
     interval: str | None
@@ -58,15 +138,22 @@ class SavedOut(BaseModel):
     interval: str
     version: int = Field(description="The version shown.")
     latest_version: int
-    created_at: datetime
-    updated_at: datetime
-    spec: dict[str, Any]
+    created_at: EpochMs
+    updated_at: EpochMs
+    spec: StrategySpec
     health: HealthOut | None
 
 
 class CheckedOut(BaseModel):
-    spec: dict[str, Any]
+    spec: StrategySpec
     health: HealthOut
+
+
+class StrategyList(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    strategies: list[StrategyListItem]
 
 
 class BlockGraph(BaseModel):
@@ -74,42 +161,55 @@ class BlockGraph(BaseModel):
     nodes: list[dict[str, Any]] = Field(max_length=2000)
     edges: list[dict[str, Any]] = Field(max_length=4000)
 
-    model_config = {"extra": "allow"}
+    model_config = {"extra": "allow", "json_schema_extra": {"examples": list(_shipped_values("blocks"))}}
 
 
 def _saved_out(saved: SavedStrategy) -> SavedOut:
-    return SavedOut(
-        id=saved.id,
-        name=saved.name,
-        slug=saved.slug,
-        symbol=saved.symbol,
-        interval=saved.interval,
-        version=saved.version,
-        latest_version=saved.latest_version,
-        created_at=saved.created_at,
-        updated_at=saved.updated_at,
-        spec=saved.spec,
-        health=HealthOut(**saved.health) if saved.health is not None else None,
+    return SavedOut.model_validate(
+        {
+            "id": saved.id,
+            "name": saved.name,
+            "slug": saved.slug,
+            "symbol": saved.symbol,
+            "interval": saved.interval,
+            "version": saved.version,
+            "latest_version": saved.latest_version,
+            "created_at": saved.created_at,
+            "updated_at": saved.updated_at,
+            "spec": saved.spec,
+            "health": saved.health,
+        }
     )
 
 
 def _checked_out(checked: service.Checked) -> CheckedOut:
-    return CheckedOut(spec=checked.spec.to_dict(), health=HealthOut(**checked.health))
+    return CheckedOut.model_validate({"spec": checked.spec.to_dict(), "health": checked.health})
 
 
-@router.get("/schema", summary="JSON Schema of the canonical strategy spec", responses=error_responses(401))
-def get_schema() -> dict[str, Any]:
-    return json_schema()
+@router.get(
+    "/schema",
+    name="schema",
+    response_model=JsonSchemaDocument,
+    response_model_exclude_unset=True,
+    response_model_by_alias=True,
+    summary="JSON Schema (draft 2020-12) of the canonical strategy spec, with the indicator catalogue",
+    responses=error_responses(401),
+)
+def get_schema() -> JsonSchemaDocument:
+    return JsonSchemaDocument.model_validate(json_schema())
 
 
 @router.get(
     "",
-    response_model=list[StrategyListItem],
+    name="list",
+    response_model=StrategyList,
     summary="Built-in and saved strategies, with health",
-    responses=error_responses(401),
+    responses=error_responses(401, 422),
 )
-def list_strategies(ctx: Ctx) -> list[StrategyListItem]:
-    return [StrategyListItem(**vars_of(info)) for info in strategy_registry.list_strategies(ctx.strategies)]
+def list_strategies(ctx: Ctx, limit: Limit = 100, offset: Offset = 0) -> StrategyList:
+    infos = strategy_registry.list_strategies(ctx.strategies)
+    page = [StrategyListItem.model_validate(vars_of(info)) for info in infos[offset : offset + limit]]
+    return StrategyList(total=len(infos), limit=limit, offset=offset, strategies=page)
 
 
 def vars_of(info: strategy_registry.StrategyInfo) -> dict[str, Any]:
@@ -118,6 +218,7 @@ def vars_of(info: strategy_registry.StrategyInfo) -> dict[str, Any]:
 
 @router.post(
     "",
+    name="create",
     response_model=SavedOut,
     status_code=201,
     summary="Save a strategy (health measured on save)",
@@ -130,6 +231,7 @@ def create_strategy(ctx: Ctx, spec: SpecBody) -> SavedOut:
 
 @router.post(
     "/validate",
+    name="validate",
     response_model=CheckedOut,
     summary="Health report without saving",
     responses=error_responses(400, 401, 413, 422),
@@ -140,6 +242,7 @@ def validate_strategy(ctx: Ctx, spec: SpecBody) -> CheckedOut:
 
 @router.post(
     "/from-blocks",
+    name="from_blocks",
     response_model=CheckedOut,
     summary="Dashboard block graph to spec, with health",
     responses=error_responses(400, 401, 413, 422),
@@ -150,6 +253,7 @@ def from_blocks(ctx: Ctx, graph: BlockGraph) -> CheckedOut:
 
 @router.get(
     "/{strategy_id}",
+    name="get",
     response_model=SavedOut,
     summary="A saved strategy (any version)",
     responses=error_responses(401, 404, 422),
@@ -162,6 +266,7 @@ def get_strategy(
 
 @router.put(
     "/{strategy_id}",
+    name="update",
     response_model=SavedOut,
     summary="Save a new version",
     responses=error_responses(400, 401, 404, 413, 422),
@@ -173,6 +278,7 @@ def update_strategy(ctx: Ctx, strategy_id: IdPath, spec: SpecBody) -> SavedOut:
 
 @router.delete(
     "/{strategy_id}",
+    name="delete",
     status_code=204,
     summary="Delete a strategy and all its versions",
     responses=error_responses(401, 404, 422),

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
 
 from db import storage
-from routes.common import Ctx, JobOut, error_responses, job_out, require_api_key
+from routes.common import Ctx, Limit, Offset, Sort, error_responses, require_api_key
+from routes.schemas.jobs import JobKind, JobOut, JobStatus, job_out
 from utils.errors import Conflict, NotFound
 from utils.market_data.drop_folder import DropFolderStatus
 
@@ -16,6 +17,9 @@ VERSION = "0.1.0"
 
 public = APIRouter(prefix="/api", tags=["system"])
 router = APIRouter(prefix="/api", tags=["jobs"], dependencies=[Depends(require_api_key)])
+
+
+JobId = Annotated[str, Path(max_length=64, examples=["3f2b9c0d4e5f60718293a4b5c6d7e8f9"])]
 
 
 class RejectedFileOut(BaseModel):
@@ -50,7 +54,9 @@ class JobList(BaseModel):
     jobs: list[JobOut]
 
 
-@public.get("/health", response_model=HealthResponse, summary="Liveness and basic state (no auth)")
+@public.get(
+    "/health", name="health", response_model=HealthResponse, summary="Liveness and basic state (no auth)"
+)
 def health(ctx: Ctx) -> HealthResponse:
     db_ok = storage.database_answers(ctx.engine)
     return HealthResponse(
@@ -74,26 +80,33 @@ def _data_files(status: DropFolderStatus) -> DataFilesOut:
 
 @router.get(
     "/jobs",
+    name="list",
     response_model=JobList,
     summary="Recent background jobs, newest first",
     responses=error_responses(401, 422),
 )
 def list_jobs(
     ctx: Ctx,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    kind: JobKind | None = None,
+    status: JobStatus | None = None,
+    sort: Sort = "newest",
 ) -> JobList:
-    rows, total = storage.list_jobs(ctx.sessions, limit, offset)
+    rows, total = storage.list_jobs(
+        ctx.sessions, limit, offset, kind=kind, status=status, newest_first=sort == "newest"
+    )
     return JobList(total=total, limit=limit, offset=offset, jobs=[job_out(j) for j in rows])
 
 
 @router.get(
     "/jobs/{job_id}",
+    name="get",
     response_model=JobOut,
     summary="One job's status, progress and result",
-    responses=error_responses(401, 404),
+    responses=error_responses(401, 404, 422),
 )
-def get_job(ctx: Ctx, job_id: Annotated[str, Field(max_length=64)]) -> JobOut:
+def get_job(ctx: Ctx, job_id: JobId) -> JobOut:
     job = storage.get_job(ctx.sessions, job_id)
     if job is None:
         raise NotFound(f"No job with id {job_id!r}.", code="job_not_found")
@@ -102,13 +115,14 @@ def get_job(ctx: Ctx, job_id: Annotated[str, Field(max_length=64)]) -> JobOut:
 
 @router.post(
     "/jobs/{job_id}/cancel",
+    name="cancel",
     response_model=JobOut,
     summary="Cancel a queued or running job",
     description="The job stops at its next checkpoint and ends as `cancelled`, leaving nothing half-written. "
     "A job that already finished is answered as it is (409).",
-    responses=error_responses(401, 404, 409),
+    responses=error_responses(401, 404, 409, 422),
 )
-def cancel_job(ctx: Ctx, job_id: Annotated[str, Field(max_length=64)]) -> JobOut:
+def cancel_job(ctx: Ctx, job_id: JobId) -> JobOut:
     job = storage.get_job(ctx.sessions, job_id)
     if job is None:
         raise NotFound(f"No job with id {job_id!r}.", code="job_not_found")

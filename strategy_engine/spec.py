@@ -51,6 +51,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from backtester.runner import BacktestConfig
 from ml_engine.indicators import INDICATORS, IndicatorSpec
 from utils.errors import InvalidInput
 from utils.intervals import Interval
@@ -435,7 +436,16 @@ def _invalid_from_pydantic(exc: ValidationError) -> InvalidInput:
     return InvalidInput(message, details={"path": first["path"], "errors": errors[:20]})
 
 
+# The spec fields a backtest takes its stops and position size from.
+STOP_FIELDS: tuple[str, ...] = ("stop_loss", "take_profit", "trailing_stop", "position_size")
+
+
 def _semantic_pass(spec: StrategySpec) -> StrategySpec:
+    try:  # the engine's own rules on stops and size (e.g. a position too small to simulate)
+        BacktestConfig(**{name: getattr(spec, name) for name in STOP_FIELDS})
+    except ValueError as exc:
+        message = str(exc)
+        raise _fail(message.split(" ", 1)[0], message) from None
     if (
         spec.exit is None
         and spec.stop_loss is None

@@ -38,6 +38,7 @@ from backtester.strategies import cross_above, cross_below
 from ml_engine.indicators import INDICATORS, compute
 from strategy_engine.spec import (
     CROSS_OPERATORS,
+    STOP_FIELDS,
     AllCondition,
     AnyCondition,
     Comparison,
@@ -62,7 +63,6 @@ __all__ = [
 ]
 
 # What a strategy spec decides about its backtest, beyond the signals: its stops and position size.
-STOP_FIELDS: tuple[str, ...] = ("stop_loss", "take_profit", "trailing_stop", "position_size")
 
 
 class Signals(NamedTuple):

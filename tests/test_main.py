@@ -23,11 +23,13 @@ def _concrete(path: str) -> str:
 
 
 def _api_routes(client: TestClient) -> list[tuple[str, str]]:
-    """(method, path) of every endpoint in app.routes, through included routers (FastAPI includes
-    them lazily, so the public `iter_route_contexts` walks them)."""
+    """(method, path) of every API endpoint in app.routes, through included routers (FastAPI includes
+    them lazily, so the public `iter_route_contexts` walks them). The documentation pages (/docs,
+    /redoc) are public and outside the schema, so they are not API endpoints."""
     routes: list[tuple[str, str]] = []
     for context in iter_route_contexts(app_of(client).routes):
-        if isinstance(context.original_route, APIRoute) and context.path:
+        route = context.original_route
+        if isinstance(route, APIRoute) and route.include_in_schema and context.path:
             routes.extend((method, context.path) for method in sorted(context.methods or ()))
     return routes
 

@@ -32,7 +32,7 @@ from main import create_app
 from tests.support.http import AUTH
 from tests.support.settings import make_settings
 
-MAX_EXAMPLES = 30  # per operation: bounded so the suite stays fast
+MAX_EXAMPLES = 20  # per operation (explicit examples come on top): bounded so the suite stays fast
 
 
 @pytest.fixture
@@ -52,7 +52,14 @@ def api_schema(fuzzed_app: TestClient) -> schemathesis.BaseSchema:
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
-@schema.parametrize()
+# Operations whose valid bodies run a strategy's full health check (a backtest per prefix and split on
+# two years of hourly candles): each example costs seconds, so they get fewer, the rest the full count.
+HEALTH_CHECKED = ["strategies_create", "strategies_update", "strategies_validate", "strategies_from_blocks"]
+HEALTH_CHECKED_EXAMPLES = 6
+CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance]
+
+
+@schema.exclude(operation_id=HEALTH_CHECKED).parametrize()
 @hypothesis_settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,
@@ -60,12 +67,15 @@ schema = schemathesis.pytest.from_fixture("api_schema")
     suppress_health_check=list(HealthCheck),
 )
 def test_no_input_breaks_the_api(case: schemathesis.Case) -> None:
-    case.call_and_validate(
-        headers=AUTH,
-        checks=[
-            not_a_server_error,
-            response_schema_conformance,
-            status_code_conformance,
-            content_type_conformance,
-        ],
-    )
+    case.call_and_validate(headers=AUTH, checks=CHECKS)
+
+
+@schema.include(operation_id=HEALTH_CHECKED).parametrize()
+@hypothesis_settings(
+    max_examples=HEALTH_CHECKED_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
+def test_no_strategy_body_breaks_the_api(case: schemathesis.Case) -> None:
+    case.call_and_validate(headers=AUTH, checks=CHECKS)

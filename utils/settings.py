@@ -133,7 +133,12 @@ class Settings(BaseSettings):
     offline: bool = Field(default=False, description="Never call Binance; serve local data only.")
     trading_mode: Literal["paper", "live"] = "paper"
     cors_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["http://localhost:3000", "http://127.0.0.1:3000"]
+        default_factory=lambda: [
+            "http://localhost:3000",
+            "http://127.0.0.1:3000",
+            "http://localhost:5173",  # Vite's dev server
+            "http://127.0.0.1:5173",
+        ]
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     data_dir: Path = Field(default=PROJECT_ROOT / "backtester" / "data")

@@ -19,7 +19,7 @@ def train(client: TestClient, symbol: str) -> dict:
 
 
 def test_btc_and_eth_agents_exist_untrained(client: TestClient) -> None:
-    agents = client.get("/api/agents", headers=AUTH).json()
+    agents = client.get("/api/agents", headers=AUTH).json()["agents"]
     assert [(a["symbol"], a["kind"], a["active_version"]) for a in agents] == [
         ("BTCUSDT", "btc", None),
         ("ETHUSDT", "eth", None),
@@ -76,7 +76,7 @@ def test_train_predict_history_and_activation(
     assert len(prediction["top_features"]) == 5
 
     second = train(client, "BTCUSDT")
-    models = client.get("/api/agents/BTCUSDT/models", headers=AUTH).json()
+    models = client.get("/api/agents/BTCUSDT/models", headers=AUTH).json()["models"]
     assert [m["version"] for m in models] == [second["result"]["version"], first["result"]["version"]]
     assert [m["active"] for m in models] == [True, False]
     activated = client.post(
@@ -115,7 +115,8 @@ def test_register_a_new_symbol_without_code(client: TestClient) -> None:
     failed = train(client, "SOLUSDT")
     assert failed["status"] == "failed"
     assert "SOLUSDT" in failed["message"]
-    assert client.get("/api/agents/SOLUSDT/models", headers=AUTH).json() == []
+    assert failed["error"]["code"] == "no_data" and failed["result"] is None
+    assert client.get("/api/agents/SOLUSDT/models", headers=AUTH).json()["models"] == []
 
 
 def test_bad_agent_input_is_422(client: TestClient) -> None:
@@ -165,5 +166,8 @@ def test_default_agents_use_the_configured_max_model_age(tmp_path: Path) -> None
     from tests.support.settings import make_settings
 
     with TestClient(create_app(make_settings(tmp_path, agent_max_model_age_hours=12))) as client:
-        ages = {a["symbol"]: a["max_model_age_hours"] for a in client.get("/api/agents", headers=AUTH).json()}
+        ages = {
+            a["symbol"]: a["max_model_age_hours"]
+            for a in client.get("/api/agents", headers=AUTH).json()["agents"]
+        }
     assert ages == {"BTCUSDT": 12, "ETHUSDT": 12}

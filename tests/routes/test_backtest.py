@@ -58,6 +58,13 @@ def test_equity_curve_is_downsampled_unless_full(client: TestClient) -> None:
     assert len(full["equity_curve"]) == 17520
     assert full["equity_curve"][-1] == curve[-1]
     assert {p["time"] for p in curve} <= {p["time"] for p in full["equity_curve"]}
+    # The drawdown beside the equity: from the running peak (the capital counts), its maximum the metric.
+    equity = np.array([p["equity"] for p in full["equity_curve"]])
+    peak = np.maximum.accumulate(np.maximum(equity, 10_000.0))
+    np.testing.assert_allclose(
+        [p["drawdown"] for p in full["equity_curve"]], (peak - equity) / peak, atol=1e-12
+    )
+    assert max(p["drawdown"] for p in full["equity_curve"]) == pytest.approx(body["metrics"]["max_drawdown"])
 
 
 def test_results_are_stored_and_listed_newest_first(client: TestClient) -> None:
@@ -72,6 +79,16 @@ def test_results_are_stored_and_listed_newest_first(client: TestClient) -> None:
     assert "trades" not in listing["backtests"][0]
     page = client.get("/api/backtest", params={"limit": 1, "offset": 1}, headers=AUTH).json()
     assert [b["id"] for b in page["backtests"]] == [first["id"]]
+    only = client.get("/api/backtest", params={"strategy": "rsi_mean_reversion"}, headers=AUTH).json()
+    assert [b["id"] for b in only["backtests"]] == [second["id"]] and only["total"] == 1
+    assert client.get("/api/backtest", params={"symbol": "ETHUSDT"}, headers=AUTH).json()["total"] == 0
+    oldest = client.get("/api/backtest", params={"sort": "oldest"}, headers=AUTH).json()
+    assert [b["id"] for b in oldest["backtests"]] == [first["id"], second["id"]]
+    assert (first["strategy_kind"], first["strategy_id"], first["strategy_version"]) == (
+        "builtin",
+        None,
+        None,
+    )
 
 
 def test_every_builtin_strategy_runs(client: TestClient) -> None:
@@ -162,5 +179,5 @@ def test_unknown_backtest_id_is_404(client: TestClient) -> None:
 def test_range_limits_the_candles(client: TestClient) -> None:
     body = post(client, start="2024-01-01T00:00:00Z", end="2024-01-31T23:00:00Z").json()
     assert body["n_bars"] == 31 * 24
-    assert body["start"] == 1_704_067_200_000
+    assert body["start_time"] == 1_704_067_200_000
     assert np.isfinite(body["metrics"]["final_equity"])

@@ -57,12 +57,13 @@ def trader(trained_state: Path, tmp_path: Path, fake_binance: FakeBinance) -> It
 
 
 def quote_balance(client: TestClient) -> Decimal:
-    return Decimal(client.get("/api/portfolio", headers=AUTH).json()["balances"]["USDT"])
+    balances = client.get("/api/portfolio", headers=AUTH).json()["balances"]
+    return Decimal(next(b["amount"] for b in balances if b["asset"] == "USDT"))
 
 
 def filled_orders(client: TestClient) -> list[dict]:
-    body = client.get("/api/trades", params={"limit": 500}, headers=AUTH).json()
-    return [t for t in body["trades"] if Decimal(t["executed_quantity"]) > 0]
+    body = client.get("/api/orders", params={"limit": 500}, headers=AUTH).json()
+    return [t for t in body["orders"] if Decimal(t["executed_quantity"]) > 0]
 
 
 def expected_quote(orders: list[dict], initial: Decimal) -> Decimal:
@@ -96,7 +97,31 @@ def test_decide_execute_resolve_and_weights_move(trader: TestClient, fake_binanc
     order = first["order"]
     assert order["status"] == "FILLED" and order["decision_id"] == decision["id"]
     assert [t["client_order_id"] for t in filled_orders(trader)] == [order["client_order_id"]]
+    # The order names the candle it was decided on: its voters' latest closed candle, closed by then.
+    seen = max(v["as_of"] for v in decision["votes"] if v["symbol"] == order["symbol"])
+    assert order["candle_open_time"] == seen and seen + HOUR <= decision["created_at"]
+    assert isinstance(order["created_at"], int) and isinstance(decision["created_at"], int)
     first_weights = {v["agent"]: v["weight"] for v in decision["votes"]}
+
+    def listed(path: str, **params: object) -> dict:
+        response = trader.get(path, params=params, headers=AUTH)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    buys = listed("/api/orders", side="BUY", symbol=order["symbol"])
+    assert buys["total"] == 1 and buys["orders"][0]["id"] == order["id"]
+    assert listed("/api/orders", side="SELL")["total"] == 0
+    assert listed("/api/orders", end=order["created_at"] - 1)["total"] == 0
+    assert listed("/api/orders", start=order["created_at"] - 1000)["total"] == 1
+    chosen = listed("/api/mother-ai/decisions", action=decision["action"], symbol=decision["symbol"])
+    assert decision["id"] in {d["id"] for d in chosen["decisions"]}
+    assert {(d["action"], d["symbol"]) for d in chosen["decisions"]} == {
+        (decision["action"], decision["symbol"])
+    }
+    decide(trader)  # a second decision, so the two orders of listing differ
+    every = listed("/api/mother-ai/decisions", limit=500)["decisions"]
+    oldest = listed("/api/mother-ai/decisions", limit=500, sort="oldest")["decisions"]
+    assert len(every) > 1 and [d["id"] for d in oldest] == [d["id"] for d in reversed(every)]
 
     before = trader.get("/api/mother-ai/performance", headers=AUTH).json()
     assert all(a["resolved"] == 0 for a in before["agents"]), "nothing can resolve before the horizon passes"
@@ -111,8 +136,8 @@ def test_decide_execute_resolve_and_weights_move(trader: TestClient, fake_binanc
     assert next_weights != first_weights, "resolved predictions must move the weights"
     for agent in after["agents"]:
         assert agent["weight"]["resolved"] == resolved[agent["agent"]]
-    listed = trader.get("/api/mother-ai/decisions", params={"limit": 500}, headers=AUTH).json()
-    assert listed["decisions"][0]["id"] != decision["id"] and listed["total"] >= 2
+    latest = listed("/api/mother-ai/decisions", limit=500)
+    assert latest["decisions"][0]["id"] != decision["id"] and latest["total"] >= 2
 
 
 def test_fifty_concurrent_executions_stay_consistent(trader: TestClient, fake_binance: FakeBinance) -> None:
@@ -211,7 +236,7 @@ def test_paper_reset_and_csv_export(client: TestClient) -> None:
     reset = client.post("/api/portfolio/reset", headers=AUTH).json()
     assert reset["mode"] == "paper"
     assert Decimal(reset["equity"]) == Decimal(str(ctx_of(client).settings.paper_initial_balance))
-    export = client.post("/api/trades/export", headers=AUTH).json()
+    export = client.post("/api/orders/export", headers=AUTH).json()
     path = Path(export["path"])
     assert path.parent == ctx_of(client).settings.trade_export_dir
     assert path.read_text().splitlines()[0].startswith(("id,", "created_at,", "mode,", "client_order_id,"))

@@ -64,10 +64,11 @@ def account_state(client: TestClient) -> dict[str, Any]:
     portfolio.pop("as_of", None)
     return {
         "portfolio": portfolio,
-        "trades": client.get("/api/trades?limit=500", headers=AUTH).json(),
+        "trades": client.get("/api/orders?limit=500", headers=AUTH).json(),
         "decisions": client.get("/api/mother-ai/decisions?limit=500", headers=AUTH).json(),
         "agents": [
-            (a["symbol"], a["active_version"]) for a in client.get("/api/agents", headers=AUTH).json()
+            (a["symbol"], a["active_version"])
+            for a in client.get("/api/agents", headers=AUTH).json()["agents"]
         ],
         "halted": ctx.kill_switch.state().halted,
         "counts": counts,

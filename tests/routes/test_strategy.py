@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
+from strategy_engine.spec import json_schema
 from tests.support.http import AUTH, ctx_of
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "storage" / "strategies" / "examples"
@@ -40,7 +41,7 @@ def test_save_measures_health_and_writes_a_readable_file(client: TestClient) -> 
     on_disk = json.loads((strategies_dir(client) / "BTCUSDT" / "rsi-dip-with-trend-filter.json").read_text())
     assert on_disk["spec"] == body["spec"]
     assert on_disk["version"] == 1
-    listed = client.get("/api/strategies", headers=AUTH).json()
+    listed = client.get("/api/strategies", headers=AUTH).json()["strategies"]
     saved = [s for s in listed if s["kind"] == "saved"]
     assert [(s["id"], s["health_score"]) for s in saved] == [(body["id"], health["score"])]
     assert {s["name"] for s in listed if s["kind"] == "builtin"} >= {"sma_crossover", "macd_signal"}
@@ -124,7 +125,9 @@ def test_invalid_specs_name_the_path(client: TestClient) -> None:
     response = save(client, future)
     assert response.status_code == 422
     assert "future" in response.json()["error"]["message"]
-    assert client.get("/api/strategies", headers=AUTH).json()[-1]["kind"] == "builtin", "nothing was saved"
+    assert client.get("/api/strategies", headers=AUTH).json()["strategies"][-1]["kind"] == "builtin", (
+        "nothing was saved"
+    )
 
 
 def test_body_and_nesting_limits(client: TestClient) -> None:
@@ -169,7 +172,7 @@ def test_concurrent_saves_of_the_same_strategy(client: TestClient) -> None:
     with ThreadPoolExecutor(8) as pool:
         statuses = sorted(pool.map(create, range(8)))
     assert statuses == [201] + [409] * 7
-    sid = client.get("/api/strategies", headers=AUTH).json()[-1]["id"]
+    sid = client.get("/api/strategies", headers=AUTH).json()["strategies"][-1]["id"]
 
     def update(i: int) -> int:
         barrier.wait()
@@ -203,13 +206,16 @@ def test_validate_and_from_blocks_do_not_save(client: TestClient) -> None:
     response = client.post("/api/strategies/from-blocks", json=bad_graph, headers=AUTH)
     assert response.status_code == 422
     assert response.json()["error"]["details"]["node"] == "lonely"
-    assert [s for s in client.get("/api/strategies", headers=AUTH).json() if s["kind"] == "saved"] == []
+    assert [
+        s for s in client.get("/api/strategies", headers=AUTH).json()["strategies"] if s["kind"] == "saved"
+    ] == []
 
 
 def test_schema_is_served(client: TestClient) -> None:
     schema = client.get("/api/strategies/schema", headers=AUTH).json()
     text = json.dumps(schema)
     assert "crosses_above" in text and "offset" in text
+    assert schema == json_schema(), "the typed body passes the document through unchanged"
 
 
 def test_backtests_accept_saved_ids_and_inline_specs_with_their_stops(client: TestClient) -> None:
@@ -217,6 +223,10 @@ def test_backtests_accept_saved_ids_and_inline_specs_with_their_stops(client: Te
     by_id = client.post("/api/backtest", json={"symbol": "BTCUSDT", "strategy": sid}, headers=AUTH).json()
     inline = client.post("/api/backtest", json={"symbol": "BTCUSDT", "strategy": SPEC}, headers=AUTH).json()
     assert by_id["metrics"] == inline["metrics"]
+    assert (by_id["strategy_kind"], by_id["strategy_id"], by_id["strategy_version"]) == ("saved", sid, 1)
+    assert (inline["strategy_kind"], inline["strategy_id"]) == ("inline", None)
+    listed = client.get("/api/backtest", params={"strategy_id": sid}, headers=AUTH).json()
+    assert [b["id"] for b in listed["backtests"]] == [by_id["id"]]
     assert by_id["config"]["stop_loss"] == SPEC["stop_loss"]
     assert by_id["config"]["take_profit"] == SPEC["take_profit"]
     overridden = client.post(

@@ -1,0 +1,139 @@
+"""Background jobs as a client reads them: one body per job kind, told apart by `kind`, each with the
+parameters it was started with and (when done) its own result."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+from db.models import Job
+from routes.schemas.agents import ModelMetricsOut
+from routes.schemas.values import DecimalStr, EpochMs
+
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+JobKind = Literal["train", "sync", "replay"]
+
+
+class JobError(BaseModel):
+    """Why a failed job failed: the same code and message an endpoint would have answered with."""
+
+    code: str = Field(examples=["no_data"])
+    message: str
+    details: dict[str, str | int | float | bool | list[str] | None] | None = None
+
+
+class _JobBase(BaseModel):
+    id: str
+    status: JobStatus
+    progress: float = Field(ge=0, le=1)
+    message: str
+    error: JobError | None = Field(description="Set when the job failed.")
+    created_at: EpochMs
+    started_at: EpochMs | None
+    finished_at: EpochMs | None
+
+
+class TrainParams(BaseModel):
+    symbol: str
+    interval: str | None = None  # absent from jobs stored before it was recorded
+
+
+class TrainResult(BaseModel):
+    symbol: str
+    version: str = Field(description="The model trained and activated.")
+    data_source: Literal["binance", "cache", "file", "sample"]
+    chosen: str = Field(description="The model family walk-forward selection chose.")
+    metrics: ModelMetricsOut
+
+
+class TrainJobOut(_JobBase):
+    kind: Literal["train"]
+    params: TrainParams
+    result: TrainResult | None
+
+
+class SyncParams(BaseModel):
+    symbol: str
+    interval: str
+    start: EpochMs
+    end: EpochMs
+
+
+class GapOut(BaseModel):
+    after: EpochMs = Field(description="Open time of the last candle before the hole.")
+    before: EpochMs = Field(description="Open time of the first candle after the hole.")
+    missing: int = Field(description="How many candles are missing (reported, never invented).")
+
+
+class SyncResult(BaseModel):
+    symbol: str
+    interval: str
+    start: EpochMs
+    end: EpochMs
+    added: int
+    requests: int
+    stored: int
+    gaps: list[GapOut]
+
+
+class SyncJobOut(_JobBase):
+    kind: Literal["sync"]
+    params: SyncParams
+    result: SyncResult | None
+
+
+class ReplayParams(BaseModel):
+    replay_id: str
+    symbols: list[str]
+    interval: str
+    start: EpochMs
+    end: EpochMs
+    initial_balance: DecimalStr
+    retrain_every: int
+    warmup: int
+    include_strategies: list[int] | Literal["all"]
+    fee_rate: float | None
+    slippage_bps: float | None
+    risk: dict[str, float] | None = Field(description="Risk limits overridden for this replay.")
+    retrain_mode: Literal["refit", "full"]
+
+
+class ReplayResult(BaseModel):
+    replay_id: str = Field(description="Read it with GET /api/mother-ai/replays/{replay_id}.")
+    steps: int
+    buys: int
+    sells: int
+    fills: int
+    final_equity: float
+
+
+class ReplayJobOut(_JobBase):
+    kind: Literal["replay"]
+    params: ReplayParams
+    result: ReplayResult | None
+
+
+AnyJob = TrainJobOut | SyncJobOut | ReplayJobOut
+JobOut = Annotated[AnyJob, Field(discriminator="kind")]
+_JOB: TypeAdapter[AnyJob] = TypeAdapter(JobOut)
+
+
+def job_out(job: Job) -> AnyJob:
+    stored = job.result or {}
+    failed = "error" in stored  # utils.jobs stores a failure as {"error": {...}} in the result
+    return _JOB.validate_python(
+        {
+            "id": job.id,
+            "kind": job.kind,
+            "status": job.status,
+            "progress": job.progress,
+            "message": job.message,
+            "params": job.params,
+            "result": None if failed or job.result is None else job.result,
+            "error": stored["error"] if failed else None,
+            "created_at": job.created_at,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+        }
+    )
