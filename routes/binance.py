@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from db.models import Job
 from routes.common import Ctx, Interval, IntervalQuery, Symbol, SymbolQuery, error_responses, parse_time
-from routes.schemas.jobs import JobOut, job_out
+from routes.schemas.jobs import GapOut, JobOut, job_out
 from utils.exchange import SymbolFilters
 from utils.market_data.candles import Gap
 from utils.market_data.market import request_sync
@@ -26,12 +26,6 @@ class CandleOut(BaseModel):
     low: float
     close: float
     volume: float = Field(description="Volume in the base asset.")
-
-
-class GapOut(BaseModel):
-    after: int = Field(description="Open time of the last candle before the hole.")
-    before: int = Field(description="Open time of the first candle after the hole.")
-    missing: int = Field(description="How many candles are missing (reported, never invented).")
 
 
 class CandlesResponse(BaseModel):
