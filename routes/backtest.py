@@ -187,24 +187,26 @@ class SweepResponse(BaseModel):
     results: list[SweepResult]
 
 
-def _summary(run: BacktestRun) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "created_at": run.created_at,
-        "symbol": run.symbol,
-        "interval": run.interval,
-        "strategy": run.strategy,
-        "strategy_kind": run.strategy_kind,
-        "strategy_id": run.strategy_id,
-        "strategy_version": run.strategy_version,
-        "params": run.params,
-        "config": run.config,
-        "source": run.data_source,
-        "start_time": run.start_time,
-        "end_time": run.end_time,
-        "n_bars": run.n_bars,
-        "metrics": run.metrics,
-    }
+def _summary(run: BacktestRun) -> BacktestSummary:
+    return BacktestSummary.model_validate(
+        {
+            "id": run.id,
+            "created_at": run.created_at,
+            "symbol": run.symbol,
+            "interval": run.interval,
+            "strategy": run.strategy,
+            "strategy_kind": run.strategy_kind,
+            "strategy_id": run.strategy_id,
+            "strategy_version": run.strategy_version,
+            "params": run.params,
+            "config": run.config,
+            "source": run.data_source,
+            "start_time": run.start_time,
+            "end_time": run.end_time,
+            "n_bars": run.n_bars,
+            "metrics": run.metrics,
+        }
+    )
 
 
 def _response(stored: service.StoredBacktest, full: bool) -> BacktestResponse:
@@ -213,7 +215,7 @@ def _response(stored: service.StoredBacktest, full: bool) -> BacktestResponse:
     curve = service.downsample(stored.times, stored.equity, initial, max(limit, 1))
     return BacktestResponse.model_validate(
         {
-            **_summary(stored.run),
+            **dict(_summary(stored.run)),  # its validated fields, not re-dumped
             "trades": stored.run.trades,
             "open_trade": stored.run.open_trade,
             "equity_points": len(stored.times),
@@ -271,7 +273,7 @@ def list_backtests(
         total=total,
         limit=limit,
         offset=offset,
-        backtests=[BacktestSummary.model_validate(_summary(r)) for r in rows],
+        backtests=[_summary(r) for r in rows],
     )
 
 

@@ -208,12 +208,10 @@ def get_schema() -> JsonSchemaDocument:
 )
 def list_strategies(ctx: Ctx, limit: Limit = 100, offset: Offset = 0) -> StrategyList:
     infos = strategy_registry.list_strategies(ctx.strategies)
-    page = [StrategyListItem.model_validate(vars_of(info)) for info in infos[offset : offset + limit]]
+    page = [
+        StrategyListItem.model_validate(info, from_attributes=True) for info in infos[offset : offset + limit]
+    ]
     return StrategyList(total=len(infos), limit=limit, offset=offset, strategies=page)
-
-
-def vars_of(info: strategy_registry.StrategyInfo) -> dict[str, Any]:
-    return {name: getattr(info, name) for name in StrategyListItem.model_fields}
 
 
 @router.post(
