@@ -35,7 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from email.utils import formatdate
@@ -594,6 +594,11 @@ class FakeBinance:
         )
         with self._lock:
             self._symbols[symbol] = spec
+
+    def relist(self, symbol: str, listed_ms: int) -> None:
+        """Move a symbol's first candle; its prices at every instant stay what they were."""
+        with self._lock:
+            self._symbols[symbol] = replace(self._symbols[symbol], listed_ms=listed_ms)
 
     def add_fault(
         self,

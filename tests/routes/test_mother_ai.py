@@ -20,6 +20,11 @@ from tests.support.settings import make_settings
 from utils.errors import Conflict
 
 HOUR = 3_600_000
+# The fake lists both symbols this long before its "now" while the agents train: a training uses what
+# exists, so it walks forward over a year of candles instead of the agents' full 20,000 (a third of the
+# time). The prices are the same at every instant whatever the listing, so the trading fake serves the
+# same candles the models learnt from, and more of them.
+TRAIN_HOURS = 8_000
 # No fees or slippage and no confidence floor, so small model edges turn into trades to check.
 TRADING = {"paper_fee_rate": 0.0, "paper_slippage_bps": 0.0, "risk_min_confidence": 0.0}
 
@@ -37,9 +42,12 @@ def decide(client: TestClient, **body: object) -> dict:
 
 @pytest.fixture(scope="module")
 def trained_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Both agents trained once per module on the fake's candles; each test gets a copy of it all."""
+    """Both agents trained once per module on the fake's last TRAIN_HOURS candles; each test gets a copy of
+    it all."""
     base = tmp_path_factory.mktemp("trained")
     with FakeBinance() as fake:
+        for symbol in ("BTCUSDT", "ETHUSDT"):
+            fake.relist(symbol, fake.now_ms - TRAIN_HOURS * HOUR)
         settings = make_settings(base, offline=False, binance_api_url=fake.url, **TRADING)
         with TestClient(create_app(settings, clock=lambda: fake.now_ms)) as client:
             train(client, "BTCUSDT")
