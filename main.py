@@ -148,6 +148,7 @@ def create_app(
     app.include_router(system.public)
     app.include_router(system.router)
     app.include_router(binance.router, dependencies=authed)
+    app.include_router(binance.indicators, dependencies=authed)
     app.include_router(backtest.router, dependencies=authed)
     app.include_router(agent.router, dependencies=authed)
     app.include_router(strategy.router, dependencies=authed)

@@ -17,6 +17,8 @@ from utils.market_data.candles import Gap
 from utils.market_data.market import request_sync
 
 router = APIRouter(prefix="/api/binance", tags=["market data"])
+# Series computed over the candles (/api/indicators): market data a chart draws beside the candles.
+indicators = APIRouter(prefix="/api", tags=["market data"])
 
 
 class CandleOut(BaseModel):
