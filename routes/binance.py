@@ -12,6 +12,8 @@ from pydantic import BaseModel, Field
 from db.models import Job
 from routes.common import Ctx, Interval, IntervalQuery, Symbol, SymbolQuery, error_responses, parse_time
 from routes.schemas.jobs import GapOut, JobOut, job_out
+from routes.schemas.values import EpochMs
+from strategy_engine import indicator_series
 from utils.exchange import SymbolFilters
 from utils.market_data.candles import Gap
 from utils.market_data.market import request_sync
@@ -244,3 +246,137 @@ def post_import(
     data = file.file.read()
     report = ctx.market.import_csv(symbol, interval, data, file.filename or "upload.csv")
     return ImportResponse(**{**asdict(report), "gaps": _gaps(report.gaps)})
+
+
+# --- /api/indicators -------------------------------------------------------------------------------
+
+
+class IndicatorOutputSeries(BaseModel):
+    name: str = Field(
+        description="The output: for a multi-output indicator the spec operand's `output` (macd, signal, "
+        "hist; upper, middle, lower; ...), for a single-output one `value`.",
+        examples=["macd"],
+    )
+    values: list[float | None] = Field(
+        description="One value per entry of `times`; null only where the indicator has no value yet "
+        "(fewer than `warmup` candles are stored before that bar)."
+    )
+
+
+class IndicatorsResponse(BaseModel):
+    """An indicator over a candles window: `times[i]` is a candle's open time and `series[k].values[i]`
+    the k-th output on that candle (zip them for a chart: one line per series)."""
+
+    symbol: str = Field(examples=["BTCUSDT"])
+    interval: str = Field(examples=["1h"])
+    source: Literal["binance", "cache", "file", "sample"] = Field(
+        description="Where the candles come from, as for /api/binance/candles."
+    )
+    stale: bool = Field(description="True when Binance was unreachable and stored candles were used.")
+    indicator: str = Field(description="The indicator's name.", examples=["macd"])
+    params: dict[str, int | float] = Field(
+        description="Its parameters, defaults filled in: what a strategy operand with these params uses.",
+        examples=[{"fast": 12, "slow": 26, "signal": 9}],
+    )
+    outputs: list[str] = Field(description="The names of `series`, in order.", examples=[["macd"]])
+    warmup: int = Field(description="Bars an indicator needs before its first value (TA-Lib's lookback).")
+    history_start_time: EpochMs | None = Field(
+        description="Open time of the first stored candle the values were computed from: recursive "
+        "indicators (EMA, RSI, ATR, ADX, MACD, OBV) depend on every earlier bar. Null with no candles."
+    )
+    count: int = Field(description="Candles in the window (the length of `times` and of every series).")
+    times: list[EpochMs] = Field(description="Open time of each candle of the window, ascending.")
+    series: list[IndicatorOutputSeries]
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "symbol": "BTCUSDT",
+                    "interval": "1h",
+                    "source": "sample",
+                    "stale": False,
+                    "indicator": "bollinger",
+                    "params": {"period": 20, "k": 2.0},
+                    "outputs": ["upper", "middle", "lower"],
+                    "warmup": 19,
+                    "history_start_time": 1672531200000,
+                    "count": 2,
+                    "times": [1735686000000, 1735689600000],
+                    "series": [
+                        {"name": "upper", "values": [43120.5, 43188.1]},
+                        {"name": "middle", "values": [42710.2, 42755.9]},
+                        {"name": "lower", "values": [42299.9, 42323.7]},
+                    ],
+                }
+            ]
+        }
+    }
+
+
+IndicatorName = Annotated[
+    str,
+    Query(
+        max_length=40,
+        description="An indicator of the strategy engine's library (GET /api/strategies/blocks lists "
+        "each with its parameters and outputs).",
+        json_schema_extra={"enum": list(indicator_series.INDICATOR_NAMES)},
+        examples=["rsi"],
+    ),
+]
+ParamsQuery = Annotated[
+    str | None,
+    Query(
+        max_length=indicator_series.MAX_PARAMS_TEXT,
+        description='A JSON object of parameters (URL-encoded), e.g. {"period": 14}; omitted ones take '
+        "their defaults. It is parsed as JSON data, never evaluated.",
+        examples=['{"period": 14}'],
+    ),
+]
+
+
+@indicators.get(
+    "/indicators",
+    name="indicators",
+    response_model=IndicatorsResponse,
+    summary="An indicator's series over a candles window, as strategies compute it",
+    description="The window is the one /api/binance/candles answers for the same symbol, interval, limit, "
+    "start and end. Values come from the strategies' indicator library over the stored series up to the "
+    "window's last candle: a value at a candle uses candles up to it only, and the warm-up before the "
+    "window is read (and synced, online) first, so the first value equals what a strategy sees there.",
+    responses=error_responses(401, 404, 409, 422, 502, 503),
+)
+def get_indicators(
+    ctx: Ctx,
+    symbol: SymbolQuery,
+    interval: IntervalQuery,
+    name: IndicatorName,
+    params: ParamsQuery = None,
+    limit: Annotated[int, Query(ge=1, le=5000, description="At most 5000.")] = 500,
+    start: Annotated[str | None, Query(description="Epoch ms or ISO-8601; first candles from here.")] = None,
+    end: Annotated[str | None, Query(description="Epoch ms or ISO-8601; latest candles up to here.")] = None,
+) -> IndicatorsResponse:
+    answer = indicator_series.indicator_series(
+        ctx.market,
+        symbol,
+        interval,
+        name,
+        indicator_series.parse_params(params),
+        limit=limit,
+        start_ms=parse_time(start, "start"),
+        end_ms=parse_time(end, "end"),
+    )
+    return IndicatorsResponse(
+        symbol=answer.symbol,
+        interval=answer.interval,
+        source=answer.source,
+        stale=answer.stale,
+        indicator=answer.indicator,
+        params=answer.params,
+        outputs=[s.name for s in answer.series],
+        warmup=answer.warmup,
+        history_start_time=answer.history_start_time,
+        count=len(answer.times),
+        times=answer.times,
+        series=[IndicatorOutputSeries(name=s.name, values=s.values) for s in answer.series],
+    )
