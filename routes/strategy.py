@@ -1,4 +1,4 @@
-"""Strategy endpoints: list, save, read, update, delete, validate, blocks to spec, the schema."""
+"""Strategy endpoints: list, save, read, update, delete, validate, blocks (to spec, palette), the schema."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from routes.common import Ctx, Limit, Offset, error_responses
 from routes.schemas.json_schema import JsonSchemaDocument
 from routes.schemas.values import EpochMs
 from strategy_engine import service
+from strategy_engine.blocks_palette import BlocksPalette, palette
+from strategy_engine.json_strategy_parser import MAX_EDGES, MAX_NODES
 from strategy_engine.spec import StrategySpec, json_schema
 from strategy_engine.store import SavedStrategy
 from utils.settings import PROJECT_ROOT
@@ -52,7 +54,13 @@ class FindingOut(BaseModel):
     severity: Literal["error", "warning", "info"]
     code: str
     message: str
-    path: str | None
+    path: str | None = Field(description="The spec node it is about (dotted, e.g. entry.all[0]), if any.")
+    node_ids: list[str] = Field(
+        default_factory=list,
+        description="For a strategy built from blocks (POST /api/strategies/from-blocks): the ids of the "
+        "blocks `path` came from (for entry/exit: the root block, then the block wired into it); empty for "
+        "specs written as JSON and findings about no node.",
+    )
 
 
 class SplitMetricsOut(BaseModel):
@@ -158,8 +166,8 @@ class StrategyList(BaseModel):
 
 class BlockGraph(BaseModel):
     meta: dict[str, Any] = Field(description="name, symbol, interval and optional stops/position size.")
-    nodes: list[dict[str, Any]] = Field(max_length=2000)
-    edges: list[dict[str, Any]] = Field(max_length=4000)
+    nodes: list[dict[str, Any]] = Field(max_length=MAX_NODES)
+    edges: list[dict[str, Any]] = Field(max_length=MAX_EDGES)
 
     model_config = {"extra": "allow", "json_schema_extra": {"examples": list(_shipped_values("blocks"))}}
 
@@ -247,6 +255,30 @@ def validate_strategy(ctx: Ctx, spec: SpecBody) -> CheckedOut:
 )
 def from_blocks(ctx: Ctx, graph: BlockGraph) -> CheckedOut:
     return _checked_out(service.check_blocks(ctx.market, graph.model_dump()))
+
+
+def _palette_example() -> dict[str, Any]:
+    """The real palette, cut to a few entries of each list so the example stays readable (without its
+    nulls, which the OpenAPI document drops anyway)."""
+    whole = palette().model_dump(mode="json", exclude_none=True)
+    return {key: value[:3] if isinstance(value, list) else value for key, value in whole.items()}
+
+
+# Declared before /{strategy_id}, which would otherwise take "blocks" for an id (and answer 422).
+@router.get(
+    "/blocks",
+    name="blocks",
+    response_model=BlocksPalette,
+    summary="The block palette of the strategy editor: block types, handles, connections, indicators",
+    description="Derived from the code that converts block graphs (POST /api/strategies/from-blocks) and "
+    "from the indicator library, so a graph built from it converts.",
+    responses={
+        200: {"content": {"application/json": {"example": _palette_example()}}},
+        **error_responses(401),
+    },
+)
+def get_blocks() -> BlocksPalette:
+    return palette()
 
 
 @router.get(

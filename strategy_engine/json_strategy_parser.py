@@ -52,26 +52,48 @@ second entry (or a second exit), a boolean where a number is needed or the rever
 unknown inputs on a handle, a compare/cross without a valid op/direction, and more than the spec's
 nesting or comparison limits once unfolded. Errors the spec finds in a block's data (an unknown indicator,
 a parameter out of range...) carry both the spec ``path`` and the ``node`` it came from.
+
+``blocks_to_strategy`` also returns, for every spec path the graph produced, the blocks behind it (a root's
+path ``entry``/``exit`` names the root block and the block feeding it), so the health check's findings can
+name blocks. ``strategy_engine.blocks_palette`` publishes this vocabulary for editors, from the tables here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Literal
 
 from strategy_engine.spec import MAX_COMPARISONS, MAX_DEPTH, StrategySpec, validate_spec
 from utils.errors import InvalidInput
 
-__all__ = ["BLOCK_TYPES", "blocks_to_spec", "convert_blocks"]
+__all__ = [
+    "BLOCK_TYPES",
+    "BOOLEAN",
+    "COMPARE_OPS",
+    "CROSS_DIRECTIONS",
+    "MAX_EDGES",
+    "MAX_NODES",
+    "META_FIELDS",
+    "NUMBER",
+    "PAIR_HANDLES",
+    "ROOT_COUNTS",
+    "BlockStrategy",
+    "Wire",
+    "blocks_to_spec",
+    "blocks_to_strategy",
+    "convert_blocks",
+]
 
-NUMBER, BOOLEAN = "number", "boolean"
+Wire = Literal["number", "boolean"]  # what an edge carries
+NUMBER: Final = "number"
+BOOLEAN: Final = "boolean"
 
 
 @dataclass(frozen=True, slots=True)
 class _BlockType:
-    output: str | None  # NUMBER, BOOLEAN, or None for a root
-    inputs: str  # "none", "pair" (left/right numbers), "many" (>= 1 boolean), "one" (1 boolean)
+    output: Wire | None  # None for a root
+    inputs: Literal["none", "pair", "many", "one"]  # pair: left/right numbers; many: >= 1, one: 1 boolean
 
 
 BLOCK_TYPES: dict[str, _BlockType] = {
@@ -88,8 +110,13 @@ BLOCK_TYPES: dict[str, _BlockType] = {
 }
 COMPARE_OPS: tuple[str, ...] = ("<", "<=", ">", ">=")
 CROSS_DIRECTIONS: dict[str, str] = {"above": "crosses_above", "below": "crosses_below"}
-_PAIR_HANDLES = ("left", "right")
-_META_FIELDS = frozenset(
+PAIR_HANDLES: tuple[str, ...] = ("left", "right")
+# What `_roots` enforces, as data for editors: blocks of each root type in a graph, (at least, at most).
+ROOT_COUNTS: dict[str, tuple[int, int]] = {"entry": (1, 1), "exit": (0, 1)}
+# Size caps of one graph (the web layer enforces them on the request body).
+MAX_NODES = 2000
+MAX_EDGES = 4000
+META_FIELDS = frozenset(
     {
         "name",
         "description",
@@ -116,9 +143,32 @@ class _Input:
     source: str
 
 
+@dataclass(frozen=True, slots=True)
+class BlockStrategy:
+    """A graph's validated spec and, per spec path it produced, the ids of the blocks behind that path."""
+
+    spec: StrategySpec
+    nodes: dict[str, tuple[str, ...]]
+
+
 def blocks_to_spec(graph: Mapping[str, Any]) -> StrategySpec:
     """The validated canonical spec of a graph (``.to_dict()`` for JSON), or InvalidInput naming the node."""
-    raw, origins = _Converter(graph).convert()
+    return blocks_to_strategy(graph).spec
+
+
+def blocks_to_strategy(graph: Mapping[str, Any]) -> BlockStrategy:
+    """``blocks_to_spec`` plus the blocks behind each spec path (see ``BlockStrategy``)."""
+    converter = _Converter(graph)
+    raw, origins = converter.convert()
+    spec = _validated(raw, origins)
+    nodes: dict[str, tuple[str, ...]] = {path: (node,) for path, node in origins.items()}
+    for path, root in converter.roots.items():
+        # A finding about "entry" is about the entry block and the condition wired into it.
+        nodes[path] = (root, *nodes[path])
+    return BlockStrategy(spec, nodes)
+
+
+def _validated(raw: Mapping[str, Any], origins: Mapping[str, str]) -> StrategySpec:
     try:
         return validate_spec(raw)
     except InvalidInput as exc:
@@ -128,7 +178,7 @@ def blocks_to_spec(graph: Mapping[str, Any]) -> StrategySpec:
         if node is not None:
             details["node"] = node
             raise InvalidInput(f"Block {node!r}: {exc.message}", details=details) from None
-        if path.split(".", 1)[0] in _META_FIELDS:
+        if path.split(".", 1)[0] in META_FIELDS:
             # Settings live in the graph's meta object: say so in the path the editor gets.
             details["path"] = f"meta.{path}"
             message = exc.message.replace(f" at {path}", f" at meta.{path}", 1)
@@ -160,6 +210,7 @@ class _Converter:
         self.nodes: dict[str, _Node] = {}
         self.inputs: dict[str, list[_Input]] = {}
         self.origins: dict[str, str] = {}
+        self.roots: dict[str, str] = {}  # "entry"/"exit" -> the root block's id
 
     def convert(self) -> tuple[dict[str, Any], dict[str, str]]:
         self._read_nodes()
@@ -172,8 +223,10 @@ class _Converter:
         self._check_limits(order, entry, exit_)
         raw: dict[str, Any] = self._meta()
         raw["entry"] = self._build(self.inputs[entry][0].source, "entry")
+        self.roots["entry"] = entry
         if exit_ is not None:
             raw["exit"] = self._build(self.inputs[exit_][0].source, "exit")
+            self.roots["exit"] = exit_
         return raw, self.origins
 
     # ------------------------------------------------------------------------------------------ reading
@@ -244,13 +297,13 @@ class _Converter:
             return
         if kind.inputs == "pair":
             for item in inputs:
-                if item.handle not in _PAIR_HANDLES:
+                if item.handle not in PAIR_HANDLES:
                     raise _error(
                         f"The {name} has an input on handle {item.handle!r}; its inputs are 'left' and "
                         "'right'.",
                         node.id,
                     )
-            for handle in _PAIR_HANDLES:
+            for handle in PAIR_HANDLES:
                 count = sum(1 for item in inputs if item.handle == handle)
                 if count != 1:
                     problem = "no input" if count == 0 else f"{count} inputs"
@@ -397,9 +450,9 @@ class _Converter:
                 '"meta" must be an object with name, symbol, interval and stops.', details={"path": "meta"}
             )
         for key in meta:
-            if key not in _META_FIELDS:
+            if key not in META_FIELDS:
                 raise InvalidInput(
-                    f"meta.{key} is not a strategy setting; allowed: {', '.join(sorted(_META_FIELDS))}.",
+                    f"meta.{key} is not a strategy setting; allowed: {', '.join(sorted(META_FIELDS))}.",
                     details={"path": f"meta.{key}"},
                 )
         return dict(meta)

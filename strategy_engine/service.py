@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from strategy_engine import strategy_health
-from strategy_engine.json_strategy_parser import blocks_to_spec
+from strategy_engine.json_strategy_parser import blocks_to_strategy
 from strategy_engine.spec import StrategySpec, validate_spec
 from strategy_engine.store import SavedStrategy, StrategyStore
 from utils.errors import AppError
@@ -22,20 +22,26 @@ class Checked:
     data_source: str | None
 
 
-def check_spec(market: MarketData, raw: Mapping[str, Any] | StrategySpec) -> Checked:
+def check_spec(
+    market: MarketData,
+    raw: Mapping[str, Any] | StrategySpec,
+    nodes: Mapping[str, Sequence[str]] | None = None,
+) -> Checked:
     """Validate (422 naming the path) and measure health on the store's candles for the spec's
-    symbol and interval. Missing data is a finding (the strategy may still be saved), not an error."""
+    symbol and interval. Missing data is a finding (the strategy may still be saved), not an error.
+    ``nodes`` (spec path -> block ids, for a spec built from blocks) names blocks in the findings."""
     spec = validate_spec(raw)
     try:
         answer = market.history(spec.symbol, spec.interval)
     except AppError as exc:
         finding = strategy_health.Finding("error", "no_data", f"Health could not be measured: {exc.message}")
         return Checked(spec, strategy_health.HealthReport(0, [finding], {}, False).to_dict(), None)
-    return Checked(spec, _health(spec, answer.candles), answer.source)
+    return Checked(spec, _health(spec, answer.candles, nodes), answer.source)
 
 
 def check_blocks(market: MarketData, graph: Mapping[str, Any]) -> Checked:
-    return check_spec(market, blocks_to_spec(graph))
+    converted = blocks_to_strategy(graph)
+    return check_spec(market, converted.spec, converted.nodes)
 
 
 def save(store: StrategyStore, market: MarketData, raw: Mapping[str, Any]) -> tuple[SavedStrategy, Checked]:
@@ -51,8 +57,10 @@ def update(
     return store.update(strategy_id, checked.spec, checked.health), checked
 
 
-def _health(spec: StrategySpec, candles: Candles) -> dict[str, Any]:
-    report = strategy_health.check(spec, candles)
+def _health(
+    spec: StrategySpec, candles: Candles, nodes: Mapping[str, Sequence[str]] | None
+) -> dict[str, Any]:
+    report = strategy_health.check(spec, candles, nodes=nodes)
     health = report.to_dict()
     health["data"] = {"source": candles.source, "bars": len(candles)}
     return health

@@ -35,6 +35,10 @@ Findings (severity, code: when)
 * info ``sample_data`` (measured on synthetic sample candles), ``other_data`` (candles of another
   symbol or interval than the spec's).
 
+Findings about a spec node carry its dotted ``path``; when the spec came from a block graph, ``check``'s
+``nodes`` (``json_strategy_parser.BlockStrategy.nodes``) turns that path into ``node_ids``, the blocks the
+editor should highlight (empty for specs written as JSON and for findings about no node).
+
 Score: 0 if there is any error. Otherwise 100 minus the penalty of every warning (``PENALTIES``: 10 per
 condition never/always true, 15 entry always true, 10 exit never reached, 30 very few trades, 15 few
 trades, 20 Sharpe drop, 10 return drop, 15 large drawdown, 15 loses money), floored at 0. Infos cost
@@ -44,8 +48,8 @@ nothing. ``can_activate`` is True exactly when there is no error.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -95,9 +99,16 @@ class Finding:
     code: str
     message: str
     path: str | None = None  # the spec node it is about, when there is one
+    node_ids: tuple[str, ...] = ()  # the blocks behind `path`, for a spec built from blocks
 
     def to_dict(self) -> dict[str, Any]:
-        return {"severity": self.severity, "code": self.code, "message": self.message, "path": self.path}
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "path": self.path,
+            "node_ids": list(self.node_ids),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +128,27 @@ class HealthReport:
 
 
 def check(
-    spec: StrategySpec | Mapping[str, Any], candles: Candles, config: BacktestConfig | None = None
+    spec: StrategySpec | Mapping[str, Any],
+    candles: Candles,
+    config: BacktestConfig | None = None,
+    *,
+    nodes: Mapping[str, Sequence[str]] | None = None,
 ) -> HealthReport:
-    """Health of ``spec`` on ``candles`` (see the module docstring for every finding and the score)."""
+    """Health of ``spec`` on ``candles`` (see the module docstring for every finding and the score);
+    ``nodes`` maps spec paths to the blocks they came from, for the findings' ``node_ids``."""
+    report = _check(spec, candles, config)
+    if not nodes:
+        return report
+    findings = [
+        replace(f, node_ids=tuple(nodes.get(f.path, ()))) if f.path is not None else f
+        for f in report.findings
+    ]
+    return replace(report, findings=findings)
+
+
+def _check(
+    spec: StrategySpec | Mapping[str, Any], candles: Candles, config: BacktestConfig | None
+) -> HealthReport:
     findings: list[Finding] = []
     try:
         valid = validate_spec(spec)
