@@ -33,17 +33,19 @@ from mother_ai.mother_ai import make_mother_ai
 from mother_ai.scheduler import DecisionScheduler
 from mother_ai.trade_executer import KillSwitch
 from mother_ai.trade_log import TradeLog
-from routes import agent, backtest, binance, mother_ai, replay, strategy, system
+from routes import agent, backtest, binance, mother_ai, replay, strategy, stream, system
 from routes.common import AppContext, error_message, http_status, require_api_key
 from strategy_engine.store import StrategyStore
 from utils.binance_api import exchange_from_settings, wall_clock_ms
 from utils.errors import AppError
+from utils.events import EventLog
 from utils.exchange import Clock, Sleep
 from utils.files import write_atomic
 from utils.jobs import JobRunner
 from utils.logger import add_secrets, redact, request_id_var, setup_logging
 from utils.market_data.candles import CandleStore
 from utils.market_data.market import MarketData
+from utils.market_data.watcher import CandleWatcher
 from utils.settings import Settings
 
 log = logging.getLogger("app")
@@ -69,6 +71,7 @@ _GROUPS = {
     "mother ai": "mother_ai",
     "mother ai replay": "replays",
     "trading": "trading",
+    "stream": "stream",
 }
 OPENAPI_TAGS = [
     {"name": "system", "description": "Liveness and state (no auth)."},
@@ -80,6 +83,7 @@ OPENAPI_TAGS = [
     {"name": "mother ai", "description": "Decisions across agents, performance, kill switch."},
     {"name": "mother ai replay", "description": "The Mother AI replayed over history."},
     {"name": "trading", "description": "Orders and the portfolio (paper unless TRADING_MODE=live)."},
+    {"name": "stream", "description": "Live events (Server-Sent Events) for a dashboard."},
 ]
 
 
@@ -114,6 +118,7 @@ def create_app(
         _start(ctx)
         # DATA_DIR's CSVs now, then watched
         ctx.market.drop_folder.start(watch=ctx.settings.storage.data_dir_watch)
+        ctx.candle_watcher.start()
         scheduler = None
         if ctx.settings.scheduler.enabled and ctx.mother is not None:
             scheduler = DecisionScheduler.for_mother_ai(
@@ -122,6 +127,7 @@ def create_app(
             scheduler.start()
         yield
         ctx.market.drop_folder.stop()
+        ctx.candle_watcher.stop()
         if scheduler is not None:
             scheduler.stop()
         ctx.jobs.shutdown()
@@ -155,6 +161,7 @@ def create_app(
     app.include_router(mother_ai.router, dependencies=authed)
     app.include_router(replay.router, dependencies=authed)
     app.include_router(mother_ai.trading, dependencies=authed)
+    app.include_router(stream.router)  # its own auth: a header, or a stream token in the URL
     _install_error_handlers(app)
     app.add_middleware(
         CORSMiddleware,
@@ -179,12 +186,13 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
         exchange = exchange_from_settings(settings.exchange, clock=clock, sleep=sleep)
     store = CandleStore(settings.storage.data_dir / "store")
     market = MarketData(store, exchange, sessions, clock, settings.storage.data_dir)
-    jobs = JobRunner(sessions, max_workers=settings.agents.train_max_parallel + 1)
+    events = EventLog(clock)  # what changed, for live streams (routes/stream.py)
+    jobs = JobRunner(sessions, max_workers=settings.agents.train_max_parallel + 1, events=events)
     agents = AgentService(sessions, market, jobs, settings.agents.models_dir, clock)
     strategies = StrategyStore(sessions, settings.storage.strategies_dir)
     trade_log = TradeLog.from_settings(settings.storage, settings.secret_values())
     locks = WriteLocks()  # this process's write locks on the database, shared by every writer
-    kill_switch = KillSwitch(sessions, locks)
+    kill_switch = KillSwitch(sessions, locks, events)
     api_key = ensure_api_key(settings)
     add_secrets([api_key])
     mother, mother_error = None, None
@@ -199,6 +207,7 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
             kill_switch=kill_switch,
             strategies=strategies,
             locks=locks,
+            events=events,
         )
     except AppError as exc:  # live mode not fully enabled: trading endpoints answer 409 with the reason
         mother_error = exc
@@ -214,6 +223,8 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
         kill_switch,
         trade_log,
         clock,
+        events,
+        CandleWatcher(market, events, clock),
         mother=mother,
         mother_error=mother_error,
         api_key=api_key,

@@ -12,6 +12,7 @@ from db.storage import WriteLocks
 from mother_ai.accounts import run_write
 from mother_ai.orders import HaltState
 from utils.errors import Conflict
+from utils.events import EventLog
 
 log = logging.getLogger(__name__)
 
@@ -21,16 +22,26 @@ CONTROL_ROW = 1
 class KillSwitch:
     """Stops every executor from accepting new orders; the state lives in `trading_controls`."""
 
-    def __init__(self, sessions: sessionmaker[Session], locks: WriteLocks | None = None) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], locks: WriteLocks | None = None, events: EventLog | None = None
+    ) -> None:
         self.sessions = sessions
         self.locks = locks or WriteLocks()
+        self.events = events  # each halt and resume becomes a ``kill_switch`` event
 
     def halt(self, reason: str = "") -> HaltState:
         reason = (reason or "").strip()[:500] or "halted manually"
-        return run_write(self.sessions, self.locks.orders, lambda s: _set_control(s, True, reason))
+        state = run_write(self.sessions, self.locks.orders, lambda s: _set_control(s, True, reason))
+        return self._changed(state)
 
     def resume(self) -> HaltState:
-        return run_write(self.sessions, self.locks.orders, lambda s: _set_control(s, False, ""))
+        state = run_write(self.sessions, self.locks.orders, lambda s: _set_control(s, False, ""))
+        return self._changed(state)
+
+    def _changed(self, state: HaltState) -> HaltState:
+        if self.events is not None:
+            self.events.publish("kill_switch", "halted" if state.halted else "running", state)
+        return state
 
     def state(self) -> HaltState:
         with self.sessions() as session:

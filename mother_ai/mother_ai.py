@@ -51,7 +51,7 @@ from mother_ai.explain import reason_text
 from mother_ai.fills import CostModel, cost_model_for
 from mother_ai.kill_switch import KillSwitch
 from mother_ai.live_votes import AgentSource, collect_votes
-from mother_ai.orders import CLIENT_ORDER_ID_PATTERN, Executor, OrderRequest, OrderResult, plain
+from mother_ai.orders import CLIENT_ORDER_ID_PATTERN, Executor, OrderRequest, OrderResult, Portfolio, plain
 from mother_ai.performance_tracker import AgentStats, PerformanceTracker
 from mother_ai.policy import (
     Candidate,
@@ -71,6 +71,7 @@ from mother_ai.votes import IgnoredVoter, PredictionLike, Vote, VoterKind, Weigh
 from mother_ai.weighting import NULL_WEIGHT, PRIOR_WEIGHT, SHRINK_K, weight_for, weighting_summary
 from strategy_engine.store import StrategyStore
 from utils.errors import AppError, InvalidInput, NotFound
+from utils.events import EventLog
 from utils.market_data.market import MarketData
 from utils.settings import Settings
 from utils.symbols import is_symbol
@@ -120,7 +121,9 @@ class MotherAI:
         trade_log: TradeLog | None = None,
         strategies: StrategyStore | None = None,
         locks: WriteLocks | None = None,
+        events: EventLog | None = None,
     ) -> None:
+        self.events = events  # decisions, orders and portfolio changes as events, for live streams
         self.strategies = strategies
         self.include_strategies = include_strategies
         self.sessions = sessions
@@ -260,7 +263,30 @@ class MotherAI:
             self._finalise(decision)
         self.tracker.snapshot(portfolio, now)
         self._log(decision)
+        self._publish(decision, order)
         return DecisionOutcome(decision, order)
+
+    def _publish(self, decision: Decision, order: OrderResult | None) -> None:
+        if self.events is None:
+            return
+        self.events.publish("decision", decision.id, decision)
+        if order is None or order.replayed:
+            return
+        self.events.publish("order", str(order.id), order)
+        if order.filled:
+            try:
+                portfolio = self.executor.portfolio()
+            except AppError as exc:  # live: Binance did not answer; the next fill or reset publishes it
+                log.warning("no portfolio event after order %s: %s", order.id, exc.message)
+                return
+            self.events.publish("portfolio", portfolio.mode, portfolio)
+
+    def reset_portfolio(self) -> Portfolio:
+        """Paper: a fresh account at the initial balance (live refuses); published as an event."""
+        portfolio = self.executor.reset()
+        if self.events is not None:
+            self.events.publish("portfolio", portfolio.mode, portfolio)
+        return portfolio
 
     def _submit(self, decision: Decision, chosen: Candidate, cid: str) -> tuple[Decision, OrderResult | None]:
         # The candle the decision saw for this symbol: its voters' latest closed candle.
@@ -475,11 +501,12 @@ def make_mother_ai(
     executor: Executor | None = None,
     strategies: StrategyStore | None = None,
     locks: WriteLocks | None = None,
+    events: EventLog | None = None,
 ) -> MotherAI:
     """The Mother AI with the executor for TRADING_MODE (make_executor) and a tracker on `market`;
     the one place that picks the groups of settings the mode's decisions are judged by."""
     locks = locks or WriteLocks()
-    kill_switch = kill_switch or KillSwitch(sessions, locks)
+    kill_switch = kill_switch or KillSwitch(sessions, locks, events)
     executor = executor or make_executor(
         settings, sessions, market, trade_log=trade_log, kill_switch=kill_switch, locks=locks
     )
@@ -501,6 +528,7 @@ def make_mother_ai(
         trade_log=trade_log,
         strategies=strategies,
         locks=locks,
+        events=events,
     )
 
 

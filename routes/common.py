@@ -31,9 +31,11 @@ from utils.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from utils.events import EventLog
 from utils.exchange import Clock
 from utils.jobs import JobRunner
 from utils.market_data.market import MarketData
+from utils.market_data.watcher import CandleWatcher
 from utils.settings import Settings
 from utils.symbols import SYMBOL_PATTERN
 
@@ -66,6 +68,8 @@ class AppContext:
     kill_switch: KillSwitch
     trade_log: TradeLog
     clock: Clock
+    events: EventLog
+    candle_watcher: CandleWatcher
     mother: MotherAI | None = None  # None when TRADING_MODE=live is not fully enabled
     mother_error: AppError | None = None
     api_key: str = ""
@@ -168,8 +172,9 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error statuses an endpoint can answer with."""
+def error_responses(*statuses: int, stream: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses an endpoint can answer with. A `stream` (SSE) route's
+    models would be documented as `text/event-stream`; its errors are JSON, so they name the schema."""
     names = {
         400: "Malformed request body",
         401: "Missing or invalid API key",
@@ -180,6 +185,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         502: "The exchange rejected the request",
         503: "Data or exchange unavailable",
     }
+    if stream:
+        body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        return {status: {"content": body, "description": names.get(status, "Error")} for status in statuses}
     return {status: {"model": ErrorBody, "description": names.get(status, "Error")} for status in statuses}
 
 

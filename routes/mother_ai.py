@@ -8,12 +8,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, Field
 
-from mother_ai.orders import OrderResult, Portfolio
 from mother_ai.trade_executer import list_orders
 from mother_ai.trade_log import export_trades_csv
 from routes.common import Ctx, Limit, Offset, Sort, TimeQuery, error_responses, get_mother, parse_time
 from routes.schemas.decisions import DecideResponse, DecisionList, DecisionOut, PerformanceOut
-from routes.schemas.trading import BalanceOut, HaltOut, OrderList, OrderOut, PortfolioOut
+from routes.schemas.trading import HaltOut, OrderList, PortfolioOut, halt_out, order_out, portfolio_out
 from utils.symbols import SYMBOL_PATTERN
 
 log = logging.getLogger(__name__)
@@ -51,16 +50,6 @@ class HaltBody(BaseModel):
 class ExportOut(BaseModel):
     mode: Mode
     path: str = Field(description="The CSV file written under TRADE_EXPORT_DIR.")
-
-
-def order_out(order: OrderResult) -> OrderOut:
-    return OrderOut.model_validate(order, from_attributes=True)
-
-
-def portfolio_out(portfolio: Portfolio) -> PortfolioOut:
-    values: dict[str, Any] = portfolio.to_dict()
-    values["balances"] = [BalanceOut(asset=a, amount=v) for a, v in sorted(values["balances"].items())]
-    return PortfolioOut.model_validate(values)
 
 
 @router.post(
@@ -142,9 +131,7 @@ def halt(
 ) -> HaltOut:
     state = ctx.kill_switch.halt((body or HaltBody()).reason)
     _log_control(ctx, {"action": "halt", "reason": state.reason})
-    return HaltOut.model_validate(
-        {"halted": state.halted, "reason": state.reason, "changed_at": state.changed_at}
-    )
+    return halt_out(state)
 
 
 @router.post(
@@ -160,9 +147,7 @@ def resume(ctx: Ctx) -> HaltOut:
     daily = get_mother(ctx).resume_entries().to_dict() if ctx.mother is not None else None
     state = ctx.kill_switch.resume()
     _log_control(ctx, {"action": "resume"})
-    return HaltOut.model_validate(
-        {"halted": state.halted, "reason": state.reason, "changed_at": state.changed_at, "daily_loss": daily}
-    )
+    return halt_out(state, daily)
 
 
 def _log_control(ctx: Ctx, payload: dict[str, Any]) -> None:
@@ -241,4 +226,4 @@ def portfolio(ctx: Ctx) -> PortfolioOut:
     responses=error_responses(401, 409),
 )
 def reset(ctx: Ctx) -> PortfolioOut:
-    return portfolio_out(get_mother(ctx).executor.reset())
+    return portfolio_out(get_mother(ctx).reset_portfolio())

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import storage
 from db.models import Job, utcnow
 from utils.errors import AppError
+from utils.events import EventLog
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,11 @@ JobFn = Callable[[Report], dict[str, Any]]
 
 
 class JobRunner:
-    def __init__(self, sessions: sessionmaker[Session], max_workers: int = 2) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], max_workers: int = 2, events: EventLog | None = None
+    ) -> None:
         self._sessions = sessions
+        self._events = events  # each change of a job's row becomes a ``job`` event (the row as it is then)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="job")
         self._futures: dict[str, Future[None]] = {}
         self._cancels: dict[str, threading.Event] = {}
@@ -63,6 +67,7 @@ class JobRunner:
 
     def submit(self, kind: str, params: dict[str, Any], fn: JobFn) -> Job:
         job = storage.create_job(self._sessions, uuid.uuid4().hex, kind, params)
+        self._changed(job.id)
         with self._lock:
             self._cancels[job.id] = threading.Event()
         future = self._pool.submit(self._run, job.id, fn)
@@ -92,6 +97,17 @@ class JobRunner:
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def _update(self, job_id: str, **fields: Any) -> None:
+        storage.update_job(self._sessions, job_id, **fields)
+        self._changed(job_id)
+
+    def _changed(self, job_id: str) -> None:
+        if self._events is None:
+            return
+        job = storage.get_job(self._sessions, job_id)
+        if job is not None:
+            self._events.publish("job", job_id, job)
+
     def _forget(self, job_id: str) -> None:
         with self._lock:
             self._futures.pop(job_id, None)
@@ -103,7 +119,7 @@ class JobRunner:
         if cancel.is_set():
             self._cancelled(job_id)
             return
-        storage.update_job(self._sessions, job_id, status="running", started_at=utcnow(), message="running")
+        self._update(job_id, status="running", started_at=utcnow(), message="running")
         last_write = 0.0
 
         def write(progress: float, message: str) -> None:
@@ -111,9 +127,7 @@ class JobRunner:
             now = time.monotonic()
             if now - last_write >= _MIN_WRITE_INTERVAL_S:
                 last_write = now
-                storage.update_job(
-                    self._sessions, job_id, progress=max(0.0, min(1.0, progress)), message=message[:500]
-                )
+                self._update(job_id, progress=max(0.0, min(1.0, progress)), message=message[:500])
 
         try:
             result = fn(Report(job_id, write, cancel))
@@ -121,8 +135,7 @@ class JobRunner:
             self._cancelled(job_id)
             return
         except AppError as exc:
-            storage.update_job(
-                self._sessions,
+            self._update(
                 job_id,
                 status="failed",
                 message=exc.message,
@@ -132,16 +145,14 @@ class JobRunner:
             return
         except Exception:
             log.exception("job %s crashed", job_id)
-            storage.update_job(
-                self._sessions,
+            self._update(
                 job_id,
                 status="failed",
                 message="internal error (see server log)",
                 finished_at=utcnow(),
             )
             return
-        storage.update_job(
-            self._sessions,
+        self._update(
             job_id,
             status="done",
             progress=1.0,
@@ -152,6 +163,4 @@ class JobRunner:
 
     def _cancelled(self, job_id: str) -> None:
         log.info("job %s cancelled", job_id)
-        storage.update_job(
-            self._sessions, job_id, status="cancelled", message="cancelled", finished_at=utcnow()
-        )
+        self._update(job_id, status="cancelled", message="cancelled", finished_at=utcnow())

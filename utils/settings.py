@@ -141,6 +141,13 @@ class Settings(BaseSettings):
         ]
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    stream_token_ttl_seconds: int = Field(
+        default=300,
+        ge=10,
+        le=86_400,
+        description="How long a token from POST /api/stream/token opens GET /api/stream (an open stream "
+        "stays open; a browser reconnecting after this asks for a new token).",
+    )
     data_dir: Path = Field(default=PROJECT_ROOT / "backtester" / "data")
     data_dir_watch: bool = Field(
         default=True,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from mother_ai.orders import HaltState, OrderResult, Portfolio
 from routes.schemas.values import DecimalStr, EpochMs
 
 Mode = Literal["paper", "live"]
@@ -111,3 +112,24 @@ class HaltOut(BaseModel):
     reason: str
     changed_at: EpochMs | None
     daily_loss: DailyLossOut | None = None
+
+
+def order_out(order: OrderResult) -> OrderOut:
+    return OrderOut.model_validate(order, from_attributes=True)
+
+
+def portfolio_out(portfolio: Portfolio) -> PortfolioOut:
+    values: dict[str, Any] = portfolio.to_dict()
+    values["balances"] = [BalanceOut(asset=a, amount=v) for a, v in sorted(values["balances"].items())]
+    return PortfolioOut.model_validate(values)
+
+
+def halt_out(state: HaltState, daily_loss: dict[str, Any] | None = None) -> HaltOut:
+    return HaltOut.model_validate(
+        {
+            "halted": state.halted,
+            "reason": state.reason,
+            "changed_at": state.changed_at,
+            "daily_loss": daily_loss,
+        }
+    )

@@ -129,7 +129,14 @@ GROUPED = [
     ("SCHEDULER_RETRAIN_EVERY", "24", "scheduler", "retrain_every", 24),
 ]
 # Read by the server itself (main.py, the logger, auth), not by a domain object.
-SERVER_LEVEL = {"api_key", "cors_origins", "log_level", "env_file_path", "binance_testnet"}
+SERVER_LEVEL = {
+    "api_key",
+    "cors_origins",
+    "log_level",
+    "env_file_path",
+    "binance_testnet",
+    "stream_token_ttl_seconds",
+}
 
 
 @pytest.mark.parametrize(("variable", "text", "group", "name", "expected"), GROUPED)
