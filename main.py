@@ -40,6 +40,7 @@ from utils.binance_api import exchange_from_settings, wall_clock_ms
 from utils.errors import AppError
 from utils.events import EventLog
 from utils.exchange import Clock, Sleep
+from utils.exchange_probe import ExchangeProbe
 from utils.files import write_atomic
 from utils.jobs import JobRunner
 from utils.logger import add_secrets, redact, request_id_var, setup_logging
@@ -119,17 +120,13 @@ def create_app(
         # DATA_DIR's CSVs now, then watched
         ctx.market.drop_folder.start(watch=ctx.settings.storage.data_dir_watch)
         ctx.candle_watcher.start()
-        scheduler = None
-        if ctx.settings.scheduler.enabled and ctx.mother is not None:
-            scheduler = DecisionScheduler.for_mother_ai(
-                ctx.mother, ctx.settings.scheduler, clock=ctx.clock, agents=ctx.agents
-            )
-            scheduler.start()
+        if ctx.scheduler is not None:
+            ctx.scheduler.start()
         yield
         ctx.market.drop_folder.stop()
         ctx.candle_watcher.stop()
-        if scheduler is not None:
-            scheduler.stop()
+        if ctx.scheduler is not None:
+            ctx.scheduler.stop()
         ctx.jobs.shutdown()
         ctx.engine.dispose()
 
@@ -212,6 +209,11 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
     except AppError as exc:  # live mode not fully enabled: trading endpoints answer 409 with the reason
         mother_error = exc
         log.error("trading is disabled: %s", exc.message)
+    scheduler = None
+    if settings.scheduler.enabled and mother is not None:
+        scheduler = DecisionScheduler.for_mother_ai(mother, settings.scheduler, clock=clock, agents=agents)
+    secrets_ = (api_key, *settings.secret_values())
+    probe = ExchangeProbe(exchange.ping if exchange is not None else None, clock, secrets=secrets_)
     return AppContext(
         settings,
         engine,
@@ -225,7 +227,9 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
         clock,
         events,
         CandleWatcher(market, events, clock),
+        probe,
         mother=mother,
+        scheduler=scheduler,
         mother_error=mother_error,
         api_key=api_key,
     )

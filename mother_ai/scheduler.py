@@ -85,6 +85,7 @@ class DecisionScheduler:
         self._running = threading.Lock()  # held for the whole of a run: no overlap
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last: TickResult | None = None  # the latest run, failure or skip (GET /api/health)
 
     @classmethod
     def for_mother_ai(
@@ -165,13 +166,23 @@ class DecisionScheduler:
                     "scheduler: the run for the close at %d is skipped: the previous run is still going",
                     close,
                 )
-                return TickResult("skipped", close, "the previous run is still going")
+                self._last = TickResult("skipped", close, "the previous run is still going")
+                return self._last
             self._last_close = close
         try:
-            return self._run(close)
+            result = self._run(close)
+            with self._state:
+                self._last = result
+            return result
         finally:
             self._running.release()
             self._skip_closes_passed_during_run(close)
+
+    @property
+    def last(self) -> TickResult | None:
+        """The latest tick that did something: a run (ran or failed) or a skip."""
+        with self._state:
+            return self._last
 
     tick = run_if_due
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agents.service import AgentService
 from mother_ai.mother_ai import MotherAI
+from mother_ai.scheduler import DecisionScheduler
 from mother_ai.trade_executer import KillSwitch
 from mother_ai.trade_log import TradeLog
 from strategy_engine.store import StrategyStore
@@ -33,6 +34,7 @@ from utils.errors import (
 )
 from utils.events import EventLog
 from utils.exchange import Clock
+from utils.exchange_probe import ExchangeProbe
 from utils.jobs import JobRunner
 from utils.market_data.market import MarketData
 from utils.market_data.watcher import CandleWatcher
@@ -70,7 +72,9 @@ class AppContext:
     clock: Clock
     events: EventLog
     candle_watcher: CandleWatcher
+    probe: ExchangeProbe
     mother: MotherAI | None = None  # None when TRADING_MODE=live is not fully enabled
+    scheduler: DecisionScheduler | None = None  # SCHEDULER_ENABLED (and the Mother AI available)
     mother_error: AppError | None = None
     api_key: str = ""
 

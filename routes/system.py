@@ -8,9 +8,11 @@ from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
 
 from db import storage
-from routes.common import Ctx, Limit, Offset, Sort, error_responses, require_api_key
+from routes.common import AppContext, Ctx, Limit, Offset, Sort, error_responses, require_api_key
 from routes.schemas.jobs import JobKind, JobOut, JobStatus, job_out
+from routes.schemas.values import EpochMs
 from utils.errors import Conflict, NotFound
+from utils.exchange_probe import ProbeStatus
 from utils.market_data.drop_folder import DropFolderStatus
 
 VERSION = "0.1.0"
@@ -36,6 +38,50 @@ class DataFilesOut(BaseModel):
     rejected: list[RejectedFileOut] = Field(description="CSV files in DATA_DIR that were not imported.")
 
 
+class BinanceOut(BaseModel):
+    status: ProbeStatus = Field(
+        description="offline: OFFLINE is set, nothing is asked; unknown: the first ping is under way; "
+        "reachable or unreachable: the answer to the latest ping (at most one a minute)."
+    )
+    checked_at: EpochMs | None
+    latency_ms: float | None
+    error: str | None = Field(description="Why the latest ping failed.")
+
+
+class KillSwitchStateOut(BaseModel):
+    halted: bool
+    changed_at: EpochMs | None
+
+
+class SchedulerRunOut(BaseModel):
+    status: Literal["ran", "failed", "skipped"]
+    close_time: EpochMs = Field(description="The candle close the run was for.")
+    message: str
+
+
+class SchedulerOut(BaseModel):
+    enabled: bool
+    running: bool = Field(description="Whether its thread is alive.")
+    interval: str | None
+    symbols: list[str]
+    execute: bool
+    next_run_at: EpochMs | None
+    last_run: SchedulerRunOut | None
+
+
+class AgentDataOut(BaseModel):
+    symbol: str = Field(examples=["BTCUSDT"])
+    interval: str = Field(examples=["1h"])
+    model_version: str
+    model_stale: bool = Field(description="The model is older than the agent's max_model_age_hours.")
+    source: Literal["binance", "file", "sample"] | None = Field(
+        description="The stored series its predictions read (null: none stored)."
+    )
+    last_candle_time: EpochMs | None = Field(description="Open time of the newest stored candle.")
+    behind: int | None = Field(description="Closed candles since then that are not stored yet.")
+    fresh: bool = Field(description="Stored up to the latest closed candle.")
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok", "degraded"] = Field(description="degraded when the database does not answer.")
     version: str = Field(examples=[VERSION])
@@ -44,6 +90,13 @@ class HealthResponse(BaseModel):
     database: bool = Field(description="Whether the database answered a trivial query.")
     data_files: DataFilesOut = Field(
         description="The CSV drop folder (DATA_DIR): files are imported at start-up and when they change."
+    )
+    binance: BinanceOut
+    kill_switch: KillSwitchStateOut | None = Field(description="null when the database does not answer.")
+    scheduler: SchedulerOut
+    agents: list[AgentDataOut] = Field(
+        description="Each agent with an active model and the freshness of its data (empty when the "
+        "database does not answer)."
     )
 
 
@@ -59,6 +112,7 @@ class JobList(BaseModel):
 )
 def health(ctx: Ctx) -> HealthResponse:
     db_ok = storage.database_answers(ctx.engine)
+    probe = ctx.probe.state()
     return HealthResponse(
         status="ok" if db_ok else "degraded",
         version=VERSION,
@@ -66,7 +120,57 @@ def health(ctx: Ctx) -> HealthResponse:
         offline=ctx.settings.offline,
         database=db_ok,
         data_files=_data_files(ctx.market.drop_folder.status()),
+        binance=BinanceOut(
+            status=probe.status, checked_at=probe.checked_at, latency_ms=probe.latency_ms, error=probe.error
+        ),
+        kill_switch=_kill_switch(ctx) if db_ok else None,
+        scheduler=_scheduler(ctx),
+        agents=_agents(ctx) if db_ok else [],
     )
+
+
+def _kill_switch(ctx: AppContext) -> KillSwitchStateOut:
+    # The reason is the user's own text: the public health check says only whether and since when.
+    state = ctx.kill_switch.state()
+    return KillSwitchStateOut.model_validate({"halted": state.halted, "changed_at": state.changed_at})
+
+
+def _scheduler(ctx: AppContext) -> SchedulerOut:
+    settings, scheduler = ctx.settings.scheduler, ctx.scheduler
+    last = scheduler.last if scheduler is not None else None
+    return SchedulerOut(
+        enabled=settings.enabled,
+        running=scheduler is not None and scheduler.running,
+        interval=settings.interval if settings.enabled else None,
+        symbols=list(settings.symbols) if settings.enabled else [],
+        execute=settings.enabled and settings.execute,
+        next_run_at=scheduler.next_due_ms() if scheduler is not None else None,
+        last_run=None
+        if last is None or last.status == "not_due"
+        else SchedulerRunOut(status=last.status, close_time=last.close_ms, message=last.message),
+    )
+
+
+def _agents(ctx: AppContext) -> list[AgentDataOut]:
+    out = []
+    for view in ctx.agents.views():
+        if view.active_version is None:
+            continue
+        config = view.config
+        data = ctx.market.freshness(config.symbol, config.interval)
+        out.append(
+            AgentDataOut(
+                symbol=config.symbol,
+                interval=config.interval,
+                model_version=view.active_version,
+                model_stale=view.stale,
+                source=data.source,
+                last_candle_time=data.last_open_time,
+                behind=data.behind,
+                fresh=data.behind == 0,
+            )
+        )
+    return out
 
 
 def _data_files(status: DropFolderStatus) -> DataFilesOut:

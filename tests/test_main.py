@@ -72,6 +72,18 @@ def test_health_is_public_and_reports_state(client: TestClient) -> None:
         "offline": True,
         "database": True,
         "data_files": {"accepted": 0, "rejected": []},
+        "binance": {"status": "offline", "checked_at": None, "latency_ms": None, "error": None},
+        "kill_switch": {"halted": False, "changed_at": None},
+        "scheduler": {
+            "enabled": False,
+            "running": False,
+            "interval": None,
+            "symbols": [],
+            "execute": False,
+            "next_run_at": None,
+            "last_run": None,
+        },
+        "agents": [],
     }
     assert re.fullmatch(r"\d+\.\d+\.\d+", body["version"])
 
@@ -85,6 +97,7 @@ def test_health_reports_a_database_that_does_not_answer(tmp_path: Path) -> None:
         body = client.get("/api/health").json()
     assert body["database"] is False
     assert body["status"] == "degraded"
+    assert body["kill_switch"] is None and body["agents"] == []
 
 
 def test_unknown_path_and_method_use_the_error_body(client: TestClient) -> None:

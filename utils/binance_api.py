@@ -108,6 +108,10 @@ class BinanceExchange:
                 return
             cursor = int(rows[-1, 0]) + step
 
+    def ping(self) -> None:
+        """GET /api/v3/ping once, without retries: a health probe reports, it does not insist."""
+        self._call(self._client.ping, weight=1, retries=0)
+
     def price(self, symbol: str) -> float:
         raw = self._call(lambda: self._client.get_symbol_ticker(symbol=symbol), weight=2)
         try:

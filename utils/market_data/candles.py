@@ -161,6 +161,14 @@ class CandleStore:
             source=partition,
         )
 
+    def last_open_time(self, partition: Partition, symbol: str, interval: str) -> int | None:
+        """The newest stored candle's open time (None when nothing is stored); reads one column."""
+        path = self.path(partition, symbol, interval)
+        if not path.exists():
+            return None
+        times = pq.read_table(path, columns=["open_time"]).column("open_time")
+        return int(times[len(times) - 1].as_py()) if len(times) else None
+
     def meta(self, partition: Partition, symbol: str, interval: str) -> dict[str, Any]:
         return self._read(partition, symbol, interval)[1]
 

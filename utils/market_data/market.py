@@ -77,6 +77,15 @@ class CandleAnswer:
 
 
 @dataclass(frozen=True, slots=True)
+class Freshness:
+    """How current the stored candles of a series are, without asking the exchange."""
+
+    source: Partition | None  # where a read would come from (None: nothing stored)
+    last_open_time: int | None
+    behind: int | None  # closed candles after the last stored one (0: up to date)
+
+
+@dataclass(frozen=True, slots=True)
 class SyncReport:
     symbol: str
     interval: str
@@ -266,6 +275,26 @@ class MarketData:
         if start_ms is None:
             return max(0, hi - span + 1), hi
         return start_ms, min(hi, start_ms + span - 1)
+
+    def freshness(self, symbol: str, interval: str) -> Freshness:
+        """The stored series a read of `symbol` would use (Binance's when online) and how many closed
+        candles it lacks at the clock's now; reads the store only."""
+        partition: Partition | None = "binance" if self.exchange is not None else None
+        if partition is None or not self.store.exists(partition, symbol, interval):
+            partition = self._local_partition(symbol, interval)
+        if partition is None:
+            return Freshness(None, None, None)
+        last = self.store.last_open_time(partition, symbol, interval)
+        if last is None:
+            return Freshness(partition, None, None)
+        latest_closed = floor_open_time(floor_open_time(self.clock(), interval) - 1, interval)
+        if interval != "1M":
+            behind = max(0, (latest_closed - last) // interval_ms(interval))
+        else:  # months vary in length: count them
+            behind, cursor = 0, last
+            while cursor < latest_closed:
+                cursor, behind = next_open_time(cursor, interval), behind + 1
+        return Freshness(partition, last, behind)
 
     def _local_partition(self, symbol: str, interval: str) -> Partition | None:
         # Only the store is read here: DATA_DIR's files are imported by `drop_folder` (at start-up
