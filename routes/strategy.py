@@ -257,6 +257,18 @@ def from_blocks(ctx: Ctx, graph: BlockGraph) -> CheckedOut:
     return _checked_out(service.check_blocks(ctx.market, graph.model_dump()))
 
 
+@router.post(
+    "/from-blocks/save",
+    name="save_from_blocks",
+    response_model=SavedOut,
+    status_code=201,
+    summary="Save a dashboard block graph as a strategy (health names its blocks)",
+    responses=error_responses(400, 401, 409, 413, 422),
+)
+def save_from_blocks(ctx: Ctx, graph: BlockGraph) -> SavedOut:
+    return _saved_out(service.save_blocks(ctx.strategies, ctx.market, graph.model_dump()))
+
+
 def _palette_example() -> dict[str, Any]:
     """The real palette, cut to a few entries of each list so the example stays readable (without its
     nulls, which the OpenAPI document drops anyway)."""

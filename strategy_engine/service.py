@@ -49,6 +49,13 @@ def save(store: StrategyStore, market: MarketData, raw: Mapping[str, Any]) -> tu
     return store.create(checked.spec, checked.health), checked
 
 
+def save_blocks(store: StrategyStore, market: MarketData, graph: Mapping[str, Any]) -> SavedStrategy:
+    """Convert a block graph and save its spec; the stored health names the blocks of each finding,
+    until a later version is saved as a JSON spec (with no blocks to name)."""
+    checked = check_blocks(market, graph)
+    return store.create(checked.spec, checked.health)
+
+
 def update(
     store: StrategyStore, market: MarketData, strategy_id: int, raw: Mapping[str, Any]
 ) -> tuple[SavedStrategy, Checked]:

@@ -3,6 +3,7 @@ JSON alone accepted by POST /api/strategies/from-blocks, and health findings nam
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 from collections.abc import Iterator
@@ -143,7 +144,7 @@ def test_a_graph_built_from_the_palette_alone_is_accepted(client: TestClient, pi
     assert body["health"]["data"]["source"] == "sample"
 
 
-NEVER_GRAPH = {
+NEVER_GRAPH: dict[str, Any] = {
     "meta": {"name": "Moonshot", "symbol": "BTCUSDT", "interval": "1h", "stop_loss": 0.05},
     "nodes": [
         {"id": "close", "type": "price", "data": {"field": "close"}},
@@ -182,3 +183,23 @@ def test_health_findings_from_blocks_name_the_blocks(client: TestClient) -> None
     saved_findings = saved.json()["health"]["findings"]
     assert [(f["code"], f["path"]) for f in saved_findings] == [(f["code"], f["path"]) for f in findings]
     assert all(f["node_ids"] == [] for f in saved_findings)
+
+
+def test_a_strategy_saved_from_blocks_keeps_the_block_names_in_its_health(client: TestClient) -> None:
+    graph = copy.deepcopy(NEVER_GRAPH)
+    graph["meta"]["name"] = "Moonshot from blocks"  # the module's client already saved "Moonshot"
+    saved = client.post("/api/strategies/from-blocks/save", json=graph, headers=AUTH)
+    assert saved.status_code == 201, saved.text
+    body = saved.json()
+    checked = client.post("/api/strategies/from-blocks", json=graph, headers=AUTH).json()
+    assert body["spec"] == checked["spec"]
+    assert body["health"]["findings"] == checked["health"]["findings"]
+    stored = client.get(f"/api/strategies/{body['id']}", headers=AUTH).json()
+    by_code = {f["code"]: f for f in stored["health"]["findings"]}
+    assert by_code["condition_never_true"]["node_ids"] == ["moonshot"]
+    assert by_code["entry_never_true"]["node_ids"] == ["go", "buy_when"]
+    # A new version written as a JSON spec has no blocks behind it.
+    updated = client.put(f"/api/strategies/{body['id']}", json=body["spec"], headers=AUTH).json()
+    assert updated["version"] == 2 and all(f["node_ids"] == [] for f in updated["health"]["findings"])
+    again = client.post("/api/strategies/from-blocks/save", json=graph, headers=AUTH)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "strategy_exists"
