@@ -4,6 +4,13 @@ Every call has a timeout. 429/418 and 5xx answers and timeouts are retried with 
 backoff that honours `Retry-After`; the request weight Binance reports in
 `X-MBX-USED-WEIGHT-1M` is watched so a long sync pauses before the limit instead of
 being banned. Other Binance errors become project errors with Binance's code and message.
+
+Calls run side by side: each thread has its own python-binance client (it keeps the last response
+on itself), the weight budget is shared and only its bookkeeping is locked, and every wait (a
+retry's backoff, `Retry-After`, the pause before the limit) happens in the calling thread with no
+lock held, so one slow or rate-limited call holds up nobody else. When Binance cannot be reached
+at all, that is remembered for BREAKER_MS (a circuit breaker): calls in that time fail at once,
+without network I/O, and callers serve stored data at offline speed.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ _RETRIABLE_STATUS = {418, 429}
 _MAX_BACKOFF_S = 30.0
 _MAX_RETRY_AFTER_S = 120.0  # beyond this we fail fast rather than hold a request for minutes
 _WEIGHT_HEADROOM = 0.9  # pause at 90% of the minute's budget
+BREAKER_MS = 30_000  # how long an unreachable Binance is not asked again
 
 
 def wall_clock_ms() -> int:
@@ -62,16 +70,32 @@ class BinanceExchange:
         sleep: Sleep = time.sleep,
     ) -> None:
         # Connect timeout is short so an offline machine fails fast; read timeout is the setting.
-        timeout = (min(3.05, timeout_s), timeout_s)
-        self._client = Client(api_key, api_secret, requests_params={"timeout": timeout}, ping=False)
-        self._client.API_URL = api_url.rstrip("/")
+        self._timeout = (min(3.05, timeout_s), timeout_s)
+        self._api_url = api_url.rstrip("/")
+        self._keys = (api_key, api_secret)
+        self._local = threading.local()  # this thread's python-binance client
         self._max_retries = max_retries
-        self._weight_limit = weight_limit
         self._clock = clock
         self._sleep = sleep
-        self._lock = threading.Lock()
-        self.used_weight: int | None = None
+        self._weight_limit = weight_limit
+        self._budget = _WeightBudget(weight_limit, clock)
+        self._lock = threading.Lock()  # guards request_count and the breaker; never held over I/O
+        self._down_until: int | None = None
         self.request_count = 0
+
+    @property
+    def _client(self) -> Client:
+        client: Client | None = getattr(self._local, "client", None)
+        if client is None:
+            client = Client(*self._keys, requests_params={"timeout": self._timeout}, ping=False)
+            client.API_URL = self._api_url
+            self._local.client = client
+        return client
+
+    @property
+    def used_weight(self) -> int | None:
+        """The minute's request weight as we count it (ours sent, or Binance's report if higher)."""
+        return self._budget.used()
 
     # --- public interface ---------------------------------------------------------------------
 
@@ -162,44 +186,74 @@ class BinanceExchange:
 
     def _call(self, fn: Callable[[], T], *, weight: int, retries: int | None = None) -> T:
         max_retries = self._max_retries if retries is None else retries
-        with self._lock:
-            self._respect_weight(weight)
-            attempt = 0
-            while True:
-                try:
+        self._refuse_while_down()
+        attempt = 0
+        while True:
+            self._wait_for_budget(weight)
+            try:
+                with self._lock:
                     self.request_count += 1
-                    result = fn()
-                    self._read_weight(self._client.response)
-                    return result
-                except BinanceAPIException as exc:
-                    self._read_weight(exc.response)
-                    if not (exc.status_code in _RETRIABLE_STATUS or exc.status_code >= 500):
-                        raise _project_error(exc) from None
-                    delay = _retry_after(exc.response)
-                    if delay is not None and delay > _MAX_RETRY_AFTER_S:
-                        raise ExchangeUnavailable(
-                            f"Binance asks us to wait {delay:.0f} s (HTTP {exc.status_code}); "
-                            "try again later.",
-                            details={"status": exc.status_code, "retry_after_s": delay},
-                        ) from None
-                    reason = f"HTTP {exc.status_code} from Binance"
-                except BinanceRequestException:
-                    delay, reason = None, "a malformed response from Binance"
-                except requests.Timeout:
-                    delay, reason = None, "a timeout talking to Binance"
-                except requests.ConnectionError:
-                    # Unreachable (no network, DNS failure): retrying only slows the fallback.
-                    raise ExchangeUnavailable("Binance is unreachable from this machine.") from None
-                if attempt >= max_retries:
+                result = fn()
+                self._read_weight(self._client.response)
+                with self._lock:
+                    self._down_until = None
+                return result
+            except BinanceAPIException as exc:
+                self._read_weight(exc.response)
+                if not (exc.status_code in _RETRIABLE_STATUS or exc.status_code >= 500):
+                    raise _project_error(exc) from None
+                delay = _retry_after(exc.response)
+                if delay is not None and delay > _MAX_RETRY_AFTER_S:
                     raise ExchangeUnavailable(
-                        f"Gave up after {attempt + 1} attempts: {reason}.", details={"attempts": attempt + 1}
-                    )
-                wait = delay if delay is not None else min(_MAX_BACKOFF_S, 0.5 * 2**attempt)
-                log.warning(
-                    "retrying Binance call after %s (attempt %d, waiting %.1f s)", reason, attempt + 1, wait
+                        f"Binance asks us to wait {delay:.0f} s (HTTP {exc.status_code}); try again later.",
+                        details={"status": exc.status_code, "retry_after_s": delay},
+                    ) from None
+                reason = f"HTTP {exc.status_code} from Binance"
+            except BinanceRequestException:
+                delay, reason = None, "a malformed response from Binance"
+            except requests.Timeout:
+                delay, reason = None, "a timeout talking to Binance"
+            except requests.ConnectionError:
+                # Unreachable (no network, DNS failure): retrying only slows the fallback, and so would
+                # asking again on the next request.
+                self._trip()
+                raise ExchangeUnavailable("Binance is unreachable from this machine.") from None
+            if attempt >= max_retries:
+                if reason == "a timeout talking to Binance":
+                    self._trip()
+                raise ExchangeUnavailable(
+                    f"Gave up after {attempt + 1} attempts: {reason}.", details={"attempts": attempt + 1}
                 )
-                self._sleep(wait)
-                attempt += 1
+            wait = delay if delay is not None else min(_MAX_BACKOFF_S, 0.5 * 2**attempt)
+            log.warning(
+                "retrying Binance call after %s (attempt %d, waiting %.1f s)", reason, attempt + 1, wait
+            )
+            self._sleep(wait)  # this call's own wait: no lock is held
+            attempt += 1
+
+    def _trip(self) -> None:
+        with self._lock:
+            self._down_until = self._clock() + BREAKER_MS
+        log.warning("Binance is unreachable; not asking again for %d s", BREAKER_MS // 1000)
+
+    def _refuse_while_down(self) -> None:
+        with self._lock:
+            down_until = self._down_until
+        if down_until is not None and self._clock() < down_until:
+            raise ExchangeUnavailable(
+                "Binance was unreachable moments ago; it is asked again after a short pause.",
+                details={"retry_at": down_until},
+            )
+
+    def _wait_for_budget(self, weight: int) -> None:
+        """Take `weight` from the minute's budget, pausing (this thread only) until the next minute
+        when it would pass the headroom."""
+        wait_s, full_minute = self._budget.take(weight)
+        if wait_s > 0:
+            log.info("request weight %s of the minute used; pausing %.1f s", self._budget.used(), wait_s)
+            self._sleep(wait_s)
+            self._budget.next_minute(full_minute)
+            self._budget.take(weight, force=True)
 
     def _server_now_ms(self) -> int:
         """Binance's time from the last response's Date header (whole seconds, so never ahead of
@@ -215,19 +269,57 @@ class BinanceExchange:
         value = headers.get("X-MBX-USED-WEIGHT-1M") or headers.get("x-mbx-used-weight-1m")
         if value is not None:
             with contextlib.suppress(ValueError):
-                self.used_weight = int(value)
+                self._budget.report(int(value))
 
-    def _respect_weight(self, next_weight: int) -> None:
-        """Pause until the next minute when this call would take us past the budget's headroom."""
-        if self.used_weight is None:
-            return
-        if self.used_weight + next_weight <= self._weight_limit * _WEIGHT_HEADROOM:
-            return
-        now = self._clock()
-        wait_s = (60_000 - now % 60_000) / 1000 + 0.5
-        log.info("request weight %d of %d used; pausing %.1f s", self.used_weight, self._weight_limit, wait_s)
-        self._sleep(wait_s)
-        self.used_weight = 0
+
+class _WeightBudget:
+    """The minute's request weight: what we sent (counted before sending, so calls in flight count)
+    and what Binance last reported (which also counts other clients on this IP); the higher rules."""
+
+    def __init__(self, limit: int, clock: Clock) -> None:
+        self._limit = limit * _WEIGHT_HEADROOM
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._minute: int | None = None
+        self._sent = 0
+        self._reported: int | None = None
+
+    def _roll(self) -> None:
+        minute = self._clock() // 60_000
+        if self._minute is None or minute > self._minute:
+            self._minute, self._sent, self._reported = minute, 0, None
+
+    def used(self) -> int | None:
+        with self._lock:
+            self._roll()
+            if self._reported is None and self._sent == 0:
+                return None
+            return max(self._sent, self._reported or 0)
+
+    def take(self, weight: int, force: bool = False) -> tuple[float, int | None]:
+        """(0, minute) with the weight taken, or (seconds to wait for the next minute, the full
+        minute) with nothing taken."""
+        with self._lock:
+            self._roll()
+            used = max(self._sent, self._reported or 0)
+            if force or used == 0 or used + weight <= self._limit:
+                self._sent += weight
+                return 0.0, self._minute
+            now = self._clock()
+            return (60_000 - now % 60_000) / 1000 + 0.5, self._minute
+
+    def next_minute(self, full: int | None) -> None:
+        """After a pause for the `full` minute: the next one has begun (also when an injected sleep
+        did not move the clock). Once, however many threads waited for it."""
+        with self._lock:
+            if self._minute == full:
+                self._minute = (full or 0) + 1
+                self._sent, self._reported = 0, None
+
+    def report(self, used: int) -> None:
+        with self._lock:
+            self._roll()
+            self._reported = max(self._reported or 0, used)
 
 
 def exchange_from_settings(

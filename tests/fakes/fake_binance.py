@@ -77,7 +77,7 @@ _DECIMAL_RANGE = r"^([0-9]{1,20})(\.[0-9]{1,20})?$"
 _CLIENT_ORDER_ID_RANGE = "^[a-zA-Z0-9-_]{1,36}$"
 _SYMBOLS_RANGE = r'^\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\]$'
 
-FAULT_KINDS = frozenset({"429", "418", "500", "502", "503", "slow", "malformed", "error", "reject"})
+FAULT_KINDS = frozenset({"429", "418", "500", "502", "503", "slow", "malformed", "error", "reject", "empty"})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -502,6 +502,7 @@ class FakeBinance:
         self._faults: dict[str, deque[_Fault]] = {}
         self._requests: list[RecordedRequest] = []
         self._orders: list[dict[str, Any]] = []
+        self._corrupt: dict[tuple[str, int], dict[int, str]] = {}  # (symbol, open ms) -> column -> raw value
         self._used_weight = 0
         self._weight_minute: int | None = None
         self._next_order_id = 1
@@ -600,6 +601,13 @@ class FakeBinance:
         with self._lock:
             self._symbols[symbol] = replace(self._symbols[symbol], listed_ms=listed_ms)
 
+    def corrupt(self, symbol: str, open_ms: int, **fields: str) -> None:
+        """Serve the candle opening at `open_ms` with these fields (open, high, low, close, volume)
+        replaced by raw strings, such as "NaN" or "-1", as a misbehaving exchange might."""
+        columns = {"open": 1, "high": 2, "low": 3, "close": 4, "volume": 5}
+        with self._lock:
+            self._corrupt[(symbol, open_ms)] = {columns[name]: value for name, value in fields.items()}
+
     def add_fault(
         self,
         path: str,
@@ -625,9 +633,11 @@ class FakeBinance:
             self._faults.setdefault(path, deque()).extend([fault] * times)
 
     def reset(self) -> None:
-        """Forget faults, the request log, orders and used weight; symbols and now_ms stay."""
+        """Forget faults, corrupted candles, the request log, orders and used weight; symbols and
+        now_ms stay."""
         with self._lock:
             self._faults.clear()
+            self._corrupt.clear()
             self._requests.clear()
             self._orders.clear()
             self._used_weight = 0
@@ -742,6 +752,8 @@ class FakeBinance:
             return None
         if fault.kind == "malformed":
             return _Response(200, b'{"oops": [1, 2', {"Content-Type": "application/json;charset=UTF-8"})
+        if fault.kind == "empty":  # a 200 with nothing in it, as a glitching endpoint answers
+            return _json_response(200, [])
         if fault.kind == "429":
             status, code, msg = 429, -1003, self._too_much_weight_msg()
         elif fault.kind == "418":
@@ -857,8 +869,16 @@ class FakeBinance:
             if start > interval.open_ms(last):
                 return []
             lo = max(first, interval.ceil_index(start))  # openTime >= startTime
-            return spec.kline_rows(interval, lo, min(last, lo + limit - 1))
-        return spec.kline_rows(interval, max(first, last - limit + 1), last)
+            return self._corrupted(symbol, spec.kline_rows(interval, lo, min(last, lo + limit - 1)))
+        return self._corrupted(symbol, spec.kline_rows(interval, max(first, last - limit + 1), last))
+
+    def _corrupted(self, symbol: str, rows: list[list[Any]]) -> list[list[Any]]:
+        with self._lock:
+            patches = {t: p for (s, t), p in self._corrupt.items() if s == symbol}
+        for row in rows:
+            for index, value in patches.get(row[0], {}).items():
+                row[index] = value
+        return rows
 
     # ---- signed endpoints -------------------------------------------------------------------------
 

@@ -101,6 +101,21 @@ _SCHEMA = pa.schema(
 _META_KEY = b"trading_backend"
 
 
+def ohlcv_problems(values: np.ndarray) -> list[tuple[np.ndarray, str]]:
+    """The rules every stored candle keeps, whatever it came from (a CSV, Binance): for (n, 5)
+    open/high/low/close/volume rows, each rule's mask of the rows that break it, and its reason."""
+    finite = np.isfinite(values).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        o, h, low, c, v = np.where(finite[:, None], values, 1.0).T  # non-finite rows fail the first rule only
+        return [
+            (~finite, "open, high, low, close and volume must be finite numbers."),
+            (low <= 0, "prices must be positive."),
+            (v < 0, "volume must not be negative."),
+            (h < np.maximum(o, c), "high is below open or close."),
+            (np.minimum(o, c) < low, "low is above open or close."),
+        ]
+
+
 @dataclass(frozen=True, slots=True)
 class Gap:
     """Candles missing between two stored ones: `after` and `before` are the neighbours' open times."""

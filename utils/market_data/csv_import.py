@@ -19,6 +19,7 @@ import pandas as pd
 
 from utils.errors import InvalidInput
 from utils.intervals import INTERVALS, floor_open_time, interval_ms
+from utils.market_data.candles import ohlcv_problems
 from utils.symbols import SYMBOL_BODY
 
 PLAIN_HEADER = ("timestamp", "open", "high", "low", "close", "volume")
@@ -119,17 +120,7 @@ def _validate(frame: pd.DataFrame, interval: str, offset: int, layout: str, now_
             int(np.argmax(out_of_range)), offset, "open time is before 1970 or the candle has not closed yet."
         )
     values = frame.iloc[:, 1:6].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(values).all(axis=1)
-    if bad.any():
-        raise _fail(int(np.argmax(bad)), offset, "open, high, low, close and volume must be finite numbers.")
-    o, h, low, c, v = values.T
-    checks = (
-        (low <= 0, "prices must be positive."),
-        (v < 0, "volume must not be negative."),
-        (h < np.maximum(o, c), "high is below open or close."),
-        (np.minimum(o, c) < low, "low is above open or close."),
-    )
-    for mask, reason in checks:
+    for mask, reason in ohlcv_problems(values):
         if mask.any():
             raise _fail(int(np.argmax(mask)), offset, reason)
     if len(times) > 1:

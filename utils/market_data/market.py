@@ -45,6 +45,7 @@ from utils.market_data.candles import (
     Gap,
     Partition,
     find_gaps,
+    ohlcv_problems,
 )
 from utils.market_data.csv_import import parse_klines_csv
 from utils.market_data.drop_folder import DropFolder, file_memo
@@ -332,6 +333,7 @@ class MarketData:
             for lo, hi in missing:
                 buffer: list[np.ndarray] = []
                 cursor = lo
+                received = False
                 try:
                     covered_to = hi
                     for page in self.exchange.iter_klines(symbol, interval, lo, hi):
@@ -341,8 +343,16 @@ class MarketData:
                             covered_to = min(covered_to, page.forming_from - 1)
                         if not len(page.rows):
                             continue
-                        buffer.append(page.rows)
+                        received = True
+                        rows, first_bad = _valid_rows(page.rows, symbol, interval)
+                        if first_bad is not None:
+                            # Never stored, and its time stays uncovered, so a later sync asks again
+                            # and `gaps` reports the hole meanwhile.
+                            covered_to = min(covered_to, first_bad - 1)
                         cursor = int(page.rows[-1, 0])
+                        if not len(rows):
+                            continue
+                        buffer.append(rows)
                         if sum(len(rows) for rows in buffer) >= _FLUSH_ROWS:
                             added += self._flush(symbol, interval, buffer, lo, cursor)
                             buffer = []
@@ -353,7 +363,10 @@ class MarketData:
                     if buffer:
                         self._flush(symbol, interval, buffer, lo, cursor)
                     raise
-                # The range is now covered: what the exchange did not return does not exist.
+                # The range is now covered: what the exchange did not return does not exist. An
+                # empty answer proves nothing (a glitch, a range before the listing): it covers nothing.
+                if not received:
+                    continue
                 if covered_to >= lo:
                     added += self._flush(symbol, interval, buffer, lo, covered_to)
                 done += hi - lo + 1
@@ -543,6 +556,28 @@ def _union(ranges: Sequence[Sequence[int]], step: int) -> list[list[int]]:
         else:
             merged.append([a, b])
     return merged
+
+
+def _valid_rows(rows: np.ndarray, symbol: str, interval: str) -> tuple[np.ndarray, int | None]:
+    """The rows that keep every candle rule, and the open time of the first one that does not."""
+    bad = np.zeros(len(rows), dtype=bool)
+    reasons: list[str] = []
+    for mask, reason in ohlcv_problems(rows[:, 1:6]):
+        if mask.any():
+            reasons.append(reason)
+        bad |= mask
+    if not bad.any():
+        return rows, None
+    first = int(rows[int(np.argmax(bad)), 0])
+    log.warning(
+        "Binance sent %d invalid %s %s candle(s), the first opening at %d (%s); they are not stored",
+        int(bad.sum()),
+        symbol,
+        interval,
+        first,
+        " ".join(reasons),
+    )
+    return rows[~bad], first
 
 
 def _subtract(lo: int, hi: int, covered: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
