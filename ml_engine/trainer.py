@@ -65,7 +65,7 @@ from ml_engine.oos import BacktestSummary, OOSMetrics, oos_backtest, oos_metrics
 from ml_engine.prediction import FeatureContribution, predict_proba_up, top_features
 from ml_engine.train_config import Progress, TrainConfig
 from ml_engine.train_report import CandidateReport, FoldReport, TrainOutcome, TrainReport
-from ml_engine.walk_forward import Dataset, Fold, FoldResults, inner_split, run_folds, walk_forward_splits
+from ml_engine.walk_forward import Dataset, Fold, FoldResults, final_bars, run_folds, walk_forward_splits
 from utils.market_data.candles import Candles
 
 __all__ = [
@@ -231,12 +231,9 @@ def _fit_final(
 ) -> tuple[Pipeline, Mapping[str, Any], np.ndarray]:
     """The final model, the same procedure on the whole series: hyper-parameters from its inner split,
     then a refit on every usable row. Returns the pipeline, its parameters and those rows."""
-    span = data.span
-    all_bars = data.rows(0, span)
-    inner_stop, val_start = inner_split(span, cfg.inner_fraction, cfg.effective_purge)
-    inner_bars, val_bars = data.rows(0, inner_stop), data.rows(val_start, span)
-    data.check_window(inner_bars, "final inner training window")
-    final_params, _ = pick_params(chosen, cfg, data.X, data.y, inner_bars, val_bars, data.classes)
+    bars = final_bars(data, cfg)
+    all_bars = bars.train
+    final_params, _ = pick_params(chosen, cfg, data.X, data.y, bars.inner, bars.validation, data.classes)
     model = build_pipeline(chosen, final_params, cfg.random_state, cfg.n_jobs)
     model.fit(data.X[all_bars], data.y[all_bars])
     if "n_jobs" in model.named_steps["model"].get_params():

@@ -21,9 +21,11 @@ from utils.market_data.candles import Candles
 __all__ = [
     "CandidateRun",
     "Dataset",
+    "FinalBars",
     "Fold",
     "FoldBars",
     "FoldResults",
+    "final_bars",
     "fold_bars",
     "inner_split",
     "run_folds",
@@ -177,6 +179,25 @@ def fold_bars(data: Dataset, fold: Fold, cfg: TrainConfig) -> FoldBars:
         test=data.rows(fold.test_start, fold.test_stop),
         span=np.arange(data.start + fold.test_start, data.start + fold.test_stop),
     )
+
+
+class FinalBars(NamedTuple):
+    """The bars the final model uses: its search's inner training and validation bars (the inner split
+    of the whole series) and every usable row, which it is refitted on."""
+
+    inner: np.ndarray
+    validation: np.ndarray
+    train: np.ndarray
+
+
+def final_bars(data: Dataset, cfg: TrainConfig) -> FinalBars:
+    """The final model's bars; ValueError, before anything is fitted, when its inner window is too small."""
+    span = data.span
+    all_bars = data.rows(0, span)
+    inner_stop, val_start = inner_split(span, cfg.inner_fraction, cfg.effective_purge)
+    inner_bars, val_bars = data.rows(0, inner_stop), data.rows(val_start, span)
+    data.check_window(inner_bars, "final inner training window")
+    return FinalBars(inner=inner_bars, validation=val_bars, train=all_bars)
 
 
 def run_folds(
