@@ -158,16 +158,60 @@ class Trade:
     exit_reason: str  # one of EXIT_REASONS
 
 
+@dataclass(frozen=True, slots=True, eq=False)  # arrays: compare columns with numpy, not ==
+class TradeColumns:
+    """Closed trades as columns: one array per `Trade` field, same names and order, one row per trade.
+
+    What is stored and served: a backtest's trades as rows of objects cost more to store and serialise
+    than the backtest costs to run. Closed trades always have an exit, so no column holds a missing value.
+    """
+
+    entry_time: np.ndarray  # int64, ms
+    entry_price: np.ndarray  # float64
+    exit_time: np.ndarray  # int64, ms
+    exit_price: np.ndarray  # float64
+    quantity: np.ndarray  # float64
+    fees: np.ndarray  # float64
+    pnl: np.ndarray  # float64
+    trade_return: np.ndarray  # float64
+    entry_bar: np.ndarray  # int64
+    exit_bar: np.ndarray  # int64
+    exit_reason: np.ndarray  # object array of names from EXIT_REASONS
+
+    def __len__(self) -> int:
+        return int(self.entry_bar.shape[0])
+
+    def lists(self) -> dict[str, list[Any]]:
+        """Each column as a list of Python ints, floats and strs, keyed and ordered as `Trade`'s fields."""
+        return {name: getattr(self, name).tolist() for name in TRADE_FIELDS}
+
+    def trades(self) -> list[Trade]:
+        with gc_paused():  # trades hold no cycles (utils.gc_pause says why)
+            return list(map(Trade, *self.lists().values()))
+
+
+TRADE_FIELDS: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(Trade))
+
+
 @dataclass(slots=True)
 class BacktestResult:
     """Closed trades, the open position if any, per-bar equity (aligned with the candles) and metrics."""
 
-    trades: list[Trade]
+    trade_columns: TradeColumns
     open_trade: Trade | None
     equity: np.ndarray
     metrics: Metrics
     config: BacktestConfig
     final_equity: float
+    _trades: list[Trade] | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def trades(self) -> list[Trade]:
+        """The closed trades as objects, built on first use: storing and serving a backtest read the
+        columns, and thousands of objects cost about as much as the engine run (sweeps never need them)."""
+        if self._trades is None:
+            self._trades = self.trade_columns.trades()
+        return self._trades
 
 
 @dataclass(slots=True)
@@ -215,7 +259,7 @@ def run_backtest(
             open_, close, entries, exits, config.initial_capital, config.fee_rate, slip, config.position_size
         )
 
-    trades, open_trade, pnl, trade_returns = _build_trades(fills, candles.open_time, config.fee_rate)
+    columns, open_trade = _build_trades(fills, candles.open_time, config.fee_rate)
     in_position_bars = int((fills.exit_bar - fills.entry_bar).sum())
     metrics = compute_metrics(
         equity=fills.equity,
@@ -223,11 +267,11 @@ def run_backtest(
         open_time=candles.open_time,
         interval=candles.interval,
         close=close,
-        trade_pnl=pnl,
-        trade_returns=trade_returns,
+        trade_pnl=columns.pnl,
+        trade_returns=columns.trade_return,
         bars_in_position=in_position_bars,
     )
-    return BacktestResult(trades, open_trade, fills.equity, metrics, config, float(fills.equity[-1]))
+    return BacktestResult(columns, open_trade, fills.equity, metrics, config, float(fills.equity[-1]))
 
 
 def _as_signal(values: Any, name: str, n: int) -> np.ndarray:
@@ -496,10 +540,8 @@ def _stop_kernel() -> Callable[..., Any]:
     return numba.njit(cache=True, nogil=True)(_simulate_stops_loop)
 
 
-def _build_trades(
-    fills: _Fills, open_time: np.ndarray, fee: float
-) -> tuple[list[Trade], Trade | None, np.ndarray, np.ndarray]:
-    """Trade objects plus the closed trades' pnl and return columns (metrics read the columns)."""
+def _build_trades(fills: _Fills, open_time: np.ndarray, fee: float) -> tuple[TradeColumns, Trade | None]:
+    """The closed trades as columns (metrics read their pnl and return columns) and the open trade."""
     entry_notional = fills.quantity * fills.entry_price
     exit_notional = fills.quantity * fills.exit_price
     cost = entry_notional * (1.0 + fee)
@@ -519,24 +561,19 @@ def _build_trades(
         is_open = False
     entry_bar = fills.entry_bar[closed]
     exit_bar = fills.exit_bar[closed]
-    reasons = _REASON_NAMES[fills.reason[closed]].tolist()
-    with gc_paused():  # trades hold no cycles (utils.gc_pause says why)
-        trades = list(
-            map(
-                Trade,
-                open_time[entry_bar].tolist(),
-                fills.entry_price[closed].tolist(),
-                open_time[exit_bar].tolist(),
-                fills.exit_price[closed].tolist(),
-                fills.quantity[closed].tolist(),
-                fees[closed].tolist(),
-                pnl[closed].tolist(),
-                trade_returns[closed].tolist(),
-                entry_bar.tolist(),
-                exit_bar.tolist(),
-                reasons,
-            )
-        )
+    columns = TradeColumns(
+        entry_time=open_time[entry_bar].astype(np.int64, copy=False),
+        entry_price=fills.entry_price[closed],
+        exit_time=open_time[exit_bar].astype(np.int64, copy=False),
+        exit_price=fills.exit_price[closed],
+        quantity=fills.quantity[closed],
+        fees=fees[closed],
+        pnl=pnl[closed],
+        trade_return=trade_returns[closed],
+        entry_bar=entry_bar,
+        exit_bar=exit_bar,
+        exit_reason=_REASON_NAMES[fills.reason[closed]],
+    )
     open_trade = None
     if is_open:
         bar = int(fills.entry_bar[-1])
@@ -553,4 +590,4 @@ def _build_trades(
             exit_bar=None,
             exit_reason="end",
         )
-    return trades, open_trade, pnl[closed], trade_returns[closed]
+    return columns, open_trade

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import uuid
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, get_args
@@ -18,8 +17,9 @@ import numpy as np
 from joblib import Parallel, delayed
 from sqlalchemy.orm import Session, sessionmaker
 
+from backtester.columnar import pack_curve, pack_trades, unpack_curve, unpack_trades
 from backtester.metrics import drawdown_series
-from backtester.runner import BacktestConfig, BacktestResult, Trade, run_backtest
+from backtester.runner import BacktestConfig, BacktestResult, Trade, TradeColumns, run_backtest
 from db import storage
 from db.models import BacktestRun
 from utils.errors import InvalidInput, NotFound
@@ -74,9 +74,12 @@ class BacktestRequest:
 
 @dataclass(frozen=True, slots=True)
 class StoredBacktest:
+    """A stored row with its blobs unpacked: the curve's open times and equity, the closed trades."""
+
     run: BacktestRun
     times: np.ndarray
     equity: np.ndarray
+    trades: TradeColumns
 
 
 def load_candles(market: MarketData, request: BacktestRequest, warmup: int) -> tuple[Candles, str, bool]:
@@ -116,12 +119,13 @@ def run_and_store(
         end_time=int(candles.open_time[-1]),
         n_bars=len(candles),
         metrics=metrics_dict(result),
-        trades=[_trade(t) for t in result.trades],
+        trades=pack_trades(result.trade_columns),
         open_trade=_trade(result.open_trade) if result.open_trade else None,
         equity_blob=pack_curve(candles.open_time, result.equity),
     )
     storage.save_backtest(sessions, run)
-    return StoredBacktest(run, candles.open_time, result.equity)
+    # The columns in hand are what the blobs hold (tests/backtester/test_columnar.py): no read back.
+    return StoredBacktest(run, candles.open_time, result.equity, result.trade_columns)
 
 
 def get_stored(sessions: sessionmaker[Session], backtest_id: str) -> StoredBacktest:
@@ -129,7 +133,7 @@ def get_stored(sessions: sessionmaker[Session], backtest_id: str) -> StoredBackt
     if run is None:
         raise NotFound(f"No backtest with id {backtest_id!r}.", code="backtest_not_found")
     times, equity = unpack_curve(run.equity_blob)
-    return StoredBacktest(run, times, equity)
+    return StoredBacktest(run, times, equity, unpack_trades(run.trades))
 
 
 def list_stored(
@@ -145,20 +149,6 @@ def metrics_dict(result: BacktestResult) -> dict[str, Any]:
 
 def _trade(trade: Trade) -> dict[str, Any]:
     return dataclasses.asdict(trade)
-
-
-def pack_curve(times: np.ndarray, equity: np.ndarray) -> bytes:
-    payload = (
-        np.ascontiguousarray(times, dtype=np.int64).tobytes()
-        + np.ascontiguousarray(equity, dtype=np.float64).tobytes()
-    )
-    return zlib.compress(payload, level=1)
-
-
-def unpack_curve(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
-    raw = zlib.decompress(blob)
-    n = len(raw) // 16
-    return np.frombuffer(raw[: 8 * n], dtype=np.int64), np.frombuffer(raw[8 * n :], dtype=np.float64)
 
 
 def downsample(

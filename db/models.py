@@ -108,10 +108,11 @@ class BacktestRun(Base):
     end_time: Mapped[int] = mapped_column(BigInteger)
     n_bars: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
-    trades: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    # The closed trades and the curve (open time, equity per bar) are columns, each a Parquet file in
+    # memory (backtester/columnar.py): as JSON rows, storing and reading 5,500 trades cost more than
+    # running the backtest, and a 1M-bar curve would be tens of megabytes.
+    trades: Mapped[bytes] = mapped_column(LargeBinary)
     open_trade: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    # Open times and equity per bar as compressed float64/int64 bytes: a 1M-bar curve as JSON
-    # would be tens of megabytes.
     equity_blob: Mapped[bytes] = mapped_column(LargeBinary)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+import orjson
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field, StrictFloat, StrictInt
 
 import strategy_registry
@@ -24,6 +25,7 @@ from routes.common import (
 from routes.schemas.values import EpochMs
 from strategy_engine.strategy_parser import STOP_FIELDS, backtest_config
 from utils.errors import InvalidInput
+from utils.gc_pause import gc_paused
 from utils.symbols import SYMBOL_PATTERN
 
 router = APIRouter(prefix="/api/backtest", tags=["backtest"])
@@ -209,19 +211,37 @@ def _summary(run: BacktestRun) -> BacktestSummary:
     )
 
 
-def _response(stored: service.StoredBacktest, full: bool) -> BacktestResponse:
+def _response(stored: service.StoredBacktest, full: bool, status_code: int = 200) -> Response:
+    """A BacktestResponse body, serialised once: thousands of trades and curve points are built from
+    typed columns (ints, floats and exit reasons from the engine), so validating each row as a pydantic
+    object and dumping it again would cost more than the backtest. The small parts are still validated;
+    tests/routes/test_backtest_body.py proves the bytes are what BacktestResponse would produce.
+
+    FastAPI passes a returned Response through untouched, while the route's response_model keeps
+    documenting the body in /openapi.json. orjson writes numbers exactly as pydantic-core does."""
     limit = len(stored.times) if full else service.MAX_CURVE_POINTS
     initial = float(stored.run.config["initial_capital"])
     curve = service.downsample(stored.times, stored.equity, initial, max(limit, 1))
-    return BacktestResponse.model_validate(
-        {
-            **dict(_summary(stored.run)),  # its validated fields, not re-dumped
-            "trades": stored.run.trades,
-            "open_trade": stored.run.open_trade,
+    columns = stored.trades.lists()
+    open_trade = stored.run.open_trade
+    with gc_paused():  # tens of thousands of small acyclic dicts (utils.gc_pause says why)
+        body = {
+            **_summary(stored.run).model_dump(mode="json"),
+            "trades": [
+                dict(zip(TRADE_OUT_FIELDS, row, strict=True))
+                for row in zip(*(columns[name] for name in TRADE_OUT_FIELDS), strict=True)
+            ],
+            "open_trade": (
+                None if open_trade is None else TradeOut.model_validate(open_trade).model_dump(mode="json")
+            ),
             "equity_points": len(stored.times),
             "equity_curve": [{"time": t, "equity": e, "drawdown": d} for t, e, d in curve],
         }
-    )
+        content = orjson.dumps(body)
+    return Response(content, status_code=status_code, media_type="application/json")
+
+
+TRADE_OUT_FIELDS = tuple(TradeOut.model_fields)  # the engine's Trade fields (a test pins it)
 
 
 FullQuery = Annotated[bool, Query(description="Return every point of the equity curve.")]
@@ -235,11 +255,10 @@ FullQuery = Annotated[bool, Query(description="Return every point of the equity 
     summary="Run and store a backtest",
     responses=error_responses(400, 401, 404, 409, 422, 502, 503),
 )
-def post_backtest(ctx: Ctx, body: BacktestBody, full: FullQuery = False) -> BacktestResponse:
+def post_backtest(ctx: Ctx, body: BacktestBody, full: FullQuery = False) -> Response:
     strategy = strategy_registry.resolve(body.strategy, body.params, ctx.strategies)
-    return _response(
-        service.run_and_store(ctx.market, ctx.sessions, strategy, body.to_request(strategy)), full
-    )
+    stored = service.run_and_store(ctx.market, ctx.sessions, strategy, body.to_request(strategy))
+    return _response(stored, full, status_code=201)
 
 
 @router.get(
@@ -325,5 +344,5 @@ def post_sweep(ctx: Ctx, body: SweepBody) -> SweepResponse:
 )
 def get_backtest(
     ctx: Ctx, backtest_id: Annotated[str, Path(max_length=64)], full: FullQuery = False
-) -> BacktestResponse:
+) -> Response:
     return _response(service.get_stored(ctx.sessions, backtest_id), full)
