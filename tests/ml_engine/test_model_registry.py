@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -65,6 +66,38 @@ def test_a_tampered_artifact_is_refused(sessions: sessionmaker[Session], tmp_pat
     with pytest.raises(Conflict) as err:
         model_registry.load_model(sessions, tmp_path, "BTCUSDT", saved.version)
     assert err.value.code == "model_checksum_mismatch"
+
+
+class TouchOnUnpickle:
+    """A pickle whose unpickling runs code: it creates `marker` (pathlib's own Path.touch, so nothing of
+    this module is needed to load it). Harmless, but observable: a stand-in for a malicious artifact."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Callable[[Path], None], tuple[Path]]:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_tampered_artifact_is_refused_before_it_is_unpickled(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    root = tmp_path / "models"
+    saved = save(sessions, root)
+    # The payload is live: unpickled on its own, it runs and leaves its marker.
+    control = tmp_path / "control-ran"
+    joblib.dump(TouchOnUnpickle(control), tmp_path / "control.joblib")
+    joblib.load(tmp_path / "control.joblib")
+    assert control.exists()
+    # The same payload replaces the registered artifact; the database keeps the original checksum.
+    marker = tmp_path / "payload-ran"
+    joblib.dump(TouchOnUnpickle(marker), saved.path, compress=3)
+    row = model_registry.get_version(sessions, "BTCUSDT", saved.version)
+    assert row is not None and row.sha256 == saved.sha256
+    with pytest.raises(Conflict) as err:
+        model_registry.load_model(sessions, root, "BTCUSDT", saved.version)
+    assert err.value.code == "model_checksum_mismatch"
+    assert not marker.exists(), "the tampered artifact was unpickled before its checksum was checked"
 
 
 def test_an_unregistered_file_is_never_loaded(sessions: sessionmaker[Session], tmp_path: Path) -> None:

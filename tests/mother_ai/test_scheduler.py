@@ -182,6 +182,48 @@ def test_the_mother_ai_job_resolves_then_decides(tmp_path: Path) -> None:
     assert world.mother.get_decision(summary["decision_id"]).symbols == ["ETHUSDT"]
 
 
+@pytest.mark.parametrize("execute", [False, True])
+def test_scheduled_decisions_place_orders_only_with_scheduler_execute(tmp_path: Path, execute: bool) -> None:
+    """SCHEDULER_EXECUTE=false: the scheduled run decides (and records the decision) but never orders;
+    true: the same run, on the same world, places the order it decided on."""
+    world = build_world(tmp_path, scheduler_symbols="ETHUSDT", scheduler_execute=execute)
+    assert world.settings.scheduler.execute is execute
+    world.agents.predictions = {"ETHUSDT": prediction("ETHUSDT", 0.8, 0.03)}
+    initial = world.executor.portfolio()
+    sched = DecisionScheduler.for_mother_ai(
+        world.mother, world.settings.scheduler, clock=world.clock, grace_ms=0
+    )
+    world.clock.now += HOUR
+    result = sched.tick()
+    assert result.status == "ran", result.message
+    summary: dict[str, Any] = result.result
+    decision = world.mother.get_decision(summary["decision_id"])
+    # The decision is made either way: a buy of ETHUSDT within the limits.
+    assert (decision.action, decision.symbol, summary["action"]) == ("buy", "ETHUSDT", "buy")
+    assert decision.size_quote is not None and decision.size_quote > 0
+    assert decision.execute_requested is execute and summary["executed"] is execute
+    orders = world.orders()
+    trades_log = world.trade_log.path_for("trade")
+    portfolio = world.executor.portfolio()
+    if not execute:
+        assert orders == [], "SCHEDULER_EXECUTE=false placed an order"
+        assert (decision.executed, decision.client_order_id, decision.order_id) == (False, None, None)
+        assert not trades_log.exists(), "no fill may reach the trade log"
+        assert portfolio.balances == initial.balances and portfolio.equity == initial.equity
+        assert [p for p in portfolio.positions if p.quantity > 0] == []
+        return
+    (order,) = orders
+    assert (order.mode, order.symbol, order.side, order.status) == ("paper", "ETHUSDT", "BUY", "FILLED")
+    assert order.decision_id == decision.id and order.client_order_id == decision.client_order_id
+    assert decision.executed and decision.order_id == order.id
+    assert order.quote_quantity == decision.size_quote
+    assert len(trades_log.read_text().splitlines()) == 1
+    (position,) = [p for p in portfolio.positions if p.quantity > 0]
+    # Paper fees are charged in the quote asset: the position holds all that was bought.
+    assert position.symbol == "ETHUSDT" and position.quantity == order.executed_quantity > 0
+    assert portfolio.balances["USDT"] == initial.balances["USDT"] - order.quote_quantity - order.fee
+
+
 def test_scheduler_settings(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     assert (settings.scheduler_enabled, settings.scheduler_execute) == (False, False)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import storage
 from db.models import TradeOrder, TradingBalance
+from mother_ai.live_executor import live_trading_problems
 from mother_ai.orders import Side
 from mother_ai.trade_executer import (
     CLIENT_ORDER_ID_PATTERN,
@@ -532,6 +533,52 @@ def test_live_trading_refuses_until_every_condition_holds(
         with pytest.raises(Conflict, match=re.escape(says)):
             make_executor(settings, sessions, live_market)
     assert fake_binance.requests == [], "nothing reached Binance"
+
+
+# LIVE_TRADING_CONFIRM against the documented phrase: compared byte for byte, case included, after
+# trimming the whitespace around the value (as for the keys). enabled: live trading is on.
+CONFIRMATIONS = [
+    (LIVE_TRADING_CONFIRM_PHRASE, True, None),
+    (f"  {LIVE_TRADING_CONFIRM_PHRASE}\t", True, None),  # trimmed: a stray space in .env is not a change
+    (LIVE_TRADING_CONFIRM_PHRASE.lower(), False, "does not match"),
+    (LIVE_TRADING_CONFIRM_PHRASE.upper(), False, "does not match"),
+    (LIVE_TRADING_CONFIRM_PHRASE.title(), False, "does not match"),
+    (LIVE_TRADING_CONFIRM_PHRASE.swapcase(), False, "does not match"),
+    (LIVE_TRADING_CONFIRM_PHRASE + ".", False, "does not match"),
+    (LIVE_TRADING_CONFIRM_PHRASE.replace(" ", "  ", 1), False, "does not match"),
+    (LIVE_TRADING_CONFIRM_PHRASE[:-1], False, "does not match"),
+    ("yes please", False, "does not match"),
+    ("Yes Please", False, "does not match"),
+    ("", False, "is not set"),
+    ("   ", False, "is not set"),
+]
+
+
+@pytest.mark.parametrize(("phrase", "enabled", "says"), CONFIRMATIONS)
+def test_only_the_exact_confirmation_phrase_enables_live_trading(
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    live_market: MarketData,
+    fake_binance: FakeBinance,
+    phrase: str,
+    enabled: bool,
+    says: str | None,
+) -> None:
+    settings = live_settings(tmp_path, fake_binance, live_trading_confirm=phrase)
+    problems = live_trading_problems(settings.trading, settings.exchange)
+    if enabled:
+        assert problems == []
+        assert isinstance(make_executor(settings, sessions, live_market), BinanceExecutor)
+    else:
+        assert [code for code, _ in problems] == ["live_trading_confirm"]
+        assert says is not None and says in problems[0][1]
+        with pytest.raises(Conflict) as caught:
+            make_executor(settings, sessions, live_market)
+        assert caught.value.code == "live_trading_disabled"
+        assert caught.value.details == {"missing": ["live_trading_confirm"]}
+        if phrase.strip():  # the message names the required phrase, never the configured value
+            assert phrase not in caught.value.message.replace(f"'{LIVE_TRADING_CONFIRM_PHRASE}'", "")
+    assert order_requests(fake_binance) == [], "deciding whether live trading is on places no order"
 
 
 def test_messages_for_each_missing_condition_are_distinct(
