@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+
 import httpx
 import numpy as np
 import pytest
@@ -92,10 +95,78 @@ def test_results_are_stored_and_listed_newest_first(client: TestClient) -> None:
 
 
 def test_every_builtin_strategy_runs(client: TestClient) -> None:
-    for info in strategy_registry.list_strategies():
-        response = post(client, strategy=info.name, params={})
-        assert response.status_code == 201, (info.name, response.text)
-        assert response.json()["strategy"] == info.name
+    """Each built-in the API lists backtests with its defaults, and the body a client reads (summary,
+    metrics, trades, curve) is the engine's run on the same candles, and consistent with itself."""
+    listed = client.get("/api/strategies", headers=AUTH).json()
+    builtins = [s for s in listed["strategies"] if s["kind"] == "builtin"]
+    assert [s["name"] for s in builtins] == [s.name for s in strategy_registry.list_strategies()]
+    assert builtins, "no built-in strategy is listed"
+    candles = ctx_of(client).market.store.load("sample", "BTCUSDT", "1h")
+    initial = 10_000.0
+    for info in builtins:
+        name = info["name"]
+        response = post(client, strategy=name, params={})
+        assert response.status_code == 201, (name, response.text)
+        body = response.json()
+        resolved = strategy_registry.resolve(name, {})
+        expected = run_backtest(candles, *resolved.signals(candles), BacktestConfig())
+
+        # The summary: which strategy ran, with which parameters, on which candles.
+        assert (body["strategy"], body["strategy_kind"], body["strategy_id"], body["strategy_version"]) == (
+            name,
+            "builtin",
+            None,
+            None,
+        )
+        assert body["params"] == resolved.params == {p["name"]: p["default"] for p in info["parameters"]}
+        assert body["config"] == {
+            "initial_capital": initial,
+            "fee_rate": 0.001,
+            "slippage_bps": 0.0,
+            "position_size": 1.0,
+            "stop_loss": None,
+            "take_profit": None,
+            "trailing_stop": None,
+        }
+        assert (body["source"], body["n_bars"]) == ("sample", len(candles))
+        assert (body["start_time"], body["end_time"]) == (candles.open_time[0], candles.open_time[-1])
+
+        # The metrics: the engine's, and consistent with the trades and the curve in the same body.
+        metrics, trades = body["metrics"], body["trades"]
+        for key, value in dataclasses.asdict(expected.metrics).items():
+            assert metrics[key] == (None if value is None else pytest.approx(value, rel=1e-9)), (name, key)
+        assert metrics["final_equity"] == pytest.approx(expected.final_equity, rel=1e-12)
+        assert metrics["n_trades"] == len(trades) == len(expected.trades) > 0, name
+        assert metrics["total_return"] == pytest.approx(metrics["final_equity"] / initial - 1, rel=1e-9)
+        wins = sum(t["pnl"] > 0 for t in trades)
+        assert metrics["win_rate"] == pytest.approx(wins / len(trades))
+        open_pnl = body["open_trade"]["pnl"] if body["open_trade"] else 0.0
+        assert sum(t["pnl"] for t in trades) + open_pnl == pytest.approx(metrics["final_equity"] - initial)
+
+        # The trades: the engine's, in time order, one at a time, on the candles' open times.
+        for got, want in zip(trades, expected.trades, strict=True):
+            assert got == pytest.approx(dataclasses.asdict(want), rel=1e-12), name
+        for trade in trades:
+            assert trade["exit_reason"] == "signal", "no stop was asked for"
+            assert trade["entry_bar"] < trade["exit_bar"]
+            assert trade["entry_time"] == candles.open_time[trade["entry_bar"]]
+            assert trade["exit_time"] == candles.open_time[trade["exit_bar"]]
+            assert trade["fees"] > 0 and trade["quantity"] > 0
+        for earlier, later in itertools.pairwise(trades):
+            assert earlier["exit_bar"] <= later["entry_bar"]
+        if body["open_trade"] is not None:
+            assert body["open_trade"]["exit_reason"] == "end" and body["open_trade"]["exit_time"] is None
+            assert not trades or trades[-1]["exit_bar"] <= body["open_trade"]["entry_bar"]
+
+        # The curve: every bar counted, downsampled to 2,000 points from the capital to the final equity.
+        curve = body["equity_curve"]
+        assert body["equity_points"] == len(candles) and len(curve) == min(2000, len(candles))
+        first = curve[0]
+        assert (first["time"], first["equity"], first["drawdown"]) == (body["start_time"], initial, 0.0)
+        assert curve[-1]["time"] == body["end_time"]
+        assert curve[-1]["equity"] == pytest.approx(metrics["final_equity"], rel=1e-12)
+        assert [p["time"] for p in curve] == sorted({p["time"] for p in curve})
+        assert max(p["drawdown"] for p in curve) <= metrics["max_drawdown"] + 1e-12
 
 
 def test_sweep_ranks_combinations_and_reports_rejected_ones(client: TestClient) -> None:

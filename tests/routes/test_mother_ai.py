@@ -3,6 +3,7 @@ resolution when new candles arrive, concurrency, idempotency and live-mode refus
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from main import create_app
+from mother_ai.trade_log import CSV_COLUMNS
 from tests.fakes.fake_binance import FakeBinance
 from tests.support.http import AUTH, ctx_of, wait_for_job
 from tests.support.settings import make_settings
@@ -181,11 +183,43 @@ def test_the_same_client_order_id_concurrently_fills_once(
         barrier.wait()
         return decide(trader, execute=True, client_order_id="same-id-1")
 
+    # First an hour at which the agents' view is worth a buy: deciding without executing changes nothing
+    # the next decision reads (no order, no resolution), so the same hour decides the same way again.
+    probe = decide(trader)["decision"]
+    for _ in range(48):
+        if probe["action"] == "buy":
+            break
+        fake_binance.now_ms += HOUR
+        probe = decide(trader)["decision"]
+    assert probe["action"] == "buy", "no buy in 48 hourly decisions with zero costs"
+
     with ThreadPoolExecutor(4) as pool:
         outcomes = list(pool.map(one, range(4)))
-    assert len({o["decision"]["id"] for o in outcomes}) == 1
-    assert sum(not o["replayed"] for o in outcomes) == 1
-    assert len([t for t in filled_orders(trader) if t["client_order_id"] == "same-id-1"]) <= 1
+    (decision_id,) = {o["decision"]["id"] for o in outcomes}
+    assert decision_id != probe["id"]
+    (fresh,) = [o for o in outcomes if not o["replayed"]]
+    decision, order = fresh["decision"], fresh["order"]
+    assert (decision["action"], decision["symbol"]) == ("buy", probe["symbol"])
+    assert decision["executed"] is True and decision["client_order_id"] == "same-id-1"
+    # Exactly one fill in the whole account, and it is that decision's order.
+    (fill,) = filled_orders(trader)
+    assert order is not None and order == fill
+    assert (fill["client_order_id"], fill["decision_id"]) == ("same-id-1", decision_id)
+    assert (fill["symbol"], fill["side"], fill["status"]) == (probe["symbol"], "BUY", "FILLED")
+    assert decision["order_id"] == fill["id"]
+    # The other three answer with the first decision and its order. (A request whose first look came
+    # while the first one was between storing its decision and its order would see the decision
+    # still PENDING and no order; it can never see another order.)
+    for other in outcomes:
+        assert other["decision"]["client_order_id"] == "same-id-1"
+        if other["order"] is not None:
+            assert other["order"] == fill
+        else:
+            assert other["replayed"] and other["decision"]["order_status"] == "PENDING"
+    again = decide(trader, execute=True, client_order_id="same-id-1")
+    assert again["replayed"] is True and again["decision"]["id"] == decision_id
+    assert again["order"] == fill and again["decision"]["order_id"] == fill["id"]
+    assert filled_orders(trader) == [fill], "a retry never fills again"
 
 
 def test_kill_switch_blocks_execution(trader: TestClient) -> None:
@@ -241,13 +275,31 @@ def test_live_mode_refuses_until_fully_enabled(
 
 
 def test_paper_reset_and_csv_export(client: TestClient) -> None:
-    reset = client.post("/api/portfolio/reset", headers=AUTH).json()
-    assert reset["mode"] == "paper"
-    assert Decimal(reset["equity"]) == Decimal(str(ctx_of(client).settings.paper_initial_balance))
-    export = client.post("/api/orders/export", headers=AUTH).json()
+    settings = ctx_of(client).settings
+    initial = Decimal(str(settings.paper_initial_balance))
+    reset = client.post("/api/portfolio/reset", headers=AUTH)
+    assert reset.status_code == 200, reset.text
+    account = reset.json()
+    assert (account["mode"], account["quote_asset"], account["positions"]) == ("paper", "USDT", [])
+    assert [(b["asset"], Decimal(b["amount"])) for b in account["balances"]] == [("USDT", initial)]
+    assert Decimal(account["equity"]) == Decimal(account["initial_balance"]) == initial
+    assert Decimal(account["realised_pnl"]) == Decimal(account["unrealised_pnl"]) == 0
+    history = client.get("/api/orders", headers=AUTH).json()
+    assert (history["total"], history["orders"]) == (0, []), "an empty history"
+
+    response = client.post("/api/orders/export", headers=AUTH)
+    assert response.status_code == 200, response.text
+    export = response.json()
     path = Path(export["path"])
-    assert path.parent == ctx_of(client).settings.trade_export_dir
-    assert path.read_text().splitlines()[0].startswith(("id,", "created_at,", "mode,", "client_order_id,"))
+    assert export == {"mode": "paper", "path": str(path)}
+    assert path.parent == settings.trade_export_dir
+    assert re.fullmatch(r"trades-paper-\d{8}T\d{12}Z-[0-9a-f]{8}\.csv", path.name)
+    assert sorted(settings.trade_export_dir.iterdir()) == [path], "one file, no temporary left behind"
+    # The whole file: the header row alone, the documented columns, in order (csv's \r\n line end).
+    assert path.read_bytes() == (",".join(CSV_COLUMNS) + "\r\n").encode()
+    # Every column is a field of an order as the API documents it.
+    order_fields = client.get("/openapi.json").json()["components"]["schemas"]["OrderOut"]["properties"]
+    assert set(CSV_COLUMNS) <= set(order_fields)
 
 
 def test_domain_errors_say_what_is_wrong_and_the_api_adds_where_to_act(client: TestClient) -> None:
