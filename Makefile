@@ -8,7 +8,7 @@ PORT ?= 8000
 .PHONY: run test lint typecheck bench clean
 
 run: $(VENV)/.runtime
-	$(PY) -m uvicorn main:app --host $(HOST) --port $(PORT) --no-access-log
+	$(PY) -m uvicorn main:app --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev
 	$(PY) -m pytest

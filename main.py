@@ -43,13 +43,14 @@ from utils.exchange import Clock, Sleep
 from utils.exchange_probe import ExchangeProbe
 from utils.files import write_atomic
 from utils.jobs import JobRunner
-from utils.logger import add_secrets, redact, request_id_var, setup_logging
+from utils.logger import ACCESS_LOGGER, add_secrets, redact, request_id_var, setup_logging
 from utils.market_data.candles import CandleStore
 from utils.market_data.market import MarketData
 from utils.market_data.watcher import CandleWatcher
 from utils.settings import Settings
 
 log = logging.getLogger("app")
+access_log = logging.getLogger(ACCESS_LOGGER)  # one line per request; off with uvicorn --no-access-log
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -171,7 +172,7 @@ def create_app(
         _BodyLimit,
         limits={"/api/binance/import": settings.upload_max_bytes, "/api/strategies": STRATEGY_BODY_LIMIT},
     )
-    app.add_middleware(_RequestContext)
+    app.add_middleware(_RequestContext, frame_ancestors=settings.cors_origins)
     return app
 
 
@@ -267,10 +268,13 @@ def ensure_api_key(settings: Settings) -> str:
     lines.append(f"API_KEY={key}")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, ("\n".join(lines) + "\n").encode())  # a new file, 0600: it holds secrets
-    # Printed once, straight to the terminal: the logs never carry it.
+    # Shown once, and only on a terminal: `make run > server.log 2>&1` must not put it in a file.
+    if sys.stderr.isatty():
+        shown = f"Generated API key (saved to {path}):\n\n    {key}\n\n"
+    else:
+        shown = f"Generated an API key and saved it to {path} as API_KEY (shown only on a terminal).\n"
     print(
-        f"\n  Generated API key (saved to {path}):\n\n    {key}\n\n"
-        "  Use it as 'Authorization: Bearer <key>' or in Swagger UI's Authorize button.\n",
+        f"\n  {shown}  Use it as 'Authorization: Bearer <key>' or in Swagger UI's Authorize button.\n",
         file=sys.stderr,
         flush=True,
     )
@@ -319,11 +323,19 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 class _RequestContext:
-    """Gives every request an id (echoed in X-Request-ID, present on every log line), logs it, and
-    turns any unexpected exception into the error body: no stack trace ever reaches a client."""
+    """Gives every request an id (echoed in X-Request-ID, present on every log line), logs it, adds
+    the security headers, and turns any unexpected exception into the error body: no stack trace ever
+    reaches a client."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, frame_ancestors: list[str]) -> None:
         self.app = app
+        # Pages (docs, reports) may be framed by this server and the dashboard's origins only.
+        ancestors = " ".join(["'self'", *frame_ancestors])
+        self.security_headers = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"content-security-policy", f"frame-ancestors {ancestors}".encode()),
+            (b"referrer-policy", b"no-referrer"),
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -341,8 +353,13 @@ class _RequestContext:
             nonlocal status, responded
             if message["type"] == "http.response.start":
                 status, responded = message["status"], True
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                headers.append((b"x-request-id", request_id.encode()))
+                headers += [h for h in self.security_headers if h[0] not in names]
+                if scope["path"].startswith("/api/") and b"cache-control" not in names:
+                    headers.append((b"cache-control", b"no-store"))  # answers carry account data
+                message["headers"] = headers
             await send(message)
 
         try:
@@ -353,7 +370,7 @@ class _RequestContext:
                 message = f"Internal error; the server log has the details (request id {request_id})."
                 await _error(500, "internal_error", message)(scope, receive, send_with_id)
         finally:
-            log.info(
+            access_log.info(
                 "%s %s -> %d (%.1f ms)",
                 scope["method"],
                 scope["path"],

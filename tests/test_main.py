@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,18 +159,28 @@ def test_cors_allows_only_the_configured_origins(tmp_path: Path) -> None:
     assert "access-control-allow-origin" not in refused.headers
 
 
-def test_first_start_generates_writes_and_prints_a_key_once(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["on a terminal", "redirected"])
+def test_first_start_generates_writes_and_shows_a_key_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, terminal: bool
 ) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("LOG_LEVEL=INFO\nAPI_KEY=\n")
     settings = make_settings(tmp_path, api_key=None)
+    screen = _Terminal()
+    if terminal:
+        monkeypatch.setattr(sys, "stderr", screen)
     with TestClient(create_app(settings)) as client:
-        printed = capsys.readouterr().err
+        printed = screen.getvalue() if terminal else capsys.readouterr().err
         stored = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
         key = stored["API_KEY"]
         assert len(key) >= 40
-        assert key in printed
+        assert str(env_file) in printed
+        assert (key in printed) is terminal, "shown on a terminal only, never into a redirected output"
         assert stored["LOG_LEVEL"] == "INFO"
         assert env_file.stat().st_mode & 0o077 == 0, ".env with a key must not be world-readable"
         assert client.get("/api/jobs", headers={"Authorization": f"Bearer {key}"}).status_code == 200
@@ -198,3 +210,15 @@ def test_an_undecodable_body_is_a_422(client: TestClient) -> None:
     )
     assert response.status_code == 422
     assert response.json()["error"]["code"] in {"invalid_body", "validation_error"}
+
+
+def test_every_answer_carries_the_security_headers(client: TestClient) -> None:
+    origins = " ".join(ctx_of(client).settings.cors_origins)
+    for path, headers in (("/api/health", {}), ("/api/jobs", AUTH), ("/api/nope", AUTH), ("/docs", {})):
+        response = client.get(path, headers=headers)
+        assert response.headers["x-content-type-options"] == "nosniff", path
+        assert response.headers["content-security-policy"] == f"frame-ancestors 'self' {origins}", path
+        assert response.headers["referrer-policy"] == "no-referrer", path
+        if path.startswith("/api/"):
+            assert response.headers["cache-control"] == "no-store", path
+    assert "no-store" not in client.get("/docs").headers.get("cache-control", "")

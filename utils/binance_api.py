@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +33,7 @@ from binance.exceptions import BinanceAPIException, BinanceRequestException
 from utils.errors import ExchangeError, ExchangeUnavailable, NotFound
 from utils.exchange import Clock, KlinePage, Sleep, SymbolFilters
 from utils.intervals import interval_ms
+from utils.logger import redact
 
 if TYPE_CHECKING:
     from utils.settings import ExchangeSettings
@@ -370,11 +372,21 @@ def _retry_after(response: Any) -> float | None:
         return None
 
 
+_LONG_TOKEN = re.compile(r"[A-Za-z0-9]{32,}")  # API keys are 64, signatures 64 hex characters
+
+
+def _public_text(text: str) -> str:
+    """Binance's error text as a client may see it: nothing in it that looks like a key, a
+    signature or a secret (Binance echoes parameters back in some messages)."""
+    return _LONG_TOKEN.sub("***", redact(str(text)))
+
+
 def _project_error(exc: BinanceAPIException) -> Exception:
-    details = {"binance_code": exc.code, "binance_message": exc.message, "status": exc.status_code}
+    message = _public_text(exc.message)
+    details = {"binance_code": exc.code, "binance_message": message, "status": exc.status_code}
     if exc.code == -1121:
         return NotFound("Binance does not know this symbol.", details=details, code="unknown_symbol")
-    return ExchangeError(f"Binance rejected the request: {exc.message} (code {exc.code}).", details=details)
+    return ExchangeError(f"Binance rejected the request: {message} (code {exc.code}).", details=details)
 
 
 def _symbol_filters(item: dict[str, Any]) -> SymbolFilters:

@@ -60,6 +60,9 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return text
 
 
+ACCESS_LOGGER = "app.access"
+
+
 class _AppHandler(logging.StreamHandler[TextIO]):
     """The app's own handler, told apart from handlers others installed."""
 
@@ -77,7 +80,14 @@ def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
     root.setLevel(level)
     # urllib3 logs full request URLs (with signatures) at DEBUG; keep it at WARNING.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    # The app writes one access line per request itself (ACCESS_LOGGER: with the request id and the
+    # time taken), so uvicorn's own would be a second. `uvicorn --no-access-log` has already left its
+    # access logger with no handler and not propagating: then the app's line is off as well.
+    # Only `disabled` is set on uvicorn's logger, so a second app in the process reads the same signs.
+    access = logging.getLogger("uvicorn.access")
+    logging.getLogger(ACCESS_LOGGER).disabled = not access.handlers and not access.propagate
+    access.disabled = True
+    for name in ("uvicorn", "uvicorn.error"):
         uv = logging.getLogger(name)
         uv.handlers = []
         uv.propagate = True

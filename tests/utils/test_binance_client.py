@@ -176,3 +176,19 @@ def test_an_empty_answer_covers_nothing(tmp_path: Path) -> None:
             assert first.status_code == 200 and first.json()["candles"] == [], first.text
             again = client.get("/api/binance/candles", params=params, headers=AUTH).json()
             assert len(again["candles"]) == 24, "the range was asked for again, not taken as empty"
+
+
+def test_binance_error_text_reaches_a_client_without_anything_like_a_key(tmp_path: Path) -> None:
+    key = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
+    with FakeBinance() as fake:
+        fake.add_fault(
+            "/api/v3/ticker/price",
+            "reject",
+            code=-2015,
+            msg=f"Invalid API-key {key}, IP, or permissions; apiKey={key[:20]}",
+        )
+        with TestClient(create_app(online_settings(tmp_path, fake), clock=lambda: fake.now_ms)) as client:
+            response = client.get("/api/binance/price", params={"symbol": "BTCUSDT"}, headers=AUTH)
+    assert response.status_code == 502, response.text
+    assert "Invalid API-key" in response.json()["error"]["message"]
+    assert key not in response.text and key[:20] not in response.text

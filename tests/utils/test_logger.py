@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from main import create_app
 from tests.support.http import AUTH
 from tests.support.settings import API_KEY, make_settings
-from utils.logger import redact, setup_logging
+from utils.logger import ACCESS_LOGGER, redact, setup_logging
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,7 @@ def test_request_lines_carry_a_request_id_and_no_api_key(
         logging.getLogger("test").warning("echo %s %s", API_KEY, "live-secret-abcdef")
     err = capfd.readouterr().err
     request_id = response.headers["x-request-id"]
-    request_lines = [line for line in err.splitlines() if "app: GET /api/binance/candles" in line]
+    request_lines = [line for line in err.splitlines() if "app.access: GET /api/binance/candles" in line]
     assert request_lines and all(f"[{request_id}]" in line for line in request_lines)
     assert API_KEY not in err
     assert "live-secret-abcdef" not in err
@@ -72,3 +72,24 @@ def test_user_text_cannot_forge_log_lines(capfd: pytest.CaptureFixture[str]) -> 
     lines = [line for line in capfd.readouterr().err.splitlines() if line]
     assert len(lines) == 1
     assert "maintenance\\n2026-01-01" in lines[0]
+
+
+def test_the_access_line_follows_uvicorns_access_log_switch() -> None:
+    """`uvicorn --no-access-log` leaves uvicorn.access with no handler and not propagating; then the
+    app's own access line is off too. Otherwise the app writes one line per request and uvicorn's own
+    access logger stays silent (it would be a second line)."""
+    access, ours = logging.getLogger("uvicorn.access"), logging.getLogger(ACCESS_LOGGER)
+    saved = (list(access.handlers), access.propagate, access.disabled, ours.disabled)
+    try:
+        cases: list[tuple[list[logging.Handler], bool, bool]] = [
+            ([], False, True),  # --no-access-log
+            ([logging.StreamHandler()], False, False),  # uvicorn's default: its own handler
+            ([], True, False),  # no uvicorn logging config at all (TestClient)
+        ]
+        for handlers, propagate, ours_disabled in cases:
+            access.handlers, access.propagate = handlers, propagate
+            for _ in range(2):  # a second app in the process reads the same signs
+                setup_logging("INFO")
+                assert (ours.disabled, access.disabled) == (ours_disabled, True)
+    finally:
+        access.handlers, access.propagate, access.disabled, ours.disabled = saved
