@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +118,9 @@ def ohlcv_problems(values: np.ndarray) -> list[tuple[np.ndarray, str]]:
         ]
 
 
+DEFAULT_CACHE_BYTES = 256 * 1024 * 1024  # decoded candles kept in memory (about 5M candles)
+
+
 @dataclass(frozen=True, slots=True)
 class Gap:
     """Candles missing between two stored ones: `after` and `before` are the neighbours' open times."""
@@ -128,10 +133,16 @@ class Gap:
 class CandleStore:
     """Reads and merges candle series; thread-safe within one process."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.root = root
         self._locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        # Decoded series, most recently read last, each valid while its file (inode, mtime, size) is
+        # the same: a read of a 200,000-row file then costs no decompression. Any writer (this process
+        # or another) replaces the file through a rename, which changes them.
+        self._cache: OrderedDict[Path, tuple[tuple[int, int, int], pa.Table, dict[str, Any]]] = OrderedDict()
+        self._cache_bytes = cache_bytes
+        self._cache_lock = threading.Lock()
 
     def path(self, partition: Partition, symbol: str, interval: str) -> Path:
         if partition not in PARTITIONS:
@@ -217,11 +228,27 @@ class CandleStore:
 
     def _read(self, partition: Partition, symbol: str, interval: str) -> tuple[pa.Table, dict[str, Any]]:
         path = self.path(partition, symbol, interval)
-        if not path.exists():
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
             return _SCHEMA.empty_table(), {}
+        version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)  # every write is a new file (a rename)
+        with self._cache_lock:
+            hit = self._cache.get(path)
+            if hit is not None and hit[0] == version:
+                self._cache.move_to_end(path)
+                return hit[1], copy.deepcopy(hit[2])  # callers may edit the metadata they get
         table = pq.read_table(path)
         raw = (table.schema.metadata or {}).get(_META_KEY)
-        return table, (json.loads(raw) if raw else {})
+        meta = json.loads(raw) if raw else {}
+        with self._cache_lock:
+            self._cache[path] = (version, table, meta)
+            self._cache.move_to_end(path)
+            while (
+                len(self._cache) > 1 and sum(t.nbytes for _, t, _ in self._cache.values()) > self._cache_bytes
+            ):
+                self._cache.popitem(last=False)
+        return table, copy.deepcopy(meta)
 
     def _write(
         self, partition: Partition, symbol: str, interval: str, rows: np.ndarray, meta: dict[str, Any]
@@ -231,6 +258,8 @@ class CandleStore:
         arrays = [pa.array(rows[:, 0].astype(np.int64))] + [pa.array(rows[:, i]) for i in range(1, 6)]
         schema = _SCHEMA.with_metadata({_META_KEY: json.dumps(meta).encode()})
         table = pa.Table.from_arrays(arrays, schema=schema)
+        with self._cache_lock:
+            self._cache.pop(path, None)
         write_atomic_with(path, lambda handle: pq.write_table(table, handle, compression="zstd"))
 
 

@@ -94,3 +94,28 @@ def test_month_gaps_count_calendar_months() -> None:
     feb = next_open_time(jan, "1M")
     may = next_open_time(next_open_time(next_open_time(feb, "1M"), "1M"), "1M")
     assert find_gaps(np.array([jan, feb, may], dtype=np.int64), "1M") == [Gap(feb, may, 2)]
+
+
+def test_a_read_sees_every_write_whoever_made_it(store: CandleStore, tmp_path: Path) -> None:
+    """Reads are served from decoded tables in memory; a write by this store or by another one on the
+    same folder (another process) is seen by the next read, even one that keeps the file's size."""
+    other = CandleStore(tmp_path / "store")
+    store.merge("binance", "BTCUSDT", "1h", store_rows([0, HOUR, 2 * HOUR], 100.0))
+    assert store.load("binance", "BTCUSDT", "1h").close.tolist() == [100.0] * 3
+    assert store.load("binance", "BTCUSDT", "1h").close.tolist() == [100.0] * 3  # from memory
+    store.merge("binance", "BTCUSDT", "1h", store_rows([HOUR], 150.0))
+    assert store.load("binance", "BTCUSDT", "1h").close.tolist() == [100.0, 150.0, 100.0]
+    other.merge("binance", "BTCUSDT", "1h", store_rows([HOUR], 175.0))  # same rows, same size
+    assert store.load("binance", "BTCUSDT", "1h").close.tolist() == [100.0, 175.0, 100.0]
+    meta = store.meta("binance", "BTCUSDT", "1h")
+    meta["edited"] = True  # a caller's copy: the stored metadata stays as it was
+    assert "edited" not in store.meta("binance", "BTCUSDT", "1h")
+
+
+def test_the_memory_kept_for_reads_is_bounded(tmp_path: Path) -> None:
+    small = CandleStore(tmp_path / "store", cache_bytes=1)
+    for symbol in ("BTCUSDT", "ETHUSDT", "SOLUSDT"):
+        small.merge("binance", symbol, "1h", store_rows([0, HOUR]))
+        small.load("binance", symbol, "1h")
+    assert len(small._cache) == 1, "only the latest series is kept over the limit"
+    assert small.load("binance", "BTCUSDT", "1h").open_time.tolist() == [0, HOUR]
