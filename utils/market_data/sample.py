@@ -72,5 +72,6 @@ def generate(profile: SampleProfile, bars: int = SAMPLE_BARS, interval: str = SA
     low = np.minimum(open_, close) * (1 - lower)
     volume = profile.base_volume * intraday * np.exp(rng.normal(0.0, 0.35, bars)) * (1 + 40 * np.abs(returns))
     open_time = SAMPLE_START_MS + step * np.arange(bars, dtype=np.int64)
-    rows = np.column_stack([open_time.astype(np.float64), open_, high, low, close, volume])
-    return np.round(rows, 8)
+    values = np.round(np.column_stack([open_, high, low, close, volume]), 8)
+    # Open times are not rounded: at 1e12 ms, rounding to 8 decimals moves some by a millisecond.
+    return np.column_stack([open_time.astype(np.float64), values])
