@@ -41,7 +41,6 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ if str(ROOT) not in sys.path:
 
 import strategy_registry  # noqa: E402
 from backtester import service  # noqa: E402
+from bench.references import backtesting_py_sma_cross  # noqa: E402
 from main import create_app  # noqa: E402
 from routes.backtest import BacktestBody  # noqa: E402
 from routes.common import AppContext  # noqa: E402
@@ -180,33 +180,8 @@ def median_ms(fn: Callable[[], object], runs: int) -> float:
 
 
 def backtesting_py(candles: Candles, fast: int, slow: int) -> pd.DataFrame:
-    """The crossover in backtesting.py, written as its docs write strategies; its trades."""
-    from backtesting import Strategy
-    from backtesting.lib import FractionalBacktest
-
-    def sma(values: np.ndarray, n: int) -> np.ndarray:
-        return pd.Series(values).rolling(n).mean().to_numpy()
-
-    class SmaCross(Strategy):
-        def init(self) -> None:
-            self.fast = self.I(sma, self.data.Close, fast)
-            self.slow = self.I(sma, self.data.Close, slow)
-
-        def next(self) -> None:
-            f, s = self.fast, self.slow
-            if self.position:
-                if f[-2] >= s[-2] and f[-1] < s[-1]:
-                    self.position.close()
-            elif f[-2] <= s[-2] and f[-1] > s[-1]:
-                self.buy()
-
-    frame = candles.to_frame()
-    frame.index = pd.to_datetime(frame.pop("open_time"), unit="ms")
-    frame.columns = ["Open", "High", "Low", "Close", "Volume"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        stats = FractionalBacktest(frame, SmaCross, cash=10_000, commission=FEE).run()
-    trades: pd.DataFrame = stats["_trades"]
+    """The crossover in backtesting.py (bench/references.py): its trades."""
+    trades: pd.DataFrame = backtesting_py_sma_cross(candles, fast, slow, FEE)["_trades"]
     return trades
 
 

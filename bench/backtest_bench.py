@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,6 +35,7 @@ if str(ROOT) not in sys.path:
 
 from backtester.runner import BacktestConfig, BacktestResult, run_backtest  # noqa: E402
 from backtester.strategies import sma_crossover  # noqa: E402
+from bench.references import backtesting_py_sma_cross  # noqa: E402
 from utils.market_data.candles import Candles  # noqa: E402
 
 FEE = 0.001
@@ -100,35 +100,8 @@ def ours(candles: Candles, config: BacktestConfig) -> BacktestResult:
 
 
 def backtesting_py(candles: Candles) -> float:
-    """The same crossover in backtesting.py, written the way its docs do (self.I indicators, next())."""
-    import pandas as pd
-    from backtesting import Strategy
-    from backtesting.lib import FractionalBacktest
-
-    def sma(values: np.ndarray, n: int) -> np.ndarray:
-        return pd.Series(values).rolling(n).mean().to_numpy()
-
-    class SmaCross(Strategy):
-        def init(self) -> None:
-            self.fast = self.I(sma, self.data.Close, FAST)
-            self.slow = self.I(sma, self.data.Close, SLOW)
-
-        def next(self) -> None:
-            f, s = self.fast, self.slow
-            if self.position:
-                if f[-2] >= s[-2] and f[-1] < s[-1]:
-                    self.position.close()
-            elif f[-2] <= s[-2] and f[-1] > s[-1]:
-                self.buy()
-
-    frame = candles.to_frame()
-    frame.index = pd.to_datetime(frame.pop("open_time"), unit="ms")
-    frame.columns = ["Open", "High", "Low", "Close", "Volume"]
-    bt = FractionalBacktest(frame, SmaCross, cash=10_000, commission=FEE)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        stats = bt.run()
-    return float(stats["Equity Final [$]"])
+    """The same crossover in backtesting.py (bench/references.py): its final equity."""
+    return float(backtesting_py_sma_cross(candles, FAST, SLOW, FEE)["Equity Final [$]"])
 
 
 def median_time(fn: Callable[[], object], runs: int) -> float:
