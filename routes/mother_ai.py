@@ -49,7 +49,10 @@ class HaltBody(BaseModel):
 
 class ExportOut(BaseModel):
     mode: Mode
-    path: str = Field(description="The CSV file written under TRADE_EXPORT_DIR.")
+    path: str = Field(
+        description="The CSV file written, relative to TRADE_EXPORT_DIR (the server's folders stay its own).",
+        examples=["trades-paper-20250103T120000000000Z-1a2b3c4d.csv"],
+    )
 
 
 @router.post(
@@ -203,8 +206,9 @@ def orders(
 )
 def export(ctx: Ctx, mode: Mode | None = None) -> ExportOut:
     chosen = mode or ctx.settings.trading_mode
-    path = export_trades_csv(ctx.sessions, chosen, ctx.settings.trade_export_dir)
-    return ExportOut(mode=chosen, path=str(path))
+    directory = ctx.settings.trade_export_dir
+    path = export_trades_csv(ctx.sessions, chosen, directory)
+    return ExportOut(mode=chosen, path=path.relative_to(directory).as_posix())
 
 
 @trading.get(

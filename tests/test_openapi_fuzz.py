@@ -32,7 +32,7 @@ from main import create_app
 from tests.support.http import AUTH
 from tests.support.settings import make_settings
 
-MAX_EXAMPLES = 20  # per operation (explicit examples come on top): bounded so the suite stays fast
+MAX_EXAMPLES = 15  # per operation (explicit examples come on top): bounded so the suite stays fast
 
 
 @pytest.fixture

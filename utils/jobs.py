@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +28,8 @@ from utils.events import EventLog
 log = logging.getLogger(__name__)
 
 _MIN_WRITE_INTERVAL_S = 0.25
+SHUTDOWN_WAIT_S = 8.0  # a SIGTERM ends the server within about 10 s even during a training
+INTERRUPTED_MESSAGE = "interrupted by a server shutdown; start it again"
 
 
 class JobCancelled(Exception):
@@ -64,6 +66,7 @@ class JobRunner:
         self._futures: dict[str, Future[None]] = {}
         self._cancels: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self._shutting_down = False  # set once: a job stopped from now on was interrupted, not cancelled
 
     def submit(self, kind: str, params: dict[str, Any], fn: JobFn) -> Job:
         job = storage.create_job(self._sessions, uuid.uuid4().hex, kind, params)
@@ -94,8 +97,25 @@ class JobRunner:
         event.set()
         return True
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def shutdown(self, timeout: float = SHUTDOWN_WAIT_S) -> None:
+        """Stop for a server shutdown: queued jobs never start, running ones are asked to stop at
+        their next checkpoint; both are recorded as interrupted. Waits at most `timeout` seconds, so
+        a SIGTERM during a training ends the server promptly."""
+        with self._lock:
+            self._shutting_down = True
+            cancels = list(self._cancels.items())
+            futures = dict(self._futures)
+        for _, event in cancels:
+            event.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        running = []
+        for job_id, future in futures.items():
+            if future.cancelled():  # it never started: its row still says queued
+                self._interrupted(job_id)
+            else:
+                running.append(future)
+        # Only the others: a future cancelled this way never counts as done for wait().
+        wait(running, timeout=timeout)
 
     def _update(self, job_id: str, **fields: Any) -> None:
         storage.update_job(self._sessions, job_id, **fields)
@@ -162,5 +182,12 @@ class JobRunner:
         )
 
     def _cancelled(self, job_id: str) -> None:
+        if self._shutting_down:
+            self._interrupted(job_id)
+            return
         log.info("job %s cancelled", job_id)
         self._update(job_id, status="cancelled", message="cancelled", finished_at=utcnow())
+
+    def _interrupted(self, job_id: str) -> None:
+        log.warning("job %s interrupted by the server shutting down", job_id)
+        self._update(job_id, status="failed", message=INTERRUPTED_MESSAGE, finished_at=utcnow())

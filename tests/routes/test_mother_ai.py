@@ -290,9 +290,9 @@ def test_paper_reset_and_csv_export(client: TestClient) -> None:
     response = client.post("/api/orders/export", headers=AUTH)
     assert response.status_code == 200, response.text
     export = response.json()
-    path = Path(export["path"])
-    assert export == {"mode": "paper", "path": str(path)}
-    assert path.parent == settings.trade_export_dir
+    path = settings.trade_export_dir / export["path"]
+    assert export == {"mode": "paper", "path": path.name}, "relative to TRADE_EXPORT_DIR, no server path"
+    assert str(settings.trade_export_dir) not in response.text
     assert re.fullmatch(r"trades-paper-\d{8}T\d{12}Z-[0-9a-f]{8}\.csv", path.name)
     assert sorted(settings.trade_export_dir.iterdir()) == [path], "one file, no temporary left behind"
     # The whole file: the header row alone, the documented columns, in order (csv's \r\n line end).

@@ -220,7 +220,7 @@ def test_a_client_that_stops_reading_holds_up_neither_writers_nor_other_readers(
         with http.stream("GET", "/api/stream", params={"token": token, "kinds": "kill_switch"}) as response:
             reader = SseReader(response)
             opened(reader)
-            total = 15_000  # ~11 MB of events: more than the stuck client's socket buffers, and the ring
+            total = 12_000  # ~9 MB of events: more than the stuck client's socket buffers, and the ring
             for i in range(total):
                 ctx.events.publish("kill_switch", "halted", HaltState(True, f"{i} {reason}", None))
             got = reader.events(total)

@@ -36,7 +36,7 @@ def klines_now(exchange: BinanceExchange, fake: FakeBinance) -> int:
 def test_a_slow_call_holds_up_no_other_call(fake_binance: FakeBinance) -> None:
     exchange = BinanceExchange(api_url=fake_binance.url, clock=lambda: fake_binance.now_ms, timeout_s=20)
     fake_binance.reset()
-    fake_binance.add_fault("/api/v3/ticker/price", "slow", delay=3)
+    fake_binance.add_fault("/api/v3/ticker/price", "slow", delay=1.5)
     slow = threading.Thread(target=lambda: exchange.price("BTCUSDT"))
     slow.start()
     wait_until(
