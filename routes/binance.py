@@ -243,8 +243,8 @@ def post_import(
     interval: IntervalQuery,
     file: UploadFile,
 ) -> ImportResponse:
-    data = file.file.read()
-    report = ctx.market.import_csv(symbol, interval, data, file.filename or "upload.csv")
+    # The upload stays spooled on disk until the import's turn: waiting uploads hold no memory.
+    report = ctx.market.import_csv(symbol, interval, file.file, file.filename or "upload.csv")
     return ImportResponse(**{**asdict(report), "gaps": _gaps(report.gaps)})
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -75,6 +75,9 @@ class CandleAnswer:
     source: DataSource
     stale: bool
     gaps: list[Gap]
+
+
+MAX_PARALLEL_IMPORTS = 1  # a 95 MB file parses in about 160 MB beside the server's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +153,9 @@ class MarketData:
         # Freshness of stored rows is their `updated_at` column; what no row can record is kept
         # here, in memory: when Binance last said a symbol does not exist, and the last failure.
         self._symbols_lock = threading.Lock()  # one refresh at a time (scheduler and requests)
+        # Imports parse one file at a time (the rest wait, their uploads still on disk): each holds
+        # its file and its candles in memory, so concurrent 95 MB uploads stay under 500 MB.
+        self._imports = threading.BoundedSemaphore(MAX_PARALLEL_IMPORTS)
         self._symbol_missed_at: dict[str, int] = {}
         self._symbols_failed_at: int | None = None
 
@@ -394,11 +400,17 @@ class MarketData:
 
     # --- files and samples --------------------------------------------------------------------
 
-    def import_csv(self, symbol: str, interval: str, data: bytes, name: str = "upload.csv") -> ImportReport:
-        """Validate a whole CSV and add it to the "file" partition; a rejected file stores nothing."""
-        parsed = parse_klines_csv(data, interval, self.clock())
-        with self.store.lock("file", symbol, interval):
-            added = self.store.merge("file", symbol, interval, parsed.rows, file_memo(name, len(data), None))
+    def import_csv(
+        self, symbol: str, interval: str, source: bytes | BinaryIO, name: str = "upload.csv"
+    ) -> ImportReport:
+        """Validate a whole CSV and add it to the "file" partition; a rejected file stores nothing.
+        A file object is read only once it is this import's turn."""
+        with self._imports:
+            data = source if isinstance(source, bytes) else source.read()
+            parsed = parse_klines_csv(data, interval, self.clock())
+            with self.store.lock("file", symbol, interval):
+                memo = file_memo(name, len(data), None)
+                added = self.store.merge("file", symbol, interval, parsed.rows, memo)
         times = parsed.rows[:, 0].astype(np.int64)
         return ImportReport(
             symbol,
