@@ -11,7 +11,7 @@ run: $(VENV)/.runtime
 	$(PY) -m uvicorn main:app --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
