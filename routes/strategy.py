@@ -269,7 +269,7 @@ def save_from_blocks(ctx: Ctx, graph: BlockGraph) -> SavedOut:
     return _saved_out(service.save_blocks(ctx.strategies, ctx.market, graph.model_dump()))
 
 
-def _palette_example() -> dict[str, Any]:
+def _palette_example() -> dict[str, object]:
     """The real palette, cut to a few entries of each list so the example stays readable (without its
     nulls, which the OpenAPI document drops anyway)."""
     whole = palette().model_dump(mode="json", exclude_none=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,8 +45,8 @@ from utils.market_data.candles import (
     Gap,
     Partition,
     find_gaps,
-    ohlcv_problems,
 )
+from utils.market_data.coverage import subtract, union, valid_rows
 from utils.market_data.csv_import import parse_klines_csv
 from utils.market_data.drop_folder import DropFolder, file_memo
 from utils.market_data.sample import PROFILES, SAMPLE_INTERVAL, generate
@@ -316,7 +316,7 @@ class MarketData:
     def missing_ranges(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
         """Sub-ranges of [start_ms, end_ms] the store has not yet covered from the exchange."""
         covered = self.store.meta("binance", symbol, interval).get("coverage", [])
-        return _subtract(start_ms, end_ms, covered)
+        return subtract(start_ms, end_ms, covered)
 
     def estimate_missing(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> int:
         step = interval_ms(interval)
@@ -350,7 +350,7 @@ class MarketData:
                         if not len(page.rows):
                             continue
                         received = True
-                        rows, first_bad = _valid_rows(page.rows, symbol, interval)
+                        rows, first_bad = valid_rows(page.rows, symbol, interval)
                         if first_bad is not None:
                             # Never stored, and its time stays uncovered, so a later sync asks again
                             # and `gaps` reports the hole meanwhile.
@@ -393,7 +393,7 @@ class MarketData:
         rows = np.concatenate(buffer) if buffer else np.empty((0, 6))
 
         def cover(meta: dict[str, Any]) -> dict[str, Any]:
-            meta["coverage"] = _union([*meta.get("coverage", []), [lo, hi]], interval_ms(interval))
+            meta["coverage"] = union([*meta.get("coverage", []), [lo, hi]], interval_ms(interval))
             return meta
 
         return self.store.merge("binance", symbol, interval, rows, cover)
@@ -557,53 +557,6 @@ class MarketData:
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-
-def _union(ranges: Sequence[Sequence[int]], step: int) -> list[list[int]]:
-    """Merge ranges that overlap or touch (a gap smaller than one candle is no gap)."""
-    merged: list[list[int]] = []
-    for a, b in sorted((int(a), int(b)) for a, b in ranges):
-        if merged and a <= merged[-1][1] + step:
-            merged[-1][1] = max(merged[-1][1], b)
-        else:
-            merged.append([a, b])
-    return merged
-
-
-def _valid_rows(rows: np.ndarray, symbol: str, interval: str) -> tuple[np.ndarray, int | None]:
-    """The rows that keep every candle rule, and the open time of the first one that does not."""
-    bad = np.zeros(len(rows), dtype=bool)
-    reasons: list[str] = []
-    for mask, reason in ohlcv_problems(rows[:, 1:6]):
-        if mask.any():
-            reasons.append(reason)
-        bad |= mask
-    if not bad.any():
-        return rows, None
-    first = int(rows[int(np.argmax(bad)), 0])
-    log.warning(
-        "Binance sent %d invalid %s %s candle(s), the first opening at %d (%s); they are not stored",
-        int(bad.sum()),
-        symbol,
-        interval,
-        first,
-        " ".join(reasons),
-    )
-    return rows[~bad], first
-
-
-def _subtract(lo: int, hi: int, covered: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
-    missing: list[tuple[int, int]] = []
-    cursor = lo
-    for a, b in sorted((int(a), int(b)) for a, b in covered):
-        if b < cursor or a > hi:
-            continue
-        if a > cursor:
-            missing.append((cursor, a - 1))
-        cursor = max(cursor, b + 1)
-    if cursor <= hi:
-        missing.append((cursor, hi))
-    return missing
 
 
 def _label_sample(meta: dict[str, Any]) -> dict[str, Any]:
