@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from agents.service import AgentService
 from db import storage
 from db.storage import WriteLocks
+from ml_engine import model_registry
 from mother_ai.mother_ai import make_mother_ai
+from mother_ai.recovery import PeriodicReconciler, reconcile_trading
 from mother_ai.scheduler import DecisionScheduler
 from mother_ai.trade_executer import KillSwitch
 from mother_ai.trade_log import TradeLog
 from routes import agent, backtest, binance, mother_ai, replay, strategy, stream, system
 from routes.common import AppContext, error_message, http_status, require_api_key
 from strategy_engine.store import StrategyStore
+from utils import crash
 from utils.binance_api import exchange_from_settings, wall_clock_ms
 from utils.errors import AppError
 from utils.events import EventLog
@@ -47,6 +51,7 @@ from utils.logger import ACCESS_LOGGER, add_secrets, redact, request_id_var, set
 from utils.market_data.candles import CandleStore
 from utils.market_data.market import MarketData
 from utils.market_data.watcher import CandleWatcher
+from utils.recovery import Repair, log_repairs
 from utils.settings import Settings
 
 log = logging.getLogger("app")
@@ -113,6 +118,7 @@ def create_app(
     settings = settings or Settings()
     clock = clock if clock is not None else wall_clock_ms
     setup_logging(settings.log_level, settings.secret_values())
+    crash.arm(settings.crash_point)
     ctx = _build_context(settings, clock, sleep if sleep is not None else time.sleep)
 
     @asynccontextmanager
@@ -123,7 +129,11 @@ def create_app(
         ctx.candle_watcher.start()
         if ctx.scheduler is not None:
             ctx.scheduler.start()
+        if ctx.reconciler is not None:
+            ctx.reconciler.start()
         yield
+        if ctx.reconciler is not None:
+            ctx.reconciler.stop()
         ctx.market.drop_folder.stop()
         ctx.candle_watcher.stop()
         if ctx.scheduler is not None:
@@ -213,6 +223,16 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
     scheduler = None
     if settings.scheduler.enabled and mother is not None:
         scheduler = DecisionScheduler.for_mother_ai(mother, settings.scheduler, clock=clock, agents=agents)
+    reconciler = None
+    if mother is not None and mother.executor.mode == "live":
+        live_executor = mother.executor
+
+        def reconcile_live() -> list[Repair]:
+            # Orders touched in the last minute may still be in flight in this or another process.
+            cutoff = datetime.fromtimestamp(clock() / 1000 - 60, tz=UTC)
+            return reconcile_trading(sessions, live_executor, trade_log, settled_before=cutoff)
+
+        reconciler = PeriodicReconciler(reconcile_live, settings.live_reconcile_interval_seconds)
     secrets_ = (api_key, *settings.secret_values())
     probe = ExchangeProbe(exchange.ping if exchange is not None else None, clock, secrets=secrets_)
     return AppContext(
@@ -231,6 +251,7 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
         probe,
         mother=mother,
         scheduler=scheduler,
+        reconciler=reconciler,
         mother_error=mother_error,
         api_key=api_key,
     )
@@ -241,6 +262,7 @@ def _start(ctx: AppContext) -> None:
     failed = storage.fail_interrupted_jobs(ctx.sessions)
     if failed:
         log.warning("marked %d job(s) interrupted by the last shutdown as failed", failed)
+    _reconcile(ctx)
     if ctx.settings.storage.sample_data:
         ctx.market.ensure_samples()
     ctx.agents.ensure_defaults(ctx.settings.agents.max_model_age_hours)
@@ -250,6 +272,24 @@ def _start(ctx: AppContext) -> None:
         ctx.settings.offline,
         redact(ctx.engine.url.render_as_string(hide_password=True)),
     )
+
+
+def _reconcile(ctx: AppContext) -> list[Repair]:
+    """Bring files and records back into agreement after a crash (the rule in utils/recovery.py),
+    before any request is served. Binance is not asked here (the live reconciler does it right after
+    start), so a slow or unreachable exchange never holds up start-up."""
+    training = ctx.agents.training_symbols()
+    repairs = [
+        *ctx.market.store.reconcile(),
+        *ctx.strategies.reconcile(),
+        *model_registry.reconcile_artifacts(
+            ctx.sessions, ctx.settings.agents.models_dir, training.__contains__
+        ),
+        *reconcile_trading(
+            ctx.sessions, ctx.mother.executor if ctx.mother else None, ctx.trade_log, with_exchange=False
+        ),
+    ]
+    return log_repairs(repairs)
 
 
 def ensure_api_key(settings: Settings) -> str:

@@ -254,8 +254,14 @@ class GenericAgent:
 
     # --- training -------------------------------------------------------------------------------
 
-    def train(self, candles: Candles, progress: Progress | None = None) -> TrainedModel:
-        """Walk-forward train on the latest `train_bars` closed candles, then register the model."""
+    def train(
+        self,
+        candles: Candles,
+        progress: Progress | None = None,
+        on_register: Callable[[Session, model_registry.SavedModel], None] | None = None,
+    ) -> TrainedModel:
+        """Walk-forward train on the latest `train_bars` closed candles, then register the model;
+        `on_register(session, saved)` commits with the registration (see ``save_model``)."""
         fitted = fit_model(self.config, training_window(self.config, self._closed(candles)), progress)
         report = fitted.report
         assert report is not None  # fit_model always evaluates; only refits carry no report
@@ -271,6 +277,7 @@ class GenericAgent:
             metrics=report.metrics_dict(),
             metadata={**fitted.meta, "report": report.to_dict()},
             now=lambda: datetime.fromtimestamp(self.clock() / 1000, tz=UTC),
+            on_register=on_register,
         )
         return TrainedModel(saved.version, report)
 

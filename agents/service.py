@@ -22,7 +22,7 @@ from db.models import AgentRecord, Job, ModelVersion
 from db.storage import transaction
 from ml_engine import model_registry
 from utils.errors import Conflict, NotFound
-from utils.jobs import JobRunner
+from utils.jobs import JobRunner, Report
 from utils.market_data.market import MarketData
 
 DEFAULTS: tuple[Callable[[], AgentConfig], ...] = (btc_agent.default_config, eth_agent.default_config)
@@ -140,9 +140,9 @@ class AgentService:
                 )
             self._training[symbol] = "starting"
 
-        def work(report: Callable[[float, str], None]) -> dict[str, Any]:
+        def work(report: Report) -> dict[str, Any]:
             try:
-                return self._train_and_activate(symbol, report)
+                return self._train_and_activate(symbol, report, job=report)
             finally:
                 with self._lock:
                     self._training.pop(symbol, None)
@@ -173,23 +173,42 @@ class AgentService:
             with self._lock:
                 self._training.pop(symbol, None)
 
-    def _train_and_activate(self, symbol: str, report: Callable[[float, str], None]) -> dict[str, Any]:
+    def _train_and_activate(
+        self, symbol: str, report: Callable[[float, str], None], job: Report | None = None
+    ) -> dict[str, Any]:
         """The latest `train_bars` closed candles, walk-forward training, registration, activation: the
-        model is activated only after its out-of-sample report is stored with it."""
+        model is activated only after its out-of-sample report is stored with it. Registration,
+        activation and the end of the training `job` are one transaction: a crash leaves either all
+        three or none (and then the files are removed at the next start)."""
         agent = self.agent(symbol)
         config = agent.config
         report(0.0, "loading candles")
         # Only the window the agent trains on: older stored history is not re-synced here.
         answer = self.market.history(symbol, config.interval, last_bars=config.train_bars)
-        trained = agent.train(answer.candles, lambda f, m: report(0.05 + 0.9 * f, m))
-        self.activate(symbol, trained.version)
-        return {
-            "symbol": symbol,
-            "version": trained.version,
-            "data_source": answer.source,
-            "chosen": trained.report.chosen,
-            "metrics": trained.report.metrics_dict(),
-        }
+        result: dict[str, Any] = {}
+
+        def registered(session: Session, saved: model_registry.SavedModel) -> None:
+            row = session.get(AgentRecord, symbol, with_for_update=True)
+            if row is None:
+                raise NotFound(f"No agent for {symbol}.", code="agent_not_found", details={"symbol": symbol})
+            row.active_version = saved.version
+            result.update(
+                symbol=symbol,
+                version=saved.version,
+                data_source=answer.source,
+                chosen=saved.metadata["report"]["chosen"],
+                metrics=saved.metadata["metrics"],
+            )
+            if job is not None:
+                job.complete_in(session, result)
+
+        agent.train(answer.candles, lambda f, m: report(0.05 + 0.9 * f, m), on_register=registered)
+        return result
+
+    def training_symbols(self) -> set[str]:
+        """Symbols with a training running in this process."""
+        with self._lock:
+            return set(self._training)
 
     def models(self, symbol: str) -> Sequence[ModelVersion]:
         self.record(symbol)

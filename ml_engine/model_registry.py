@@ -26,8 +26,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import ModelVersion
 from db.storage import transaction
+from utils.crash import crash_point
 from utils.errors import Conflict, NotFound
-from utils.files import write_atomic
+from utils.files import sweep_temp_files, write_atomic
+from utils.recovery import Repair
 from utils.symbols import is_symbol
 
 _VERSION = re.compile(r"^[0-9]{8}T[0-9]{6}[0-9]{6}Z$")
@@ -58,11 +60,15 @@ def save_model(
     metrics: dict[str, Any],
     metadata: dict[str, Any],
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    on_register: Callable[[Session, SavedModel], None] | None = None,
 ) -> SavedModel:
     """Write `<root>/<SYMBOL>/<version>.joblib` and `<version>.json`, then register the row.
 
-    Files are written to temp names and renamed; if registering fails they are removed, so a
-    crash never leaves a registered row without its file (an unregistered file is never loaded).
+    The files come first (the rule in ``utils.recovery``: rows point to complete files), written
+    atomically; if registering fails they are removed, and if the process dies before the commit
+    ``reconcile_artifacts`` removes them at the next start (an unregistered file is never loaded).
+    `on_register(session, saved)` runs in the registering transaction, so what must commit with the
+    model (its activation, the training job's end) commits with it or not at all.
     """
     _check_symbol(symbol)
     stamp = now().astimezone(UTC)
@@ -89,6 +95,8 @@ def save_model(
     }
     write_atomic(artifact, blob)
     write_atomic(meta_path, json.dumps(full_meta, indent=2, sort_keys=True, default=str).encode())
+    crash_point("model_files_written")
+    saved = SavedModel(symbol, version, artifact, digest, full_meta)
     try:
         with transaction(sessions) as session:
             session.add(
@@ -103,6 +111,9 @@ def save_model(
                     trained_at=stamp,
                 )
             )
+            if on_register is not None:
+                session.flush()
+                on_register(session, saved)
     except IntegrityError:
         artifact.unlink(missing_ok=True)
         meta_path.unlink(missing_ok=True)
@@ -111,7 +122,7 @@ def save_model(
         artifact.unlink(missing_ok=True)
         meta_path.unlink(missing_ok=True)
         raise
-    return SavedModel(symbol, version, artifact, digest, full_meta)
+    return saved
 
 
 def load_model(
@@ -157,3 +168,33 @@ def list_versions(sessions: sessionmaker[Session], symbol: str) -> Sequence[Mode
         return session.scalars(
             select(ModelVersion).where(ModelVersion.symbol == symbol).order_by(ModelVersion.trained_at.desc())
         ).all()
+
+
+def reconcile_artifacts(
+    sessions: sessionmaker[Session], root: Path, training: Callable[[str], bool]
+) -> list[Repair]:
+    """Remove model files no registry row points to (a training killed between writing its files and
+    registering them), and temp files of killed writers. Symbols for which `training(symbol)` is true
+    are skipped: a training in flight writes its files just before it registers them."""
+    repairs: list[Repair] = []
+    if not root.is_dir():
+        return repairs
+    with sessions() as session:
+        registered = {
+            (row.symbol, row.version)
+            for row in session.execute(select(ModelVersion.symbol, ModelVersion.version))
+        }
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and is_symbol(p.name)):
+        if training(folder.name):
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.suffix not in (".joblib", ".json") or not _VERSION.match(path.stem):
+                continue
+            if (folder.name, path.stem) not in registered:
+                path.unlink(missing_ok=True)
+                repairs.append(
+                    Repair("model_file", f"{folder.name}/{path.name}", "removed: no registered model has it")
+                )
+    for path in sweep_temp_files(root):
+        repairs.append(Repair("temp_file", str(path.relative_to(root)), "removed: left by a killed writer"))
+    return repairs

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import logging
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -61,13 +62,18 @@ from mother_ai.orders import (
 )
 from mother_ai.trade_log import TradeLog
 from utils.binance_api import BinanceExchange, exchange_from_settings
+from utils.crash import crash_point
 from utils.errors import AppError, Conflict, ExchangeUnavailable
 from utils.exchange import SymbolFilters
 from utils.market_data.market import MarketData
+from utils.recovery import Repair
 from utils.settings import ExchangeSettings, TradingSettings
 from utils.symbols import is_symbol
 
 log = logging.getLogger(__name__)
+_NO_SUCH_ORDER = -2013  # Binance: "Order does not exist."
+_NEVER_PLACED = "Binance has no order with this client order id: it was never placed."
+_WORKING = ("NEW", "PARTIALLY_FILLED", "PENDING_NEW")  # states Binance may still change
 
 LIVE_TRADING_CONFIRM_PHRASE = "I understand real money is at risk"
 
@@ -219,6 +225,7 @@ class BinanceExecutor:
                 f"Check clientOrderId {request.client_order_id} on Binance before trading this symbol again."
             )
             return self._finish(pending.id, filters, unknown=reason)
+        crash_point("live_order_sent")
         return self._finish(pending.id, filters, response=response)
 
     def _record_pending(
@@ -292,7 +299,80 @@ class BinanceExecutor:
             return order_result(row)
 
         result = run_write(self.sessions, self.locks.orders, work)
+        crash_point("order_committed")
         after_order(result, self.trade_log)
+        return result
+
+    # --- reconciliation -------------------------------------------------------------------------
+
+    def reconcile(self, settled_before: datetime | None = None) -> list[Repair]:
+        """Settle live orders left PENDING or UNKNOWN (a crash, a timeout, a lost answer) by asking
+        Binance for them by client order id: a found order takes Binance's status and fills, one Binance
+        never received is REJECTED so its quantity is free again. Only orders last touched before
+        `settled_before` (None: all, as at start-up) are asked about, so an order being placed right now
+        is left alone. Binance unreachable: they stay as they are until the next round."""
+        query = select(TradeOrder.id, TradeOrder.symbol, TradeOrder.client_order_id).where(
+            TradeOrder.mode == "live", TradeOrder.status.in_((PENDING, UNKNOWN))
+        )
+        if settled_before is not None:
+            query = query.where(TradeOrder.updated_at < settled_before)
+        with self.sessions() as session:
+            open_rows = session.execute(query.order_by(TradeOrder.id)).all()
+        repairs: list[Repair] = []
+        for order_id, symbol, client_order_id in open_rows:
+            filters = self.market.symbol_filters(symbol)
+            if filters is None:
+                continue
+            try:
+                answer = self.exchange.get_order(symbol, client_order_id)
+                if answer.get("status") in _WORKING:
+                    continue  # still working on Binance; asked again next round
+                executed = Decimal(str(answer.get("executedQty") or "0"))
+                trades = (
+                    self.exchange.get_my_trades(symbol, str(answer["orderId"])) if executed > 0 else []
+                )
+            except AppError as exc:
+                rejection = _binance_rejection(exc)
+                if rejection is None or rejection.code != _NO_SUCH_ORDER:
+                    log.warning("live order %s not reconciled yet: %s", client_order_id, exc.message)
+                    continue
+                settled = self._settle(order_id, filters, rejection=Rejection(_NO_SUCH_ORDER, _NEVER_PLACED))
+                if settled is not None:
+                    repairs.append(Repair("order", f"live {client_order_id}", "not on Binance: rejected"))
+                continue
+            response = {**answer, "fills": trades}
+            settled = self._settle(order_id, filters, response=response)
+            if settled is not None:
+                repairs.append(
+                    Repair("order", f"live {client_order_id}", f"settled from Binance: {settled.status}")
+                )
+        return repairs
+
+    def _settle(
+        self,
+        order_id: int,
+        filters: SymbolFilters,
+        *,
+        rejection: Rejection | None = None,
+        response: dict[str, Any] | None = None,
+    ) -> OrderResult | None:
+        def work(session: Session) -> OrderResult | None:
+            lock_account(session, "live", self.quote_asset, None)
+            row = session.get(TradeOrder, order_id, with_for_update=True)
+            if row is None or row.status not in (PENDING, UNKNOWN):
+                return None  # settled meanwhile (another process, or the caller's own answer)
+            row.updated_at = utcnow()
+            if rejection is not None:
+                row.status, row.reject_code, row.reject_reason = REJECTED, rejection.code, rejection.reason
+            elif response is not None:
+                row.reject_reason = None
+                self._apply_response(session, row, filters, response)
+            session.flush()
+            return order_result(row)
+
+        result = run_write(self.sessions, self.locks.orders, work)
+        if result is not None:
+            after_order(result, self.trade_log)
         return result
 
     def _apply_response(

@@ -70,6 +70,7 @@ from mother_ai.trade_log import TradeLog
 from mother_ai.votes import IgnoredVoter, PredictionLike, Vote, VoterKind, Weight, vote_from
 from mother_ai.weighting import NULL_WEIGHT, PRIOR_WEIGHT, SHRINK_K, weight_for, weighting_summary
 from strategy_engine.store import StrategyStore
+from utils.crash import crash_point
 from utils.errors import AppError, InvalidInput, NotFound
 from utils.events import EventLog
 from utils.market_data.market import MarketData
@@ -258,6 +259,7 @@ class MotherAI:
             return replay
         order: OrderResult | None = None
         if will_submit:
+            crash_point("decision_recorded")
             assert chosen is not None and cid is not None
             decision, order = self._submit(decision, chosen, cid)
             self._finalise(decision)

@@ -111,6 +111,7 @@ from mother_ai.orders import (
     price_decimal,
 )
 from mother_ai.trade_log import TradeLog
+from utils.crash import crash_point
 from utils.errors import InvalidInput
 from utils.exchange import SymbolFilters
 from utils.market_data.market import MarketData
@@ -206,6 +207,7 @@ class PaperExecutor:
             self.sessions, self.locks.orders, lambda s: self._write(s, request, filters, reference)
         )
         if not result.replayed:
+            crash_point("order_committed")
             after_order(result, self.trade_log)
         return result
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agents.service import AgentService
 from mother_ai.mother_ai import MotherAI
+from mother_ai.recovery import PeriodicReconciler
 from mother_ai.scheduler import DecisionScheduler
 from mother_ai.trade_executer import KillSwitch
 from mother_ai.trade_log import TradeLog
@@ -75,6 +76,7 @@ class AppContext:
     probe: ExchangeProbe
     mother: MotherAI | None = None  # None when TRADING_MODE=live is not fully enabled
     scheduler: DecisionScheduler | None = None  # SCHEDULER_ENABLED (and the Mother AI available)
+    reconciler: PeriodicReconciler | None = None  # live mode: open orders looked up on Binance
     mother_error: AppError | None = None
     api_key: str = ""
 

@@ -2,16 +2,20 @@
 database rows with every version.
 
 Names become slugs of [a-z0-9-] only and the file path is built from the validated symbol and the
-slug, then checked to stay inside the root, so no name can reach another path. A save writes the
-rows, then the file through a temp file and an atomic rename, then commits; if anything fails the
-previous file is put back and the transaction rolls back, so a crash never leaves half a strategy.
-Writers are serialised in-process (SQLite allows one writer anyway) and the database's unique
-keys guard against a second process.
+slug, then checked to stay inside the root, so no name can reach another path.
+
+The rows are the record and the file shows the latest version (the rule in ``utils.recovery``): a save
+commits the rows, then replaces the file atomically; a rename removes the old file only after the new one
+is written; a delete removes the file after the commit. A crash between the two leaves a file behind its
+rows, an orphan, or a retired name, and ``reconcile`` (run at start-up) rewrites or removes those files.
+Writers are serialised in-process (SQLite allows one writer anyway) and the database's unique keys guard
+against a second process.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import unicodedata
@@ -28,9 +32,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.models import StrategyRecord, StrategyVersion, utcnow
 from db.storage import transaction
 from strategy_engine.spec import StrategySpec
+from utils.crash import crash_point
 from utils.errors import Conflict, InvalidInput, NotFound
-from utils.files import write_atomic
+from utils.files import sweep_temp_files, write_atomic
+from utils.recovery import Repair
 from utils.symbols import is_symbol
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +86,14 @@ class StrategyStore:
 
     def create(self, spec: StrategySpec, health: dict[str, Any] | None) -> SavedStrategy:
         slug = slugify(spec.name)
-        written: list[tuple[Path, bytes | None]] = []
-        with self._write_lock, _undone_on_failure(written, spec), transaction(self.sessions) as session:
+        with self._write_lock:
+            record = self._create_rows(spec, health, slug)
+            crash_point("strategy_committed")
+            self._write_file(record, spec.to_dict(), health)
+        return self.get(record.id)
+
+    def _create_rows(self, spec: StrategySpec, health: dict[str, Any] | None, slug: str) -> StrategyRecord:
+        with _unique_name(spec), transaction(self.sessions) as session:
             exists = _named(session, spec.symbol, slug)
             if exists is not None:
                 raise Conflict(
@@ -99,18 +113,19 @@ class StrategyStore:
             session.add(record)
             session.flush()
             session.add(StrategyVersion(strategy_id=record.id, version=1, spec=spec.to_dict(), health=health))
-            written.append(self._write_file(record, spec, health))
-        return self.get(record.id)
+        return record
 
     def update(self, strategy_id: int, spec: StrategySpec, health: dict[str, Any] | None) -> SavedStrategy:
-        written: list[tuple[Path, bytes | None]] = []
         retired: list[Path] = []
         with self._write_lock:
-            with _undone_on_failure(written, spec), transaction(self.sessions) as session:
-                self._update_rows(session, strategy_id, spec, health, written, retired)
-            for path in retired:  # a renamed strategy's old file goes only once the rename committed
+            with _unique_name(spec), transaction(self.sessions) as session:
+                record = self._update_rows(session, strategy_id, spec, health, retired)
+            crash_point("strategy_committed")
+            self._write_file(record, spec.to_dict(), health)
+            crash_point("strategy_renamed")
+            for path in retired:  # a renamed strategy's old file goes once the new one is written
                 path.unlink(missing_ok=True)
-        return self.get(strategy_id)
+        return self.get(strategy_id, record.version)  # the version this call saved, not a later one
 
     def _update_rows(
         self,
@@ -118,9 +133,8 @@ class StrategyStore:
         strategy_id: int,
         spec: StrategySpec,
         health: dict[str, Any] | None,
-        written: list[tuple[Path, bytes | None]],
         retired: list[Path],
-    ) -> None:
+    ) -> StrategyRecord:
         record = session.get(StrategyRecord, strategy_id, with_for_update=True)
         if record is None:
             raise _not_found(strategy_id)
@@ -149,7 +163,7 @@ class StrategyStore:
             StrategyVersion(strategy_id=record.id, version=record.version, spec=spec.to_dict(), health=health)
         )
         session.flush()
-        written.append(self._write_file(record, spec, health))
+        return record
 
     def delete(self, strategy_id: int) -> None:
         with self._write_lock:
@@ -163,24 +177,75 @@ class StrategyStore:
             # Only after the commit: a failed delete must leave both the rows and the file.
             path.unlink(missing_ok=True)
 
+    # --- reconciliation ---------------------------------------------------------------------------
+
+    def reconcile(self) -> list[Repair]:
+        """Bring the files back into agreement with the rows (after a crash between a commit and a file
+        write): rewrite missing or stale files, remove files no strategy has (orphans, retired names) and
+        temp files of dead writers. Returns what it changed."""
+        repairs: list[Repair] = []
+        with self._write_lock:
+            expected: set[Path] = set()
+            for saved in self.list():
+                path = self.path(saved.symbol, saved.slug)
+                expected.add(path)
+                if _file_shows(path, saved):
+                    continue
+                action = "rewritten from its row" if path.exists() else "written: its row had no file"
+                with self.sessions() as session:
+                    record = session.get(StrategyRecord, saved.id)
+                    assert record is not None
+                self._write_file(record, saved.spec, saved.health)
+                repairs.append(Repair("strategy_file", self._relative(path), action))
+            for path in self._strategy_files():
+                if path.resolve() not in expected:
+                    path.unlink(missing_ok=True)
+                    repairs.append(
+                        Repair("strategy_file", self._relative(path), "removed: no saved strategy has it")
+                    )
+            for path in sweep_temp_files(self.root):
+                repairs.append(Repair("temp_file", self._relative(path), "removed: left by a killed writer"))
+        return repairs
+
+    def _strategy_files(self) -> list[Path]:
+        """Files named as this store names them (``<SYMBOL>/<slug>.json``); anything else in the folder
+        (the shipped ``examples/``, a user's notes) is not the store's and is never touched."""
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            path
+            for folder in self.root.iterdir()
+            if folder.is_dir() and is_symbol(folder.name)
+            for path in folder.glob("*.json")
+            if re.fullmatch(r"[a-z0-9]+(?:-[a-z0-9]+)*", path.stem)
+        )
+
+    def _relative(self, path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(self.root.resolve()))
+        except ValueError:
+            return path.name
+
     def _write_file(
-        self, record: StrategyRecord, spec: StrategySpec, health: dict[str, Any] | None
-    ) -> tuple[Path, bytes | None]:
-        """Write the latest version's file; returns what to put back if the transaction then fails."""
+        self, record: StrategyRecord, spec: dict[str, Any], health: dict[str, Any] | None
+    ) -> None:
+        """Write the latest version's file (after its rows committed). A failure here loses nothing: the
+        rows are the record, and the next start-up writes the file from them."""
         path = self.path(record.symbol, record.slug)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        previous = path.read_bytes() if path.exists() else None
         document = {
             "id": record.id,
             "name": record.name,
             "slug": record.slug,
             "version": record.version,
             "updated_at": (record.updated_at or utcnow()).isoformat(),
-            "spec": spec.to_dict(),
+            "spec": spec,
             "health": health,
         }
-        write_atomic(path, (json.dumps(document, indent=2, sort_keys=False) + "\n").encode("utf-8"))
-        return path, previous
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, (json.dumps(document, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+        except OSError:
+            log.exception("strategy %s is saved, but its file %s could not be written", record.id, path)
 
     # --- reads ------------------------------------------------------------------------------------
 
@@ -221,29 +286,31 @@ def _named(session: Session, symbol: str, slug: str) -> int | None:
 
 
 @contextmanager
-def _undone_on_failure(written: list[tuple[Path, bytes | None]], spec: StrategySpec) -> Iterator[None]:
-    """Around a save's transaction: if it fails, the files it wrote are put back as they were, and a
-    unique-key race (a second writer took the name) is the same Conflict as the check before it."""
+def _unique_name(spec: StrategySpec) -> Iterator[None]:
+    """Around a save's transaction: a unique-key race (a second writer took the name) is the same
+    Conflict as the check before it."""
     try:
         yield
     except IntegrityError:
-        _restore(written)
         raise Conflict(
             f"A {spec.symbol} strategy named like {spec.name!r} already exists.",
             code="strategy_exists",
         ) from None
-    except BaseException:
-        _restore(written)
-        raise
 
 
-def _restore(written: list[tuple[Path, bytes | None]]) -> None:
-    """Put files back as they were before a transaction that did not commit."""
-    for path, previous in reversed(written):
-        if previous is None:
-            path.unlink(missing_ok=True)
-        else:
-            write_atomic(path, previous)
+def _file_shows(path: Path, saved: SavedStrategy) -> bool:
+    """Whether the file at `path` shows exactly the latest version of `saved`."""
+    try:
+        document = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(document, dict) and (
+        document.get("id"),
+        document.get("slug"),
+        document.get("version"),
+        document.get("spec"),
+        document.get("health"),
+    ) == (saved.id, saved.slug, saved.version, saved.spec, saved.health)
 
 
 def _saved(record: StrategyRecord, row: StrategyVersion) -> SavedStrategy:

@@ -175,6 +175,27 @@ class BinanceExchange:
             )
         return raw
 
+    def get_order(self, symbol: str, client_order_id: str) -> dict[str, Any]:
+        """GET /api/v3/order by origClientOrderId (signed). An order Binance does not have raises an
+        AppError whose details carry ``binance_code`` -2013."""
+        raw = self._call(
+            lambda: self._client.get_order(symbol=symbol, origClientOrderId=client_order_id), weight=4
+        )
+        if not isinstance(raw, dict) or "status" not in raw:
+            raise ExchangeError(
+                "Binance returned an order in an unexpected shape.", code="exchange_bad_response"
+            )
+        return raw
+
+    def get_my_trades(self, symbol: str, order_id: str) -> list[dict[str, Any]]:
+        """GET /api/v3/myTrades of one order (signed): its fills with their commissions."""
+        raw = self._call(lambda: self._client.get_my_trades(symbol=symbol, orderId=order_id), weight=20)
+        if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+            raise ExchangeError(
+                "Binance returned trades in an unexpected shape.", code="exchange_bad_response"
+            )
+        return raw
+
     def get_account(self) -> dict[str, Any]:
         """GET /api/v3/account (signed): balances and permissions."""
         raw = self._call(lambda: self._client.get_account(omitZeroBalances="true"), weight=20)

@@ -37,12 +37,20 @@ class JobCancelled(Exception):
 
 
 class Report:
-    """The progress callback a job receives; also its cancellation checkpoint."""
+    """The progress callback a job receives; also its cancellation checkpoint, and the way a job finishes
+    in the same transaction as its last write (``complete_in``)."""
 
     def __init__(self, job_id: str, write: Callable[[float, str], None], cancel: threading.Event) -> None:
         self.job_id = job_id
         self._write = write
         self._cancel = cancel
+        self.completed = False
+
+    def complete_in(self, session: Session, result: dict[str, Any]) -> None:
+        """Mark the job done inside the caller's transaction, so its outcome and its record commit
+        together (a training's model, its activation and its job: a crash leaves all or none)."""
+        storage.mark_job_done(session, self.job_id, result)
+        self.completed = True
 
     def __call__(self, progress: float, message: str) -> None:
         if self._cancel.is_set():
@@ -149,8 +157,9 @@ class JobRunner:
                 last_write = now
                 self._update(job_id, progress=max(0.0, min(1.0, progress)), message=message[:500])
 
+        report = Report(job_id, write, cancel)
         try:
-            result = fn(Report(job_id, write, cancel))
+            result = fn(report)
         except JobCancelled:
             self._cancelled(job_id)
             return
@@ -172,14 +181,12 @@ class JobRunner:
                 finished_at=utcnow(),
             )
             return
-        self._update(
-            job_id,
-            status="done",
-            progress=1.0,
-            message="done",
-            result=result,
-            finished_at=utcnow(),
-        )
+        if report.completed:  # already committed with the job's own last write
+            self._changed(job_id)
+            return
+        with storage.transaction(self._sessions) as session:
+            storage.mark_job_done(session, job_id, result)
+        self._changed(job_id)
 
     def _cancelled(self, job_id: str) -> None:
         if self._shutting_down:

@@ -266,6 +266,15 @@ class Settings(BaseSettings):
     scheduler_execute: bool = Field(
         default=False, description="Scheduled decisions place orders (paper or live per TRADING_MODE)."
     )
+    live_reconcile_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Live mode: how often orders left PENDING or UNKNOWN are looked up on Binance.",
+    )
+    crash_point: str | None = Field(
+        default=None,
+        description="Tests only: the process exits at this named point (utils/crash.py). Never set it.",
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -312,6 +321,11 @@ class Settings(BaseSettings):
         if not is_interval(value):
             raise ValueError(f"{value!r} is not one of Binance's intervals: {', '.join(INTERVALS)}")
         return value
+
+    @field_validator("crash_point", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")
     @classmethod

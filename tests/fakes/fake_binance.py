@@ -673,6 +673,8 @@ class FakeBinance:
             ("POST", "/api/v3/order/test"): _Route(self._order_test, _weight(1), signed=True),
             ("POST", "/api/v3/order"): _Route(self._order, _weight(1), signed=True),
             ("GET", "/api/v3/account"): _Route(self._account, _weight(20), signed=True),
+            ("GET", "/api/v3/order"): _Route(self._query_order, _weight(4), signed=True),
+            ("GET", "/api/v3/myTrades"): _Route(self._my_trades, _weight(20), signed=True),
         }
 
     def _handle(self, method: str, target: str, raw_body: str, headers: dict[str, str]) -> _Response:
@@ -944,6 +946,60 @@ class FakeBinance:
             "permissions": ["SPOT"],
             "uid": 354937868,
         }
+
+    def _find_order(self, symbol: str, params: dict[str, str]) -> dict[str, Any]:
+        client_order_id, order_id = params.get("origClientOrderId"), params.get("orderId")
+        if client_order_id is None and order_id is None:
+            raise _ApiError(
+                400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"
+            )
+        with self._lock:
+            for order in self._orders:
+                if order["symbol"] != symbol:
+                    continue
+                if (client_order_id is not None and order["clientOrderId"] == client_order_id) or (
+                    order_id is not None and str(order["orderId"]) == order_id
+                ):
+                    return copy.deepcopy(order)
+        raise _ApiError(400, -2013, "Order does not exist.")
+
+    def _query_order(self, params: dict[str, str]) -> object:
+        """GET /api/v3/order: an accepted order as Binance's query answer (no fills in it)."""
+        order = self._find_order(self._symbol(_require(params, "symbol")).symbol, params)
+        answer = {key: value for key, value in order.items() if key not in ("fills", "transactTime")}
+        answer.update(
+            {
+                "stopPrice": "0.00000000",
+                "icebergQty": "0.00000000",
+                "time": order["transactTime"],
+                "updateTime": order["transactTime"],
+                "isWorking": True,
+            }
+        )
+        return answer
+
+    def _my_trades(self, params: dict[str, str]) -> object:
+        """GET /api/v3/myTrades for one orderId: the order's fills as account trades."""
+        symbol = self._symbol(_require(params, "symbol")).symbol
+        order = self._find_order(symbol, {"orderId": _require(params, "orderId")})
+        return [
+            {
+                "symbol": symbol,
+                "id": fill["tradeId"],
+                "orderId": order["orderId"],
+                "orderListId": -1,
+                "price": fill["price"],
+                "qty": fill["qty"],
+                "quoteQty": _fmt(Decimal(fill["price"]) * Decimal(fill["qty"])),
+                "commission": fill["commission"],
+                "commissionAsset": fill["commissionAsset"],
+                "time": order["transactTime"],
+                "isBuyer": order["side"] == "BUY",
+                "isMaker": False,
+                "isBestMatch": True,
+            }
+            for fill in order["fills"]
+        ]
 
     def _order_test(self, params: dict[str, str]) -> object:
         self._plan_order(params)  # same validation as a real order; nothing executes or is recorded

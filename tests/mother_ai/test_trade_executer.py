@@ -11,6 +11,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,11 @@ from mother_ai.trade_executer import (
 )
 from mother_ai.trade_log import TradeLog
 from tests.fakes.fake_binance import FakeBinance
+from tests.support.clock import Clock
 from tests.support.http import ctx_of
+from tests.support.server import wait_until
 from tests.support.settings import make_settings
-from utils.binance_api import BinanceExchange
+from utils.binance_api import BREAKER_MS, BinanceExchange, exchange_from_settings
 from utils.errors import Conflict, ExchangeUnavailable, InvalidInput, NotFound
 from utils.exchange import KlinePage, SymbolFilters
 from utils.market_data.candles import CandleStore
@@ -729,6 +732,63 @@ def test_no_answer_to_a_live_order_is_unknown_never_filled_and_never_resent(
     again = live.submit(OrderRequest("BTCUSDT", "BUY", quantity=D("0.001"), client_order_id="lost-1"))
     assert again.replayed and again.status == "UNKNOWN"
     assert len(fake_binance.requests_to("/api/v3/order")) == 1
+
+
+def test_an_unknown_live_order_that_binance_has_is_settled_by_client_order_id(
+    tmp_path: Path, sessions: sessionmaker[Session], live_market: MarketData, fake_binance: FakeBinance
+) -> None:
+    settings = live_settings(tmp_path, fake_binance)
+    clock = Clock(fake_binance.now_ms)
+    client = exchange_from_settings(settings.exchange, clock=clock, signed=True)
+    live = BinanceExecutor(settings.trading, settings.exchange, sessions, live_market, client=client)
+    # Binance executes the order but its answer comes after our timeout: UNKNOWN here, FILLED there.
+    fake_binance.add_fault("/api/v3/order", "slow", delay=3.0)
+    lost = live.submit(OrderRequest("BTCUSDT", "BUY", quantity=D("0.001"), client_order_id="late-1"))
+    assert lost.status == "UNKNOWN"
+    wait_until(lambda: len(fake_binance.orders) == 1, timeout=10, what="the fake to execute the order")
+    (placed,) = fake_binance.orders
+    clock.now += BREAKER_MS  # the timeout tripped the breaker; the next round comes after it
+    repairs = live.reconcile()
+    assert [(r.kind, r.subject, r.action) for r in repairs] == [
+        ("order", "live late-1", "settled from Binance: FILLED")
+    ]
+    settled = get_order(live.sessions, "live", "late-1")
+    assert settled is not None and settled.status == "FILLED"
+    assert settled.exchange_order_id == str(placed["orderId"])
+    assert settled.executed_quantity == D(placed["executedQty"])
+    assert settled.quote_quantity == D(placed["cummulativeQuoteQty"])
+    fill = placed["fills"][0]
+    assert (settled.fee, settled.fee_asset) == (D(fill["commission"]), fill["commissionAsset"])
+    (position,) = live.portfolio().positions
+    assert position.quantity == D("0.001") - D(fill["commission"])  # the fee is paid in BTC on a buy
+    assert live.reconcile() == [], "a settled order is never asked about again"
+    assert len(fake_binance.requests_to("/api/v3/order")) == 2  # the placement and one query, nothing resent
+
+
+def test_an_unknown_live_order_binance_never_received_is_rejected_and_frees_its_quantity(
+    live: BinanceExecutor, fake_binance: FakeBinance
+) -> None:
+    fake_binance.add_fault("/api/v3/order", "500")
+    lost = live.submit(OrderRequest("BTCUSDT", "BUY", quantity=D("0.001"), client_order_id="never-1"))
+    assert lost.status == "UNKNOWN" and fake_binance.orders == []
+    (repair,) = live.reconcile()
+    assert (repair.subject, repair.action) == ("live never-1", "not on Binance: rejected")
+    settled = get_order(live.sessions, "live", "never-1")
+    assert settled is not None
+    assert (settled.status, settled.reject_code) == ("REJECTED", -2013)
+    assert settled.executed_quantity == 0 and live.portfolio().positions == []
+
+
+def test_recent_open_live_orders_are_left_to_the_caller_placing_them(
+    live: BinanceExecutor, fake_binance: FakeBinance
+) -> None:
+    fake_binance.add_fault("/api/v3/order", "500")
+    live.submit(OrderRequest("BTCUSDT", "BUY", quantity=D("0.001"), client_order_id="fresh-1"))
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+    assert live.reconcile(settled_before=long_ago) == []
+    assert fake_binance.requests_to("/api/v3/order")[-1].method == "POST", "nothing was asked about"
+    order = get_order(live.sessions, "live", "fresh-1")
+    assert order is not None and order.status == "UNKNOWN"
 
 
 def test_an_unreachable_test_order_records_nothing_so_the_id_can_be_retried(

@@ -136,6 +136,8 @@ SERVER_LEVEL = {
     "env_file_path",
     "binance_testnet",
     "stream_token_ttl_seconds",
+    "live_reconcile_interval_seconds",
+    "crash_point",
 }
 
 

@@ -16,8 +16,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from utils.files import write_atomic_with
+from utils.crash import crash_point
+from utils.files import sweep_temp_files, write_atomic_with
 from utils.intervals import interval_ms, next_open_time
+from utils.recovery import Repair
 
 COLUMNS: tuple[str, ...] = ("open_time", "open", "high", "low", "close", "volume")
 
@@ -260,7 +262,19 @@ class CandleStore:
         table = pa.Table.from_arrays(arrays, schema=schema)
         with self._cache_lock:
             self._cache.pop(path, None)
-        write_atomic_with(path, lambda handle: pq.write_table(table, handle, compression="zstd"))
+        def write(handle: Any) -> None:
+            pq.write_table(table, handle, compression="zstd")
+            crash_point("candles_temp_written")
+
+        write_atomic_with(path, write)
+
+    def reconcile(self) -> list[Repair]:
+        """Remove the temp files of writers killed mid-write (an import, a sync); the files they were
+        replacing are intact, since a candle file is only ever replaced by a rename."""
+        return [
+            Repair("temp_file", str(path.relative_to(self.root)), "removed: left by a killed writer")
+            for path in sweep_temp_files(self.root)
+        ]
 
 
 def find_gaps(open_time: np.ndarray, interval: str) -> list[Gap]:

@@ -1,0 +1,214 @@
+"""Crash consistency against the real server: each test starts `uvicorn main:app` as its own process with a
+crash point (utils/crash.py), makes the request that reaches it, lets the process die there as a kill -9
+would, restarts it without the crash point, and checks that the start-up reconciliation left every
+acknowledged write in place, files equal to their rows, nothing orphaned and nothing pending."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mother_ai.recovery import NOT_PLACED
+from tests.support.install import TrainedInstall
+from tests.support.process import install_env, server_process
+from tests.support.server import wait_until
+
+SPEC: dict[str, Any] = json.loads(
+    (
+        Path(__file__).resolve().parents[1]
+        / "storage"
+        / "strategies"
+        / "examples"
+        / "rsi_dip_trend.spec.json"
+    ).read_text()
+)
+# No fees, slippage or confidence floor: the trained sample agents then buy BTCUSDT (as in the route tests).
+TRADING = {"paper_fee_rate": "0", "paper_slippage_bps": "0", "risk_min_confidence": "0"}
+DEAD_PID = 4_194_999  # above Linux's largest pid: never a running process
+
+
+def crashing_request(server_url: str, method: str, path: str, **kwargs: Any) -> None:
+    """Send a request the server dies in the middle of: no answer ever comes."""
+    headers = {"Authorization": "Bearer test-api-key-0123456789abcdef"}
+    with pytest.raises(httpx.TransportError):
+        httpx.request(method, f"{server_url}{path}", headers=headers, timeout=120, **kwargs)
+
+
+def strategy_files(root: Path) -> dict[str, dict[str, Any]]:
+    return {str(p.relative_to(root)): json.loads(p.read_text()) for p in sorted(root.glob("*/*.json"))}
+
+
+def test_a_strategy_committed_before_its_file_gets_its_file_and_orphans_go(tmp_path: Path) -> None:
+    env = install_env(tmp_path, sample_data="false")
+    strategies = tmp_path / "strategies"
+    with server_process({**env, "CRASH_POINT": "strategy_committed"}, tmp_path / "server.log") as server:
+        crashing_request(server.url, "POST", "/api/strategies", json=SPEC)
+        server.wait_for_crash()
+    assert strategy_files(strategies) == {}, "the crash came after the commit and before the file"
+    # Debris of earlier crashes, and things that are not the store's to touch.
+    (strategies / "BTCUSDT").mkdir(parents=True, exist_ok=True)
+    (strategies / "BTCUSDT" / "ghost.json").write_text('{"id": 99}')
+    temp = strategies / "BTCUSDT" / f".ghost.json.{DEAD_PID}~abc123.tmp"
+    temp.write_text("{")
+    (strategies / "examples").mkdir()
+    (strategies / "examples" / "mine.json").write_text("{}")
+
+    with server_process(env, tmp_path / "server.log") as server, server.client() as client:
+        saved = [s for s in client.get("/api/strategies").json()["strategies"] if s["kind"] == "saved"]
+        assert [(s["name"], s["version"]) for s in saved] == [(SPEC["name"], 1)]
+        full = client.get(f"/api/strategies/{saved[0]['id']}").json()
+    files = strategy_files(strategies)
+    assert list(files) == ["BTCUSDT/rsi-dip-with-trend-filter.json", "examples/mine.json"]
+    document = files["BTCUSDT/rsi-dip-with-trend-filter.json"]
+    assert (document["id"], document["version"], document["spec"]) == (full["id"], 1, full["spec"])
+    assert not temp.exists()
+    log = (tmp_path / "server.log").read_text()
+    assert "start-up repair: strategy_file BTCUSDT/ghost.json: removed" in log
+    assert "start-up repair: strategy_file BTCUSDT/rsi-dip-with-trend-filter.json: written" in log
+
+
+def test_a_rename_killed_before_the_old_file_goes_leaves_only_the_new_file(tmp_path: Path) -> None:
+    env = install_env(tmp_path, sample_data="false")
+    strategies = tmp_path / "strategies"
+    with server_process(env, tmp_path / "server.log") as server, server.client() as client:
+        created = client.post("/api/strategies", json=SPEC)
+        assert created.status_code == 201, created.text
+    sid = created.json()["id"]
+    renamed = {**SPEC, "name": "Renamed dip"}
+    with server_process({**env, "CRASH_POINT": "strategy_renamed"}, tmp_path / "server.log") as server:
+        crashing_request(server.url, "PUT", f"/api/strategies/{sid}", json=renamed)
+        server.wait_for_crash()
+    assert sorted(strategy_files(strategies)) == [
+        "BTCUSDT/renamed-dip.json",
+        "BTCUSDT/rsi-dip-with-trend-filter.json",
+    ]
+    with server_process(env, tmp_path / "server.log") as server, server.client() as client:
+        body = client.get(f"/api/strategies/{sid}").json()
+    assert (body["name"], body["version"], body["slug"]) == ("Renamed dip", 2, "renamed-dip")
+    files = strategy_files(strategies)
+    assert list(files) == ["BTCUSDT/renamed-dip.json"]
+    assert files["BTCUSDT/renamed-dip.json"]["version"] == 2
+
+
+def test_a_training_killed_at_its_artifact_leaves_no_model_and_a_failed_job(tmp_path: Path) -> None:
+    env = install_env(tmp_path)
+    models = tmp_path / "models" / "BTCUSDT"
+    with server_process({**env, "CRASH_POINT": "model_files_written"}, tmp_path / "server.log") as server:
+        with server.client() as client:
+            started = client.post("/api/agents/BTCUSDT/train")
+            assert started.status_code == 202, started.text
+        server.wait_for_crash(timeout=300)
+    assert sorted(p.suffix for p in models.iterdir()) == [".joblib", ".json"], "written, never registered"
+    with server_process(env, tmp_path / "server.log") as server, server.client() as client:
+        job = client.get(f"/api/jobs/{started.json()['id']}").json()
+        agent = client.get("/api/agents/BTCUSDT").json()
+        versions = client.get("/api/agents/BTCUSDT/models").json()
+    assert (job["status"], job["message"]) == ("failed", "interrupted by a server restart")
+    assert agent["active_version"] is None
+    assert versions["total"] == 0
+    assert list(models.iterdir()) == []
+
+
+def test_a_training_is_registered_activated_and_done_in_one_commit(tmp_path: Path) -> None:
+    env = install_env(tmp_path)
+    with server_process(env, tmp_path / "server.log") as server, server.client() as client:
+        started = client.post("/api/agents/BTCUSDT/train").json()
+        wait_until(
+            lambda: client.get(f"/api/jobs/{started['id']}").json()["status"] != "running",
+            timeout=300,
+            what="the training to end",
+        )
+        job = client.get(f"/api/jobs/{started['id']}").json()
+        agent = client.get("/api/agents/BTCUSDT").json()
+        versions = client.get("/api/agents/BTCUSDT/models").json()
+    assert job["status"] == "done"
+    assert agent["active_version"] == job["result"]["version"]
+    assert [m["version"] for m in versions["models"]] == [job["result"]["version"]]
+    names = sorted(p.name for p in (tmp_path / "models" / "BTCUSDT").iterdir())
+    assert names == [f"{job['result']['version']}.joblib", f"{job['result']['version']}.json"]
+
+
+def _trading_install(trained_install: TrainedInstall, path: Path) -> dict[str, str]:
+    trained_install.copy_to(path)
+    return install_env(path, **TRADING)
+
+
+def _log_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line)["data"] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_paper_fill_killed_before_its_decision_is_finalised_and_logged(
+    trained_install: TrainedInstall, tmp_path: Path
+) -> None:
+    env = _trading_install(trained_install, tmp_path / "install")
+    log = tmp_path / "server.log"
+    with server_process({**env, "CRASH_POINT": "order_committed"}, log) as server:
+        crashing_request(server.url, "POST", "/api/mother-ai/decide", json={"execute": True})
+        server.wait_for_crash()
+    logs = tmp_path / "install" / "logs"
+    assert _log_lines(logs / "trades.jsonl") == [], "the crash came before the trade log line"
+    with server_process(env, log) as server, server.client() as client:
+        (decision,) = client.get("/api/mother-ai/decisions").json()["decisions"]
+        (order,) = client.get("/api/orders").json()["orders"]
+        portfolio = client.get("/api/portfolio").json()
+    assert (decision["order_status"], decision["executed"], decision["order_id"]) == (
+        "FILLED",
+        True,
+        order["id"],
+    )
+    assert order["status"] == "FILLED" and order["decision_id"] == decision["id"]
+    usdt = next(b for b in portfolio["balances"] if b["asset"] == "USDT")
+    spent = Decimal(order["quote_quantity"]) + Decimal(order["fee"])
+    assert Decimal(usdt["amount"]) == Decimal(10_000) - spent
+    trades = _log_lines(logs / "trades.jsonl")
+    assert [(t["id"], t["status"]) for t in trades] == [(order["id"], "FILLED")]
+    decisions = _log_lines(logs / "decisions.jsonl")
+    assert [(d["id"], d["order_status"]) for d in decisions] == [(decision["id"], "FILLED")]
+
+
+def test_a_decision_killed_before_its_order_records_that_nothing_was_placed(
+    trained_install: TrainedInstall, tmp_path: Path
+) -> None:
+    env = _trading_install(trained_install, tmp_path / "install")
+    log = tmp_path / "server.log"
+    with server_process({**env, "CRASH_POINT": "decision_recorded"}, log) as server:
+        crashing_request(server.url, "POST", "/api/mother-ai/decide", json={"execute": True})
+        server.wait_for_crash()
+    with server_process(env, log) as server, server.client() as client:
+        (decision,) = client.get("/api/mother-ai/decisions").json()["decisions"]
+        orders = client.get("/api/orders").json()
+        portfolio = client.get("/api/portfolio").json()
+    assert decision["action"] == "buy"
+    assert (decision["order_status"], decision["executed"], decision["order_error"]) == (
+        None,
+        False,
+        NOT_PLACED,
+    )
+    assert orders["total"] == 0
+    assert next(b for b in portfolio["balances"] if b["asset"] == "USDT")["amount"] == "10000"
+    decisions = _log_lines(tmp_path / "install" / "logs" / "decisions.jsonl")
+    assert [d["id"] for d in decisions] == [decision["id"]]
+
+
+def test_a_candle_write_killed_before_its_rename_leaves_no_temp_file(tmp_path: Path) -> None:
+    env = install_env(tmp_path)
+    store = tmp_path / "data" / "store"
+    log = tmp_path / "server.log"
+    # The first start writes the sample candles: it dies at the first file's temp copy.
+    crashing = server_process({**env, "CRASH_POINT": "candles_temp_written"}, log)
+    with pytest.raises(AssertionError, match="exited with 86"), crashing:
+        pass
+    (temp,) = [p for p in store.rglob(".*") if p.is_file()]
+    assert temp.stat().st_size > 0 and temp.name.endswith(".tmp")
+    with server_process(env, log) as server, server.client() as client:
+        candles = client.get(
+            "/api/binance/candles", params={"symbol": "BTCUSDT", "interval": "1h", "limit": 5}
+        )
+    assert candles.status_code == 200 and len(candles.json()["candles"]) == 5
+    assert [p for p in store.rglob(".*") if p.is_file()] == []
+    assert f"start-up repair: temp_file {temp.relative_to(store)}: removed" in log.read_text()
