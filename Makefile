@@ -11,6 +11,7 @@ run: $(VENV)/.runtime
 	$(PY) -m uvicorn main:app --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev
+	./.ci/system-deps
 	$(PY) -m pytest -n 2 --dist loadfile
 
 lint: $(VENV)/.dev
