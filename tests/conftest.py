@@ -18,6 +18,7 @@ from tests.fakes.fake_binance import FakeBinance
 from tests.support.clock import RecordedSleeps
 from tests.support.http import cancel_unfinished_jobs
 from tests.support.install import TrainedInstall, train_install
+from tests.support.postgres import fresh_database, postgres_cluster
 from tests.support.settings import make_settings
 from utils.settings import Settings
 
@@ -30,6 +31,19 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     fuzzed = getattr(item, "funcargs", {}).get("fuzzed_app")
     if isinstance(fuzzed, TestClient):
         cancel_unfinished_jobs(fuzzed)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server for this test process (see tests/support/postgres.py); its admin URL."""
+    with postgres_cluster() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url(postgres_server: str) -> str:
+    """The URL of a new, empty PostgreSQL database: a fresh install's."""
+    return fresh_database(postgres_server)
 
 
 @pytest.fixture
