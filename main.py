@@ -8,8 +8,10 @@ failing interrupted jobs) happens in the lifespan, so tests and tools can import
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
+import socket
 import sys
 import time
 import uuid
@@ -29,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agents.service import AgentService
 from db import storage
+from db.locks import Leadership
 from db.storage import WriteLocks
 from ml_engine import model_registry
 from mother_ai.mother_ai import make_mother_ai
@@ -199,7 +202,7 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
     agents = AgentService(sessions, market, jobs, settings.agents.models_dir, clock)
     strategies = StrategyStore(sessions, settings.storage.strategies_dir)
     trade_log = TradeLog.from_settings(settings.storage, settings.secret_values())
-    locks = WriteLocks()  # this process's write locks on the database, shared by every writer
+    locks = WriteLocks(engine=engine)  # write locks on the database, shared by every writer of this process
     kill_switch = KillSwitch(sessions, locks, events)
     api_key = ensure_api_key(settings)
     add_secrets([api_key])
@@ -222,7 +225,11 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
         log.error("trading is disabled: %s", exc.message)
     scheduler = None
     if settings.scheduler.enabled and mother is not None:
-        scheduler = DecisionScheduler.for_mother_ai(mother, settings.scheduler, clock=clock, agents=agents)
+        # One process on the database runs it: the holder of the scheduler lease (db/locks.py).
+        leadership = Leadership(sessions, "scheduler", _process_name(), clock, SCHEDULER_LEASE_MS)
+        scheduler = DecisionScheduler.for_mother_ai(
+            mother, settings.scheduler, clock=clock, agents=agents, leadership=leadership
+        )
     reconciler = None
     if mother is not None and mother.executor.mode == "live":
         live_executor = mother.executor
@@ -255,6 +262,14 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
         mother_error=mother_error,
         api_key=api_key,
     )
+
+
+# The leader renews at least every MAX_WAIT_S (60 s); another process takes over 3 minutes after it died.
+SCHEDULER_LEASE_MS = 180_000
+
+
+def _process_name() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _start(ctx: AppContext) -> None:

@@ -52,6 +52,17 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, dict[str, Any]: JSON}
 
 
+class Lease(Base):
+    """A role held by one process at a time until `expires_at` (epoch ms), renewed while it lives;
+    a process that dies stops renewing, and another takes the role once the lease expired."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+
+
 class Job(Base):
     """A unit of background work (sync, training, sweep) and its observable progress."""
 

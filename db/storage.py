@@ -16,6 +16,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, func, select, text, update
 from sqlalchemy.orm import Session, defer, sessionmaker
 
+from db.locks import database_lock
 from db.models import BacktestRun, Job, SymbolInfo, utcnow
 
 log = logging.getLogger(__name__)
@@ -72,13 +73,27 @@ class WriteLocks:
 
     orders: threading.Lock = field(default_factory=threading.Lock)  # orders, balances, the kill switch
     decide: threading.Lock = field(default_factory=threading.Lock)  # executed decisions
+    # The database the cross-process half of `deciding` locks (None: this process only, as in unit tests).
+    engine: Engine | None = None
+
+    @contextmanager
+    def deciding(self) -> Iterator[None]:
+        """The decide-and-execute critical section: this process's threads queue on `decide`, then the
+        database lock serialises every process on the database, so risk limits hold across all of them."""
+        with self.decide:
+            if self.engine is None:
+                yield
+                return
+            with database_lock(self.engine, "decide"):
+                yield
 
 
 def upgrade_to_head(engine: Engine) -> None:
-    """Apply every Alembic migration not yet applied."""
+    """Apply every Alembic migration not yet applied, once however many processes start together: each
+    takes the migration lock first, so the first migrates and the others find the schema at head."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as connection:
+    with database_lock(engine, "migrations"), engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

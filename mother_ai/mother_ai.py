@@ -21,12 +21,13 @@ Determinism: no randomness besides the decision id; voters, symbols and candidat
 time comes from the injected clock. The same inputs give the same payload but for id, time and a
 generated client order id.
 
-Concurrency: ``decide(execute=True)`` calls of one process are serialised (a lock per database)
-from reading the portfolio to recording the order, so each sizes against the portfolio after the
+Concurrency: ``decide(execute=True)`` calls are serialised from reading the portfolio to recording the
+order, within the process and across every process on the database (``WriteLocks.deciding``: an
+advisory lock on PostgreSQL, a lock file beside SQLite's), so each sizes against the portfolio after the
 previous fill and the limits hold under concurrency; the executor itself guarantees one fill per
 client order id and never spends more than the balance. A decision is stored before its order is
 submitted, under UNIQUE (mode, client_order_id): retrying with the same client order id returns
-the first decision and its order. Run one deciding process per database.
+the first decision and its order.
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ class MotherAI:
         votes = [vote_from(agent, p, weight_for(stats.get(agent)), _kind(agent)) for agent, p in raw_votes]
         if not execute:
             return self._decide(asked, votes, ignored, raw_votes, False, None)
-        with self.locks.decide:
+        with self.locks.deciding():
             if client_order_id is not None:
                 replay = self._replay(client_order_id)
                 if replay is not None:

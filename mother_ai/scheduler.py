@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from agents.generic_agent import AgentConfig, retrain_due
+from db.locks import Leadership
 from mother_ai.mother_ai import MotherAI
 from utils.errors import AppError
 from utils.intervals import floor_open_time, next_open_time
@@ -50,7 +51,7 @@ class Retrainer(Protocol):
 DEFAULT_GRACE_MS = 5_000  # after a close, before the run: Binance publishes the closed kline
 MAX_WAIT_S = 60.0  # the thread re-checks at least this often, so a clock jump is noticed
 
-Status = Literal["ran", "failed", "skipped", "not_due"]
+Status = Literal["ran", "failed", "skipped", "not_due", "standby"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +73,11 @@ class DecisionScheduler:
         clock: Callable[[], int],
         grace_ms: int = DEFAULT_GRACE_MS,
         name: str = "mother-ai-scheduler",
+        leadership: Leadership | None = None,
     ) -> None:
         self.job = job
+        # With several API processes on one database only the lease holder runs (None: this one always).
+        self.leadership = leadership
         self.interval = interval
         self.clock = clock
         self.grace_ms = grace_ms
@@ -96,6 +100,7 @@ class DecisionScheduler:
         clock: Callable[[], int],
         grace_ms: int = DEFAULT_GRACE_MS,
         agents: Retrainer | None = None,
+        leadership: Leadership | None = None,
     ) -> DecisionScheduler:
         """Each run resolves predictions (so weights are current), retrains the agents that are due
         (SCHEDULER_RETRAIN_EVERY > 0 and `agents` given), then decides for SCHEDULER_SYMBOLS,
@@ -144,7 +149,7 @@ class DecisionScheduler:
                 "executed": decision.executed,
             }
 
-        return cls(job, settings.interval, clock=clock, grace_ms=grace_ms)
+        return cls(job, settings.interval, clock=clock, grace_ms=grace_ms, leadership=leadership)
 
     # --- timing ---------------------------------------------------------------------------------
 
@@ -160,6 +165,9 @@ class DecisionScheduler:
         with self._state:
             if close <= self._last_close or now < close + self.grace_ms:
                 return TickResult("not_due", close)
+            if self.leadership is not None and not self.leadership.held():
+                self._last_close = close  # another process ran (or runs) this close
+                return TickResult("standby", close, "another process runs the scheduler")
             if not self._running.acquire(blocking=False):
                 self._last_close = close
                 log.warning(
@@ -220,6 +228,8 @@ class DecisionScheduler:
         if self.running:
             return
         self._stop.clear()
+        if self.leadership is not None:
+            self.leadership.held()  # claimed now, so health says at once whether this process leads
         self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
         self._thread.start()
         log.info("scheduler started: a decision after each %s close", self.interval)
@@ -231,9 +241,18 @@ class DecisionScheduler:
         if thread is not None:
             thread.join(timeout)
             log.info("scheduler stopped")
+        if self.leadership is not None:
+            self.leadership.release()
+
+    @property
+    def leader(self) -> bool:
+        """Whether this process holds the scheduler's lease (always, without a leadership)."""
+        return self.leadership is None or self.leadership.is_mine
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if self.leadership is not None:
+                self.leadership.held()  # renewed at least every MAX_WAIT_S, well inside its lease
             self.run_if_due()
             wait_s = (self.next_due_ms() - self.clock()) / 1000
             self._stop.wait(min(MAX_WAIT_S, max(0.05, wait_s)))

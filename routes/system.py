@@ -62,6 +62,10 @@ class SchedulerRunOut(BaseModel):
 class SchedulerOut(BaseModel):
     enabled: bool
     running: bool = Field(description="Whether its thread is alive.")
+    leader: bool = Field(
+        description="Whether this process holds the scheduler's lease: with several API processes on one "
+        "database only the leader runs the scheduled decisions."
+    )
     interval: str | None
     symbols: list[str]
     execute: bool
@@ -141,12 +145,13 @@ def _scheduler(ctx: AppContext) -> SchedulerOut:
     return SchedulerOut(
         enabled=settings.enabled,
         running=scheduler is not None and scheduler.running,
+        leader=scheduler is not None and scheduler.running and scheduler.leader,
         interval=settings.interval if settings.enabled else None,
         symbols=list(settings.symbols) if settings.enabled else [],
         execute=settings.enabled and settings.execute,
         next_run_at=scheduler.next_due_ms() if scheduler is not None else None,
         last_run=None
-        if last is None or last.status == "not_due"
+        if last is None or last.status == "not_due" or last.status == "standby"
         else SchedulerRunOut(status=last.status, close_time=last.close_ms, message=last.message),
     )
 

@@ -79,6 +79,7 @@ def test_health_is_public_and_reports_state(client: TestClient) -> None:
         "scheduler": {
             "enabled": False,
             "running": False,
+            "leader": False,
             "interval": None,
             "symbols": [],
             "execute": False,

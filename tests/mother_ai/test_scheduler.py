@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from db import storage
+from db.locks import Leadership
 from mother_ai.scheduler import DecisionScheduler, TickResult
 from tests.support.clock import Clock
 from tests.support.settings import make_settings
@@ -236,3 +238,36 @@ def test_scheduler_settings(tmp_path: Path) -> None:
         make_settings(tmp_path, scheduler_interval="2m")
     with pytest.raises(ValidationError, match="scheduler_symbols"):
         make_settings(tmp_path, scheduler_symbols="BTC/USDT")
+
+
+def test_only_the_lease_holder_runs_and_another_takes_over_after_it_died(tmp_path: Path) -> None:
+    engine = storage.make_engine(f"sqlite:///{tmp_path / 'leases.db'}")
+    storage.upgrade_to_head(engine)
+    sessions = storage.make_session_factory(engine)
+    clock = Clock(T0 + 30 * MINUTE)
+    jobs = [Job(), Job()]
+    schedulers = [
+        DecisionScheduler(
+            job,
+            "1h",
+            clock=clock,
+            grace_ms=0,
+            leadership=Leadership(sessions, "scheduler", name, clock, 3 * HOUR),
+        )
+        for job, name in zip(jobs, ("process-a", "process-b"), strict=True)
+    ]
+    statuses = []
+    for hour in range(1, 7):  # a's process dies after the 2nd close: it never renews again
+        clock.now = T0 + hour * HOUR
+        alive = schedulers if hour <= 2 else schedulers[1:]
+        statuses.append([s.run_if_due().status for s in alive])
+    assert statuses == [
+        ["ran", "standby"],
+        ["ran", "standby"],
+        ["standby"],  # a's lease (renewed at 2 h) runs until 5 h
+        ["standby"],
+        ["ran"],  # expired: b took over
+        ["ran"],
+    ]
+    assert (jobs[0].runs, jobs[1].runs) == (2, 2)
+    assert (schedulers[0].leader, schedulers[1].leader) == (True, True)  # a does not know it is dead

@@ -106,6 +106,7 @@ def test_the_scheduler_reports_its_thread_its_next_run_and_its_last_run(tmp_path
         assert scheduler == {
             "enabled": True,
             "running": True,
+            "leader": True,  # the only process: it holds the scheduler's lease
             "interval": "1h",
             "symbols": ["BTCUSDT"],
             "execute": False,

@@ -61,30 +61,47 @@ class ServerProcess:
 @contextmanager
 def server_process(env: Mapping[str, str], log: Path) -> Iterator[ServerProcess]:
     """Start the server with `env` (on top of PATH and the like), wait until it answers, stop it after."""
-    port = _free_port()
+    with server_processes(env, [log]) as (server,):
+        yield server
+
+
+@contextmanager
+def server_processes(env: Mapping[str, str], logs: list[Path]) -> Iterator[list[ServerProcess]]:
+    """Start one server per log file at the same moment (so they race through start-up, as `uvicorn
+    --workers N` does), all with `env`; wait until each answers; stop them all after."""
     full_env = {key: value for key, value in os.environ.items() if not key.isupper() or key in _KEEP}
     full_env.update(env)
     full_env["PYTHONPATH"] = str(PROJECT_ROOT)
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=PROJECT_ROOT,
-            env=full_env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    server = ServerProcess(f"http://127.0.0.1:{port}", process, log)
+    servers: list[ServerProcess] = []
     try:
-        wait_until(lambda: _answers(server), timeout=60, what=f"the server to start\n{server.tail()}")
-        yield server
+        for log in logs:
+            port = _free_port()
+            with log.open("ab") as output:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)],
+                    cwd=PROJECT_ROOT,
+                    env=full_env,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+            servers.append(ServerProcess(f"http://127.0.0.1:{port}", process, log))
+        for server in servers:
+            what = f"the server to start\n{server.tail()}"
+            wait_until(lambda s=server: _answers(s), timeout=120, what=what)
+        yield servers
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        for server in servers:
+            _stop(server.process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
 
 _KEEP = {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "VIRTUAL_ENV", "NUMBA_CACHE_DIR"}
