@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agents.service import AgentService
 from db import storage
-from db.locks import Leadership
+from db.locks import Leadership, database_lock
 from db.storage import WriteLocks
 from ml_engine import model_registry
 from mother_ai.mother_ai import make_mother_ai
@@ -274,13 +274,15 @@ def _process_name() -> str:
 
 def _start(ctx: AppContext) -> None:
     storage.upgrade_to_head(ctx.engine)
-    failed = storage.fail_interrupted_jobs(ctx.sessions)
-    if failed:
-        log.warning("marked %d job(s) interrupted by the last shutdown as failed", failed)
-    _reconcile(ctx)
-    if ctx.settings.storage.sample_data:
-        ctx.market.ensure_samples()
-    ctx.agents.ensure_defaults(ctx.settings.agents.max_model_age_hours)
+    # One process at a time: processes starting together would race to seed the same rows and files.
+    with database_lock(ctx.engine, "startup"):
+        failed = storage.fail_interrupted_jobs(ctx.sessions)
+        if failed:
+            log.warning("marked %d job(s) interrupted by the last shutdown as failed", failed)
+        _reconcile(ctx)
+        if ctx.settings.storage.sample_data:
+            ctx.market.ensure_samples()
+        ctx.agents.ensure_defaults(ctx.settings.agents.max_model_age_hours)
     log.info(
         "ready: trading_mode=%s offline=%s database=%s",
         ctx.settings.trading_mode,
