@@ -133,9 +133,17 @@ def test_a_training_is_registered_activated_and_done_in_one_commit(tmp_path: Pat
     assert names == [f"{job['result']['version']}.joblib", f"{job['result']['version']}.json"]
 
 
-def _trading_install(trained_install: TrainedInstall, path: Path) -> dict[str, str]:
-    trained_install.copy_to(path)
-    return install_env(path, **TRADING)
+def _decide_and_crash(
+    trained_install: TrainedInstall, tmp_path: Path, point: str
+) -> tuple[dict[str, str], Path]:
+    """A copy of the trained install whose server dies at `point` inside an executed decision; its
+    environment (without the crash point) and log, for the restart."""
+    env = install_env(trained_install.copy_to(tmp_path / "install"), **TRADING)
+    log = tmp_path / "server.log"
+    with server_process({**env, "CRASH_POINT": point}, log) as server:
+        crashing_request(server.url, "POST", "/api/mother-ai/decide", json={"execute": True})
+        server.wait_for_crash()
+    return env, log
 
 
 def _log_lines(path: Path) -> list[dict[str, Any]]:
@@ -145,11 +153,7 @@ def _log_lines(path: Path) -> list[dict[str, Any]]:
 def test_a_paper_fill_killed_before_its_decision_is_finalised_and_logged(
     trained_install: TrainedInstall, tmp_path: Path
 ) -> None:
-    env = _trading_install(trained_install, tmp_path / "install")
-    log = tmp_path / "server.log"
-    with server_process({**env, "CRASH_POINT": "order_committed"}, log) as server:
-        crashing_request(server.url, "POST", "/api/mother-ai/decide", json={"execute": True})
-        server.wait_for_crash()
+    env, log = _decide_and_crash(trained_install, tmp_path, "order_committed")
     logs = tmp_path / "install" / "logs"
     assert _log_lines(logs / "trades.jsonl") == [], "the crash came before the trade log line"
     with server_process(env, log) as server, server.client() as client:
@@ -174,11 +178,7 @@ def test_a_paper_fill_killed_before_its_decision_is_finalised_and_logged(
 def test_a_decision_killed_before_its_order_records_that_nothing_was_placed(
     trained_install: TrainedInstall, tmp_path: Path
 ) -> None:
-    env = _trading_install(trained_install, tmp_path / "install")
-    log = tmp_path / "server.log"
-    with server_process({**env, "CRASH_POINT": "decision_recorded"}, log) as server:
-        crashing_request(server.url, "POST", "/api/mother-ai/decide", json={"execute": True})
-        server.wait_for_crash()
+    env, log = _decide_and_crash(trained_install, tmp_path, "decision_recorded")
     with server_process(env, log) as server, server.client() as client:
         (decision,) = client.get("/api/mother-ai/decisions").json()["decisions"]
         orders = client.get("/api/orders").json()

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -86,8 +87,7 @@ def server_processes(env: Mapping[str, str], logs: list[Path]) -> Iterator[list[
                 )
             servers.append(ServerProcess(f"http://127.0.0.1:{port}", process, log))
         for server in servers:
-            what = f"the server to start\n{server.tail()}"
-            wait_until(lambda s=server: _answers(s), timeout=120, what=what)
+            wait_until(partial(_answers, server), timeout=120, what=f"the server to start\n{server.tail()}")
         yield servers
     finally:
         for server in servers:
