@@ -52,7 +52,7 @@ def health(client: httpx.Client, url: str, _i: int) -> httpx.Response:
 
 
 def candles(client: httpx.Client, url: str, _i: int) -> httpx.Response:
-    params = {"symbol": "BTCUSDT", "interval": "1h", "limit": 500}
+    params: dict[str, str | int] = {"symbol": "BTCUSDT", "interval": "1h", "limit": 500}
     return client.get(f"{url}/api/binance/candles", params=params)
 
 
