@@ -46,6 +46,34 @@ _YEAR_MS = 365 * 24 * 60 * 60 * 1000
 _NOISE = 1e-9
 
 
+# Each metric in one sentence, for people (reports print them beside the numbers); the exact rules are
+# the module docstring's.
+DEFINITIONS: dict[str, str] = {
+    "total_return": "Final equity over the initial capital, minus 1; an open position is valued at the last "
+    "close.",
+    "cagr": "Compound annual growth rate: the total growth spread evenly over the years from the first bar's "
+    "open to the last bar's close (365-day years).",
+    "sharpe": "Mean per-bar return over its standard deviation, annualised by the square root of bars per "
+    "year; risk-free rate 0.",
+    "sortino": "Like the Sharpe ratio, but divided by the downside deviation (only losing bars count as "
+    "risk).",
+    "max_drawdown": "Largest fall of equity below its running peak (the capital counts as a peak), as a "
+    "fraction of that peak.",
+    "max_drawdown_duration": "Most consecutive bars spent below a previous equity peak.",
+    "calmar": "CAGR divided by the maximum drawdown.",
+    "win_rate": "Closed trades with a positive pnl (after fees), over all closed trades.",
+    "profit_factor": "Gross profit over gross loss of the closed trades, in quote currency; undefined "
+    "without a losing trade.",
+    "expectancy": "Mean pnl of a closed trade after fees, in quote currency.",
+    "avg_trade_return": "Mean return of a closed trade: its pnl over the notional plus entry fee it "
+    "committed.",
+    "n_trades": "Closed round trips; a position still open at the end is not counted.",
+    "exposure": "Share of bars that end in a position.",
+    "buy_and_hold_return": "Last close over first close, minus 1, with no fees: holding the asset instead.",
+    "final_equity": "Cash plus the position marked at the last close, in quote currency.",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Metrics:
     """Summary statistics of one backtest; definitions in the module docstring."""

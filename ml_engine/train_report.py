@@ -10,10 +10,10 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 from ml_engine.feature_extractor import FeatureConfig
-from ml_engine.oos import BacktestSummary, OOSMetrics
+from ml_engine.oos import BacktestSummary, OOSDiagnostics, OOSMetrics
 from utils.jsonsafe import json_safe
 
-__all__ = ["CandidateReport", "FoldReport", "TrainOutcome", "TrainReport"]
+__all__ = ["CandidateReport", "FoldReport", "OOSDiagnostics", "TrainOutcome", "TrainReport"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class TrainReport:
     up_rate: float  # share of up labels among them
     versions: dict[str, str]
     fit_seconds: float = field(default=0.0, compare=False)
+    diagnostics: OOSDiagnostics | None = None  # models trained before reports existed have none
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: nested dataclasses become dicts, NaN/inf become None."""

@@ -57,15 +57,36 @@ import sklearn
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
+from backtester.runner import BacktestConfig
 from ml_engine.candidate_search import pick_params
 from ml_engine.candidates import CANDIDATES, CandidateSpec, build_pipeline
 from ml_engine.feature_extractor import FeatureConfig, FeatureFrame, extract
 from ml_engine.labels import UP, make_labels
-from ml_engine.oos import BacktestSummary, OOSMetrics, oos_backtest, oos_metrics, selection_key
+from ml_engine.oos import (
+    BacktestSummary,
+    FoldMetrics,
+    OOSDiagnostics,
+    OOSMetrics,
+    calibration_bins,
+    curve_sample,
+    oos_backtest,
+    oos_backtest_run,
+    oos_metrics,
+    permutation_importance,
+    selection_key,
+)
 from ml_engine.prediction import FeatureContribution, predict_proba_up, top_features
 from ml_engine.train_config import Progress, TrainConfig
 from ml_engine.train_report import CandidateReport, FoldReport, TrainOutcome, TrainReport
-from ml_engine.walk_forward import Dataset, Fold, FoldResults, final_bars, run_folds, walk_forward_splits
+from ml_engine.walk_forward import (
+    Dataset,
+    Fold,
+    FoldResults,
+    final_bars,
+    fold_bars,
+    run_folds,
+    walk_forward_splits,
+)
 from utils.market_data.candles import Candles
 
 __all__ = [
@@ -134,7 +155,7 @@ def _train(
 ) -> TrainOutcome:
     data = _dataset(candles, frame, cfg)
     folds = walk_forward_splits(data.span, cfg.n_folds, cfg.effective_purge)
-    evaluation = _evaluate(candles, data, folds, cfg, progress)
+    evaluation = _evaluate(candles, data, folds, cfg, progress, frame.names)
     model, final_params, all_bars = _fit_final(data, evaluation.chosen, cfg, progress)
     report = _report(candles, frame, cfg, feature_config, evaluation, final_params, data, all_bars, started)
     oos_lo, oos_hi = evaluation.oos_bars
@@ -179,10 +200,16 @@ class _Evaluation:
     oos_bars: tuple[int, int]
     oos_p_up: np.ndarray
     nested_p_up: np.ndarray
+    diagnostics: OOSDiagnostics
 
 
 def _evaluate(
-    candles: Candles, data: Dataset, folds: list[Fold], cfg: TrainConfig, progress: Progress | None
+    candles: Candles,
+    data: Dataset,
+    folds: list[Fold],
+    cfg: TrainConfig,
+    progress: Progress | None,
+    names: list[str],
 ) -> _Evaluation:
     """The fold loop, the choice by pooled OOS ``selection_metric``, and both OOS backtests."""
     results = run_folds(candles, data, folds, cfg, progress)
@@ -195,18 +222,85 @@ def _evaluate(
     oos_p_up = np.concatenate(results.runs[chosen].span_p_up)
     nested_p_up = np.concatenate(results.nested_span)
     oos_candles = candles.slice(oos_lo, oos_hi)
+    backtest, equity = oos_backtest_run(oos_candles, oos_p_up, cfg)
+    curve = curve_sample(oos_candles.open_time, equity, oos_candles.close, BacktestConfig().initial_capital)
     return _Evaluation(
         candidates=candidate_reports,
         chosen=chosen,
         metrics=metrics,
         nested_metrics=nested,
-        backtest=oos_backtest(oos_candles, oos_p_up, cfg),
+        backtest=backtest,
         nested_backtest=oos_backtest(oos_candles, nested_p_up, cfg),
         folds=results.folds,
         oos_bars=(oos_lo, oos_hi),
         oos_p_up=oos_p_up,
         nested_p_up=nested_p_up,
+        diagnostics=OOSDiagnostics(
+            folds=_fold_metrics(candles, data, folds, results, chosen, cfg),
+            calibration=calibration_bins(
+                np.concatenate(results.runs[chosen].test_proba)[:, data.classes.index(UP)],
+                np.concatenate(results.test_truth) == UP,
+            ),
+            **_importance(data, folds[-1], results, chosen, cfg, names),
+            backtest_curve=curve,
+        ),
     )
+
+
+def _fold_metrics(
+    candles: Candles, data: Dataset, folds: list[Fold], results: FoldResults, chosen: str, cfg: TrainConfig
+) -> list[FoldMetrics]:
+    """The chosen candidate fold by fold: its metrics on each test block and that block's backtest."""
+    run = results.runs[chosen]
+    out = []
+    for k, fold in enumerate(folds):
+        truth, proba = results.test_truth[k], run.test_proba[k]
+        train_labels = data.y[fold_bars(data, fold, cfg).train]
+        majority = int(np.bincount(train_labels).argmax())
+        lo, hi = data.start + fold.test_start, data.start + fold.test_stop
+        backtest = oos_backtest(candles.slice(lo, hi), run.span_p_up[k], cfg)
+        metrics = (
+            oos_metrics(truth, proba, data.classes, float(np.mean(truth == majority))) if truth.size else None
+        )
+        out.append(
+            FoldMetrics(
+                index=fold.index,
+                test_start_open_time=int(candles.open_time[lo]),
+                test_end_open_time=int(candles.open_time[hi - 1]),
+                n_test=int(truth.shape[0]),
+                accuracy=metrics.oos_accuracy if metrics else math.nan,
+                balanced_accuracy=metrics.oos_balanced_accuracy if metrics else math.nan,
+                auc=metrics.oos_auc if metrics else None,
+                log_loss=metrics.oos_log_loss if metrics else math.nan,
+                brier=metrics.oos_brier if metrics else math.nan,
+                baseline_accuracy=metrics.baseline_accuracy if metrics else math.nan,
+                up_rate=metrics.oos_up_rate if metrics else math.nan,
+                total_return=backtest.total_return,
+                buy_and_hold_return=backtest.buy_and_hold_return,
+                n_trades=backtest.n_trades,
+            )
+        )
+    return out
+
+
+def _importance(
+    data: Dataset, last: Fold, results: FoldResults, chosen: str, cfg: TrainConfig, names: list[str]
+) -> dict[str, Any]:
+    """Permutation importances of the chosen candidate's last-fold model on that fold's test rows: the
+    latest rows no model of it trained on (the final model is refitted on all of them)."""
+    model = results.runs[chosen].last_model
+    rows = fold_bars(data, last, cfg).test
+    if model is None or rows.shape[0] < 2:
+        return {"importance": [], "importance_note": "Too few out-of-sample rows to measure importances."}
+    rng = np.random.default_rng(cfg.random_state)
+    importance = permutation_importance(model, data.X[rows], data.y[rows], data.classes, names, rng)
+    note = (
+        f"Permutation importance of the {chosen} model fitted on fold {last.index + 1}'s training window, "
+        f"measured on that fold's {rows.shape[0]} out-of-sample test rows: how much the log loss rises when "
+        "one feature's values are shuffled (mean of 2 shuffles). The final model is the same family "
+        "refitted on every row."
+    )
+    return {"importance": importance, "importance_note": note}
 
 
 def _oos_reports(
@@ -299,4 +393,5 @@ def _report(
             "pandas": pd.__version__,
         },
         fit_seconds=time.perf_counter() - started,
+        diagnostics=evaluation.diagnostics,
     )

@@ -138,6 +138,7 @@ class CandidateRun:
     inner_scores: list[float] = field(default_factory=list)
     test_proba: list[np.ndarray] = field(default_factory=list)  # usable test rows, per fold
     span_p_up: list[np.ndarray] = field(default_factory=list)  # every test-block bar, per fold
+    last_model: Any = None  # fitted on the last fold's training window (its test block is OOS for it)
 
 
 @dataclass
@@ -239,6 +240,7 @@ def _evaluate(name: str, run: CandidateRun, data: Dataset, cfg: TrainConfig, bar
         aligned_proba(model, X[bars.test], classes) if bars.test.size else np.empty((0, len(classes)))
     )
     run.span_p_up.append(predict_proba_up(model, X[bars.span]))
+    run.last_model = model
     return score
 
 

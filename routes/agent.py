@@ -6,12 +6,15 @@ from dataclasses import asdict
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
+from agents import model_report
 from agents.generic_agent import AgentConfig
 from agents.service import AgentView
 from ml_engine.feature_extractor import FeatureSetName
 from routes.common import Ctx, Interval, Limit, Offset, Symbol, error_responses
+from routes.html import html_page, html_responses
 from routes.schemas.agents import ModelMetricsOut
 from routes.schemas.jobs import JobOut, job_out
 from routes.schemas.values import EpochMs
@@ -238,3 +241,20 @@ def list_models(ctx: Ctx, symbol: SymbolPath, limit: Limit = 100, offset: Offset
 )
 def activate(ctx: Ctx, symbol: SymbolPath, version: VersionPath) -> AgentOut:
     return _agent_out(ctx.agents.activate(symbol, version))
+
+
+@router.get(
+    "/{symbol}/models/{version}/report",
+    name="model_report",
+    response_class=HTMLResponse,
+    summary="One model version as an HTML report",
+    description="Out-of-sample metrics pooled and per walk-forward fold, the calibration curve, permutation "
+    "feature importances and the fee-aware out-of-sample backtest against buy and hold. Self-contained and "
+    "offline: open it in a browser, or embed it in an iframe (see the README).",
+    responses=html_responses("The report", 401, 404, 422),
+)
+def report(ctx: Ctx, symbol: SymbolPath, version: VersionPath) -> HTMLResponse:
+    models_dir = ctx.settings.agents.models_dir
+    return html_page(
+        ctx, model_report.model_report_html(ctx.agents, models_dir, symbol, version, ctx.clock())
+    )

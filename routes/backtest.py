@@ -6,10 +6,11 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, StrictFloat, StrictInt
 
 import strategy_registry
-from backtester import service
+from backtester import report, service
 from db.models import BacktestRun
 from routes.common import (
     Ctx,
@@ -22,6 +23,7 @@ from routes.common import (
     error_responses,
     parse_time,
 )
+from routes.html import html_page, html_responses
 from routes.schemas.values import EpochMs
 from strategy_engine.strategy_parser import STOP_FIELDS, backtest_config
 from utils.errors import InvalidInput
@@ -346,3 +348,21 @@ def get_backtest(
     ctx: Ctx, backtest_id: Annotated[str, Path(max_length=64)], full: FullQuery = False
 ) -> Response:
     return _response(service.get_stored(ctx.sessions, backtest_id), full)
+
+
+@router.get(
+    "/{backtest_id}/report",
+    name="report",
+    response_class=HTMLResponse,
+    summary="One stored backtest as an HTML report",
+    description="Candles with volume, the strategy's indicators, entries and exits with their reasons, "
+    "equity against buy and hold with the drawdown, the metrics with their definitions and the trade "
+    "list; the data source is named on the page (a sample-data report says so in its title). "
+    "Self-contained and offline: open it in a browser, or embed it in an iframe (see the README).",
+    responses=html_responses("The report", 401, 404, 422),
+)
+def get_backtest_report(ctx: Ctx, backtest_id: Annotated[str, Path(max_length=64)]) -> HTMLResponse:
+    page = report.backtest_report_html(
+        ctx.sessions, ctx.market.store, ctx.strategies, backtest_id, ctx.clock()
+    )
+    return html_page(ctx, page)

@@ -7,11 +7,13 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from mother_ai import replay_service
+from mother_ai import replay_report, replay_service
 from mother_ai.replay_service import ReplayDeps, ReplayRequest
 from routes.common import Ctx, Interval, Limit, MetricsOut, Offset, Symbol, error_responses, parse_time
+from routes.html import html_page, html_responses
 from routes.schemas.agents import ModelMetricsOut
 from routes.schemas.decisions import StepOut
 from routes.schemas.jobs import JobOut, job_out
@@ -360,6 +362,21 @@ def replay(ctx: Ctx, replay_id: ReplayId, series: bool = False) -> ReplayOut:
 def steps(ctx: Ctx, replay_id: ReplayId, limit: Limit = 100, offset: Offset = 0) -> StepList:
     rows, total = replay_service.replay_steps(ctx.sessions, replay_id, offset, limit)
     return StepList(total=total, limit=limit, offset=offset, steps=[StepOut.model_validate(r) for r in rows])
+
+
+@router.get(
+    "/replays/{replay_id}/report",
+    name="report",
+    response_class=HTMLResponse,
+    summary="One replay as an HTML report",
+    description="Equity against buy and hold, each voter alone and equal weights, the voters' weights over "
+    "time, the decisions marked on each symbol's price, the fills and the retrains. Self-contained and "
+    "offline: open it in a browser, or embed it in an iframe (see the README).",
+    responses=html_responses("The report", 401, 404, 422),
+)
+def report(ctx: Ctx, replay_id: ReplayId) -> HTMLResponse:
+    page = replay_report.replay_report_html(ctx.sessions, ctx.market.store, replay_id, ctx.clock())
+    return html_page(ctx, page)
 
 
 def _item(row: Any) -> ReplayListItem:

@@ -1,9 +1,11 @@
 """Built-in strategies: each module turns candles and typed parameters into entry/exit signal arrays.
 
 Every strategy module exposes ``NAME``, ``DESCRIPTION`` (one line), a frozen dataclass ``Params`` with typed
-defaults that validates itself, ``warmup(params) -> int`` (bars before the first possible signal) and
+defaults that validates itself, ``warmup(params) -> int`` (bars before the first possible signal),
 ``signals(candles, params) -> (entries, exits)``: boolean arrays, one value per candle, where the value on
-bar t uses candles up to t only. Indicators come from ``ml_engine.indicators`` (TA-Lib-exact), never a copy.
+bar t uses candles up to t only, and ``indicators(params)``: the registry indicators ``signals`` reads,
+with the levels it compares them with (what a report draws beside the price). Indicators come from
+``ml_engine.indicators`` (TA-Lib-exact), never a copy.
 
 ``BUILTINS`` maps each name to a ``BuiltinStrategy``; ``strategy_registry.py`` is the one place that looks a
 strategy up by name.
@@ -76,6 +78,16 @@ def require_fast_slow(fast: object, slow: object) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class IndicatorUse:
+    """An indicator a strategy reads: a registry name (``ml_engine.indicators.INDICATORS``), its
+    parameters, and the constant levels the strategy compares it with (RSI 30 and 70)."""
+
+    name: str
+    params: dict[str, int | float]
+    levels: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class BuiltinStrategy:
     """One built-in strategy as the registry sees it."""
 
@@ -84,6 +96,7 @@ class BuiltinStrategy:
     params_type: type[Any]  # the module's frozen Params dataclass
     warmup: Callable[[Any], int]
     signals: Callable[[Candles, Any], tuple[np.ndarray, np.ndarray]]
+    indicators: Callable[[Any], tuple[IndicatorUse, ...]]
 
     def default_params(self) -> Any:
         return self.params_type()
@@ -125,7 +138,8 @@ from backtester.strategies import (  # noqa: E402
 
 _MODULES = (sma_crossover, ema_crossover, rsi_mean_reversion, macd_signal, bollinger_breakout)
 BUILTINS: dict[str, BuiltinStrategy] = {
-    m.NAME: BuiltinStrategy(m.NAME, m.DESCRIPTION, m.Params, m.warmup, m.signals) for m in _MODULES
+    m.NAME: BuiltinStrategy(m.NAME, m.DESCRIPTION, m.Params, m.warmup, m.signals, m.indicators)
+    for m in _MODULES
 }
 
-__all__ = ["BUILTINS", "BuiltinStrategy", "cross_above", "cross_below", "crosses"]
+__all__ = ["BUILTINS", "BuiltinStrategy", "IndicatorUse", "cross_above", "cross_below", "crosses"]

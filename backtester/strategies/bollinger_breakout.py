@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backtester.strategies import cross_above, require_float, require_int
+from backtester.strategies import IndicatorUse, cross_above, require_float, require_int
 from ml_engine.indicators import bollinger
 from utils.market_data.candles import Candles
 
@@ -35,3 +35,7 @@ def signals(candles: Candles, params: Params) -> tuple[np.ndarray, np.ndarray]:
     exits = candles.close < middle
     exits[: params.period] = False  # keep the warm-up silent on both arrays
     return cross_above(candles.close, upper), exits
+
+
+def indicators(params: Params) -> tuple[IndicatorUse, ...]:
+    return (IndicatorUse("bollinger", {"period": params.period, "k": params.k}),)

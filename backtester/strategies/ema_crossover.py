@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backtester.strategies import crosses, require_fast_slow
+from backtester.strategies import IndicatorUse, crosses, require_fast_slow
 from ml_engine.indicators import ema
 from utils.market_data.candles import Candles
 
@@ -30,3 +30,7 @@ def warmup(params: Params) -> int:
 
 def signals(candles: Candles, params: Params) -> tuple[np.ndarray, np.ndarray]:
     return crosses(ema(candles.close, params.fast), ema(candles.close, params.slow))
+
+
+def indicators(params: Params) -> tuple[IndicatorUse, ...]:
+    return IndicatorUse("ema", {"period": params.fast}), IndicatorUse("ema", {"period": params.slow})

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backtester.strategies import crosses, require, require_int
+from backtester.strategies import IndicatorUse, crosses, require, require_int
 from ml_engine.indicators import macd
 from utils.market_data.candles import Candles
 
@@ -35,3 +35,7 @@ def warmup(params: Params) -> int:
 def signals(candles: Candles, params: Params) -> tuple[np.ndarray, np.ndarray]:
     line, signal_line, _ = macd(candles.close, params.fast, params.slow, params.signal)
     return crosses(line, signal_line)
+
+
+def indicators(params: Params) -> tuple[IndicatorUse, ...]:
+    return (IndicatorUse("macd", {"fast": params.fast, "slow": params.slow, "signal": params.signal}),)

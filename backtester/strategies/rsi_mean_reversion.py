@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backtester.strategies import require, require_float, require_int
+from backtester.strategies import IndicatorUse, require, require_float, require_int
 from ml_engine.indicators import rsi
 from utils.market_data.candles import Candles
 
@@ -40,3 +40,7 @@ def signals(candles: Candles, params: Params) -> tuple[np.ndarray, np.ndarray]:
     # Levels, not crosses: the engine ignores an entry while in a position and an exit while flat.
     # NaN (warm-up) compares False, so there is no signal before the first RSI value.
     return value < params.oversold, value > params.overbought
+
+
+def indicators(params: Params) -> tuple[IndicatorUse, ...]:
+    return (IndicatorUse("rsi", {"period": params.period}, (params.oversold, params.overbought)),)

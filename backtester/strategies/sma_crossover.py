@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backtester.strategies import crosses, require_fast_slow
+from backtester.strategies import IndicatorUse, crosses, require_fast_slow
 from ml_engine.indicators import sma
 from utils.market_data.candles import Candles
 
@@ -30,3 +30,7 @@ def warmup(params: Params) -> int:
 
 def signals(candles: Candles, params: Params) -> tuple[np.ndarray, np.ndarray]:
     return crosses(sma(candles.close, params.fast), sma(candles.close, params.slow))
+
+
+def indicators(params: Params) -> tuple[IndicatorUse, ...]:
+    return IndicatorUse("sma", {"period": params.fast}), IndicatorUse("sma", {"period": params.slow})
