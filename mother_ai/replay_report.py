@@ -74,12 +74,7 @@ def replay_report_html(
 def replay_report(sessions: sessionmaker[Session], store: CandleStore, replay_id: str, now_ms: int) -> Report:
     row = replay_service.get_replay(sessions, replay_id)
     series = replay_service.replay_series(row)
-    steps, _total = replay_service.replay_steps(sessions, replay_id, 0, max(row.n_steps, 1))
-    decisions = [
-        {k: s.get(k) for k in ("step", "time", "action", "symbol", "reason", "size_quote")}
-        for s in steps
-        if s.get("action") in ("buy", "sell") and s.get("symbol")
-    ]
+    decisions = trades_decided(sessions, replay_id, row.n_steps)
     step_times = np.asarray(series["step_times"], dtype=np.int64)
     prices: dict[str, Any] = {}
     span = interval_ms(row.interval)
@@ -89,6 +84,21 @@ def replay_report(sessions: sessionmaker[Session], store: CandleStore, replay_id
         hi = int(step_times[-1]) if len(step_times) else row.end_time
         prices[symbol] = store.load(PARTITION.get(source, "sample"), symbol, row.interval, lo, hi)
     return build_report(row, series, decisions, prices, now_ms)
+
+
+def trades_decided(sessions: sessionmaker[Session], replay_id: str, n_steps: int) -> list[dict[str, Any]]:
+    """The replay's buy and sell decisions (step, time, action, symbol, reason), read one stored chunk at a
+    time: a long replay's full decision payloads never sit in memory together."""
+    out: list[dict[str, Any]] = []
+    page = replay_service.CHUNK_STEPS
+    for offset in range(0, n_steps, page):
+        steps, _total = replay_service.replay_steps(sessions, replay_id, offset, page)
+        out += [
+            {k: s.get(k) for k in ("step", "time", "action", "symbol", "reason")}
+            for s in steps
+            if s.get("action") in ("buy", "sell") and s.get("symbol")
+        ]
+    return out
 
 
 def _floats(values: list[float | None]) -> np.ndarray:
