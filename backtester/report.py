@@ -194,9 +194,9 @@ def build_report(
     sample = run.data_source == "sample"
     times = np.asarray(stored.times, dtype=np.int64)
     # The candles the backtest ran on: those of its curve (the store may have gained or lost some since).
-    at = np.searchsorted(candles.open_time, times)
-    found = (at < len(candles)) & (candles.open_time[np.minimum(at, max(len(candles) - 1, 0))] == times)
-    on_curve = candles.slice(0, 0) if not found.any() else _take(candles, at[found])
+    at = np.minimum(np.searchsorted(candles.open_time, times), max(len(candles) - 1, 0))
+    found = candles.open_time[at] == times if len(candles) else np.zeros(len(times), dtype=bool)
+    on_curve = _take(candles, at[found])
     missing = int((~found).sum())
     title = f"Backtest of {run.strategy} on {run.symbol} {run.interval}"
     sections = [

@@ -143,3 +143,8 @@ def test_a_real_data_report_says_where_its_candles_came_from_and_what_is_missing
     assert any("100 of the backtest's 600 candles are no longer in the candle store" in t for t in texts)
     price = next(b for s in report.sections for b in s.blocks if isinstance(b, Chart) and b.key == "price")
     assert "inline strategy spec is not stored" in price.note
+    gone = build_report(stored, candles.slice(0, 0), [], "", 0)  # the store lost the series
+    keys = [b.key for s in gone.sections for b in s.blocks if isinstance(b, Chart)]
+    assert keys == ["equity"]
+    texts = [b.text for s in gone.sections for b in s.blocks if isinstance(b, Text)]
+    assert "No stored candles for this backtest." in texts

@@ -13,7 +13,7 @@ the assembler formatted (it knows the units); the renderer only escapes them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -205,11 +205,8 @@ class Report:
     warning: str | None = None
     footer: str = ""
     generated_at: int | None = None  # epoch ms
-    charts: tuple[str, ...] = field(default=(), init=False)
 
     def __post_init__(self) -> None:
         keys = [b.key for s in self.sections for b in s.blocks if isinstance(b, Chart | Table)]
         if len(keys) != len(set(keys)):
             raise ValueError(f"chart and table keys must be unique in a report: {keys}")
-        charts = tuple(b.key for s in self.sections for b in s.blocks if isinstance(b, Chart))
-        object.__setattr__(self, "charts", charts)
