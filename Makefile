@@ -26,6 +26,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/indicators_bench.py
 	$(PY) bench/backtest_bench.py
 	$(PY) bench/api_bench.py
+	$(PY) bench/report_bench.py
 
 $(VENV)/.python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
