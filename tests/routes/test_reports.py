@@ -213,7 +213,7 @@ def test_a_report_frames_in_a_page_of_its_own_origin_and_in_a_sandboxed_srcdoc(
         tab.evaluate("(page) => { document.getElementById('embedded').srcdoc = page; }", page_html)
         frame = next(f for f in tab.frames if f != tab.main_frame)
         frame.wait_for_function(
-            "document.documentElement.getAttribute('data-rendered') === 'true'", timeout=60_000
+            "() => document.documentElement.getAttribute('data-rendered') === 'true'", timeout=60_000
         )
         assert set(chromium.charts(frame)) == set(EXPECTED["replay"])
         assert log.outside_requests() == [] and log.page_errors == [] and log.console_errors == []

@@ -98,10 +98,12 @@ def page(browser: Browser, headers: dict[str, str] | None = None) -> Iterator[tu
         context.close()
 
 
-def wait_rendered(tab: Page, timeout_ms: float = 60_000) -> None:
+def wait_rendered(tab: Page | Frame, timeout_ms: float = 60_000) -> None:
     """Wait until the report page says it drew every chart; fail with its own message if it could not."""
+    # A function, not an expression: Playwright evals an expression in the page, which the report's
+    # Content-Security-Policy (no 'unsafe-eval') refuses.
     tab.wait_for_function(
-        "document.documentElement.getAttribute('data-rendered') !== 'false'", timeout=timeout_ms
+        "() => document.documentElement.getAttribute('data-rendered') !== 'false'", timeout=timeout_ms
     )
     state = tab.evaluate("document.documentElement.getAttribute('data-rendered')")
     if state != "true":
