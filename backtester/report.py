@@ -13,7 +13,7 @@ makes no request to Binance). The page shows:
 
 The indicators are recomputed from their definitions over the same candles the strategy read: built-ins
 name theirs (``indicators`` in each module of ``backtester.strategies``), saved JSON strategies are read
-back at the version that ran; an inline spec is not stored with its backtest, and the page says so.
+back at the version that ran (or from the spec stored with the backtest).
 This module builds the description (``utils.reports.document``); only ``utils.reports.render`` knows the
 plotting library.
 """
@@ -152,6 +152,11 @@ def strategy_indicators(run: BacktestRun, strategies: StrategyStore) -> tuple[li
             return list(builtin.indicators(builtin.make_params(run.params))), ""
         except (TypeError, ValueError) as exc:
             return [], f"The stored parameters no longer fit {run.strategy} ({exc}); indicators not drawn."
+    if run.spec is not None:  # the spec that ran, stored with the backtest
+        try:
+            return spec_indicators(validate_spec(run.spec)), ""
+        except AppError as exc:
+            return [], f"The stored strategy spec no longer validates ({exc.message}); indicators not drawn."
     if run.strategy_kind == "saved" and run.strategy_id is not None:
         try:
             saved = strategies.get(run.strategy_id, run.strategy_version)
@@ -159,8 +164,8 @@ def strategy_indicators(run: BacktestRun, strategies: StrategyStore) -> tuple[li
         except AppError as exc:
             return [], f"The saved strategy could not be read back ({exc.message}); indicators not drawn."
     return [], (
-        "An inline strategy spec is not stored with its backtest, so its indicators are not drawn; save the "
-        "strategy and backtest it by id to see them."
+        "This backtest was stored before backtests kept their strategy spec, so its indicators are not "
+        "drawn; run it again to see them."
     )
 
 

@@ -46,9 +46,15 @@ RANK_METRICS: tuple[RankMetric, ...] = get_args(RankMetric)
 _LOWER_IS_BETTER = {"max_drawdown"}
 
 
+class _Spec(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
 class SignalSource(Protocol):
     @property
     def name(self) -> str: ...
+    @property
+    def spec(self) -> _Spec | None: ...  # JSON strategies: stored with the backtest
     @property
     def params(self) -> dict[str, Any]: ...
     @property
@@ -112,6 +118,7 @@ def run_and_store(
         strategy_kind=strategy.kind,
         strategy_id=strategy.id,
         strategy_version=strategy.version,
+        spec=strategy.spec.to_dict() if strategy.spec is not None else None,
         params=dict(strategy.params),
         config=dataclasses.asdict(request.config),
         data_source=source,

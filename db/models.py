@@ -112,6 +112,8 @@ class BacktestRun(Base):
     strategy_kind: Mapped[str | None] = mapped_column(String(8), nullable=True)  # builtin, saved, inline
     strategy_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)  # saved ones
     strategy_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # JSON strategies (saved or inline): the spec that ran, whatever happens to the saved one later.
+    spec: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     data_source: Mapped[str] = mapped_column(String(16))

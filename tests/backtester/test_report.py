@@ -9,16 +9,19 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from backtester.metrics import DEFINITIONS, Metrics
-from backtester.report import METRIC_ORDER, build_report, spec_indicators
+from backtester.report import METRIC_ORDER, build_report, spec_indicators, strategy_indicators
 from backtester.runner import BacktestConfig, run_backtest
 from backtester.service import StoredBacktest, metrics_dict
 from backtester.strategies import BUILTINS, cross_above, crosses
+from db import storage
 from db.models import BacktestRun
 from ml_engine.indicators import INDICATORS, compute
 from strategy_engine.spec import validate_spec
 from tests.support.candles import random_candles
+from tests.support.http import AUTH, ctx_of
 from utils.market_data.candles import Candles
 from utils.reports.document import Chart, Markers, Table, Text
 
@@ -136,15 +139,44 @@ def test_the_page_names_its_source_every_metric_and_each_exits_reason() -> None:
 def test_a_real_data_report_says_where_its_candles_came_from_and_what_is_missing() -> None:
     candles = random_candles(600, seed=5)
     stored = _stored(candles, "file")
-    report = build_report(stored, candles.slice(0, 500), [], "An inline strategy spec is not stored", 0)
+    report = build_report(stored, candles.slice(0, 500), [], "Stored before backtests kept their spec", 0)
     assert not report.title.startswith("[SAMPLE DATA]") and report.warning is None
     assert "data source: file" in report.subtitle
     texts = [b.text for s in report.sections for b in s.blocks if isinstance(b, Text)]
     assert any("100 of the backtest's 600 candles are no longer in the candle store" in t for t in texts)
     price = next(b for s in report.sections for b in s.blocks if isinstance(b, Chart) and b.key == "price")
-    assert "inline strategy spec is not stored" in price.note
+    assert "Stored before backtests kept their spec" in price.note
     gone = build_report(stored, candles.slice(0, 0), [], "", 0)  # the store lost the series
     keys = [b.key for s in gone.sections for b in s.blocks if isinstance(b, Chart)]
     assert keys == ["equity"]
     texts = [b.text for s in gone.sections for b in s.blocks if isinstance(b, Text)]
     assert "No stored candles for this backtest." in texts
+
+
+def test_an_inline_spec_backtest_keeps_its_spec_and_its_report_draws_its_indicators(
+    client: TestClient,
+) -> None:
+    spec = {
+        "name": "inline dip",
+        "symbol": "BTCUSDT",
+        "interval": "1h",
+        "entry": {"left": {"indicator": "rsi", "params": {"period": 9}}, "op": "<", "right": 35},
+        "exit": {
+            "left": {"price": "close"},
+            "op": ">",
+            "right": {"indicator": "ema", "params": {"period": 40}},
+        },
+    }
+    body = {"symbol": "BTCUSDT", "interval": "1h", "strategy": spec}
+    created = client.post("/api/backtest", json=body, headers=AUTH)
+    assert created.status_code == 201, created.text[:300]
+    ctx = ctx_of(client)
+    run = storage.get_backtest(ctx.sessions, created.json()["id"])
+    assert run is not None and run.strategy_kind == "inline"
+    assert run.spec is not None and run.spec["entry"] == validate_spec(spec).to_dict()["entry"]
+    uses, note = strategy_indicators(run, ctx.strategies)
+    assert note == ""
+    assert {(u.name, tuple(u.params.items()), u.levels) for u in uses} == {
+        ("rsi", (("period", 9),), (35.0,)),
+        ("ema", (("period", 40),), ()),
+    }
