@@ -18,7 +18,6 @@ Per-fold metrics, calibration, importances and the curve are recorded by trainin
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ from utils.reports.document import (
 from utils.reports.format import count, number, pct, time_range, utc
 from utils.reports.render import render_html
 
-__all__ = ["model_report", "model_report_html", "read_metadata"]
+__all__ = ["model_report", "model_report_html"]
 
 SAMPLE_WARNING = (
     "Sample data: this model was trained on synthetic candles (the deterministic generator in "
@@ -89,22 +88,8 @@ def model_report(agents: AgentService, models_dir: Path, symbol: str, version: s
     row = model_registry.get_version(agents.sessions, symbol, version)
     if row is None:
         raise NotFound(f"No model version {version!r} for {symbol}.", code="model_not_found")
-    metadata = read_metadata(models_dir, row)
+    metadata = model_registry.read_metadata(models_dir, row)
     return build_report(row, metadata, record.active_version == version, now_ms)
-
-
-def read_metadata(models_dir: Path, row: ModelVersion) -> dict[str, Any] | None:
-    """The metadata JSON beside a registered artifact (``<version>.json``), or None when it is missing or
-    unreadable. JSON only: parsing it runs no code, unlike the artifact."""
-    root = models_dir.resolve()
-    path = (root / row.path).with_suffix(".json").resolve()
-    if root not in path.parents:
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def build_report(row: ModelVersion, metadata: dict[str, Any] | None, active: bool, now_ms: int) -> Report:

@@ -156,6 +156,23 @@ def load_model(
     return joblib.load(io.BytesIO(blob)), row
 
 
+def read_metadata(root: Path, row: ModelVersion) -> dict[str, Any] | None:
+    """The metadata JSON beside a registered artifact (``<version>.json``: the training report, for
+    people), or None when it is missing, unreadable, outside the models folder, or written for another
+    artifact (its sha256 differs from the registered one). JSON only: parsing it runs no code."""
+    base = root.resolve()
+    path = (base / row.path).with_suffix(".json").resolve()
+    if base not in path.parents:
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("sha256", row.sha256) != row.sha256:
+        return None
+    return data
+
+
 def get_version(sessions: sessionmaker[Session], symbol: str, version: str) -> ModelVersion | None:
     with sessions() as session:
         return session.scalars(

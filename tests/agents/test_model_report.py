@@ -7,8 +7,9 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agents.model_report import build_report, read_metadata
+from agents.model_report import build_report
 from db.models import ModelVersion
+from ml_engine.model_registry import read_metadata
 from utils.reports.document import Chart, Table, Text
 
 METRICS = {
@@ -67,4 +68,10 @@ def test_metadata_is_read_beside_the_artifact_and_never_outside_the_models_folde
     assert read_metadata(models, _row()) == {"data_source": "sample"}
     assert read_metadata(models, _row("../secret.joblib")) is None
     (models / "BTCUSDT" / "20260101T000000000000Z.json").write_text("not json")
+    assert read_metadata(models, _row()) is None
+    # Metadata written for another artifact (a copied or stale file) is not shown as this model's.
+    own, other = {"sha256": "ab" * 32, "data_source": "file"}, {"sha256": "cd" * 32, "data_source": "file"}
+    (models / "BTCUSDT" / "20260101T000000000000Z.json").write_text(json.dumps(own))
+    assert read_metadata(models, _row()) == own
+    (models / "BTCUSDT" / "20260101T000000000000Z.json").write_text(json.dumps(other))
     assert read_metadata(models, _row()) is None
