@@ -49,6 +49,7 @@ from utils.reports.document import (
     Section,
     Table,
     Text,
+    drawdown_panel,
 )
 from utils.reports.document import Candles as CandleSeries
 from utils.reports.format import count, money, number, pct, price, time_range, utc
@@ -413,12 +414,7 @@ def _equity_section(stored: StoredBacktest, candles: Candles) -> Section:
         "Equity against buy and hold, and the drawdown",
         (
             Panel(tuple(curves), "equity (quote)", 2.2, y_format=",.2f"),
-            Panel(
-                (Line("drawdown", times, -drawdown, color="#c62828", fill="to_zero", width=1.0),),
-                "drawdown",
-                1.0,
-                y_format=".1%",
-            ),
+            drawdown_panel(times, drawdown),
         ),
         height=520,
         note="Equity is cash plus the position marked at each candle's close. Buy and hold puts the "

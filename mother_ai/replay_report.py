@@ -44,6 +44,7 @@ from utils.reports.document import (
     Section,
     Table,
     Text,
+    drawdown_panel,
 )
 from utils.reports.format import count, money, number, pct, price, time_range, utc
 from utils.reports.render import render_html
@@ -237,12 +238,7 @@ def _equity_section(row: ReplayRun, series: dict[str, Any]) -> Section:
         "Equity: the Mother AI against buy and hold, each voter alone and equal weights",
         (
             Panel(tuple(lines), "equity (quote)", 2.4, y_format=",.2f"),
-            Panel(
-                (Line("Mother AI drawdown", times, -drawdown, color="#c62828", fill="to_zero", width=1.0),),
-                "drawdown",
-                1.0,
-                y_format=".1%",
-            ),
+            drawdown_panel(times, drawdown, "Mother AI drawdown"),
         ),
         height=540,
         note="Equity is marked at each decision's close, before that decision's fill.",

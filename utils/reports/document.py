@@ -37,6 +37,7 @@ __all__ = [
     "Table",
     "Text",
     "XKind",
+    "drawdown_panel",
 ]
 
 XKind = Literal["time", "number", "category"]
@@ -210,3 +211,14 @@ class Report:
         keys = [b.key for s in self.sections for b in s.blocks if isinstance(b, Chart | Table)]
         if len(keys) != len(set(keys)):
             raise ValueError(f"chart and table keys must be unique in a report: {keys}")
+
+
+def drawdown_panel(times: np.ndarray, drawdown: np.ndarray, name: str = "drawdown") -> Panel:
+    """The panel under an equity curve: the drawdown (a fraction below the running peak) filled down from
+    zero, the same in every report."""
+    return Panel(
+        (Line(name, times, -drawdown, color="#c62828", fill="to_zero", width=1.0),),
+        "drawdown",
+        1.0,
+        y_format=".1%",
+    )
