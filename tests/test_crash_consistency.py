@@ -15,7 +15,7 @@ import pytest
 
 from mother_ai.recovery import NOT_PLACED
 from tests.support.install import TrainedInstall
-from tests.support.process import install_env, server_process
+from tests.support.process import ENDED, install_env, server_process
 from tests.support.server import wait_until
 
 SPEC: dict[str, Any] = json.loads(
@@ -119,7 +119,7 @@ def test_a_training_is_registered_activated_and_done_in_one_commit(tmp_path: Pat
     with server_process(env, tmp_path / "server.log") as server, server.client() as client:
         started = client.post("/api/agents/BTCUSDT/train").json()
         wait_until(
-            lambda: client.get(f"/api/jobs/{started['id']}").json()["status"] != "running",
+            lambda: client.get(f"/api/jobs/{started['id']}").json()["status"] in ENDED,
             timeout=300,
             what="the training to end",
         )

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.process import install_env, server_processes
+from tests.support.process import ENDED, install_env, server_processes
 from tests.support.server import wait_until
 from tests.support.settings import API_KEY
 
@@ -36,7 +36,7 @@ def test_three_processes_on_one_postgresql_share_one_set_of_limits(pg_url: str, 
         with httpx.Client(headers=AUTH, timeout=120) as client:
             job = client.post(f"{urls[0]}/api/agents/BTCUSDT/train").json()
             wait_until(
-                lambda: client.get(f"{urls[1]}/api/jobs/{job['id']}").json()["status"] != "running",
+                lambda: client.get(f"{urls[1]}/api/jobs/{job['id']}").json()["status"] in ENDED,
                 timeout=300,
                 what="the training (seen from another process)",
             )

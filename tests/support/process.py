@@ -20,6 +20,7 @@ from tests.support.settings import API_KEY
 from utils.crash import EXIT_CODE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ENDED: tuple[str, ...] = ("done", "failed", "cancelled")  # a job's final states: queued and running are not
 
 
 def install_env(path: Path, **overrides: object) -> dict[str, str]:
