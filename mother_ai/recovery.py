@@ -127,10 +127,10 @@ def reconcile_logs(sessions: sessionmaker[Session], trade_log: TradeLog) -> list
 def _settled_orders(sessions: sessionmaker[Session]) -> Callable[[Any], Iterator[tuple[Any, dict[str, Any]]]]:
     def rows(since: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
         query = select(TradeOrder).where(TradeOrder.status.not_in(UNSETTLED)).order_by(TradeOrder.id)
+        if isinstance(since, int):  # the oldest order id still in the logs
+            query = query.where(TradeOrder.id >= since)
         with sessions() as session:
             for row in session.scalars(query):
-                if since is not None and row.id < since:
-                    continue
                 data = order_result(row).to_dict()
                 yield (data["mode"], data["id"], data["status"]), data
 
