@@ -54,7 +54,7 @@ from utils.logger import ACCESS_LOGGER, add_secrets, redact, request_id_var, set
 from utils.market_data.candles import CandleStore
 from utils.market_data.market import MarketData
 from utils.market_data.watcher import CandleWatcher
-from utils.recovery import Repair, log_repairs
+from utils.recovery import Repair, log_repairs, swept
 from utils.settings import Settings
 
 log = logging.getLogger("app")
@@ -299,6 +299,7 @@ def _reconcile(ctx: AppContext) -> list[Repair]:
     repairs = [
         *ctx.market.store.reconcile(),
         *ctx.strategies.reconcile(),
+        *swept(ctx.settings.trade_export_dir),  # a CSV export cut off mid-write
         *model_registry.reconcile_artifacts(
             ctx.sessions, ctx.settings.agents.models_dir, training.__contains__
         ),

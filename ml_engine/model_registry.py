@@ -28,8 +28,8 @@ from db.models import ModelVersion
 from db.storage import transaction
 from utils.crash import crash_point
 from utils.errors import Conflict, NotFound
-from utils.files import sweep_temp_files, write_atomic
-from utils.recovery import Repair
+from utils.files import write_atomic
+from utils.recovery import Repair, swept
 from utils.symbols import is_symbol
 
 _VERSION = re.compile(r"^[0-9]{8}T[0-9]{6}[0-9]{6}Z$")
@@ -212,6 +212,4 @@ def reconcile_artifacts(
                 repairs.append(
                     Repair("model_file", f"{folder.name}/{path.name}", "removed: no registered model has it")
                 )
-    for path in sweep_temp_files(root):
-        repairs.append(Repair("temp_file", str(path.relative_to(root)), "removed: left by a killed writer"))
-    return repairs
+    return repairs + swept(root)

@@ -34,8 +34,8 @@ from db.storage import transaction
 from strategy_engine.spec import StrategySpec
 from utils.crash import crash_point
 from utils.errors import Conflict, InvalidInput, NotFound
-from utils.files import sweep_temp_files, write_atomic
-from utils.recovery import Repair
+from utils.files import write_atomic
+from utils.recovery import Repair, swept
 from utils.symbols import is_symbol
 
 log = logging.getLogger(__name__)
@@ -203,8 +203,7 @@ class StrategyStore:
                     repairs.append(
                         Repair("strategy_file", self._relative(path), "removed: no saved strategy has it")
                     )
-            for path in sweep_temp_files(self.root):
-                repairs.append(Repair("temp_file", self._relative(path), "removed: left by a killed writer"))
+            repairs += swept(self.root)
         return repairs
 
     def _strategy_files(self) -> list[Path]:

@@ -22,6 +22,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
+
+from utils.files import sweep_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,15 @@ class Repair:
 
     def __str__(self) -> str:
         return f"{self.kind} {self.subject}: {self.action}"
+
+
+def swept(root: Path) -> list[Repair]:
+    """Sweep the temp files killed writers left under `root` (``utils.files.sweep_temp_files``), as repairs
+    named relative to `root`."""
+    return [
+        Repair("temp_file", str(path.relative_to(root)), "removed: left by a killed writer")
+        for path in sweep_temp_files(root)
+    ]
 
 
 def log_repairs(repairs: Iterable[Repair]) -> list[Repair]:

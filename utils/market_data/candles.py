@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from utils.crash import crash_point
-from utils.files import sweep_temp_files, write_atomic_with
+from utils.files import write_atomic_with
 from utils.intervals import interval_ms, next_open_time
-from utils.recovery import Repair
+from utils.recovery import Repair, swept
 
 COLUMNS: tuple[str, ...] = ("open_time", "open", "high", "low", "close", "volume")
 
@@ -271,10 +271,7 @@ class CandleStore:
     def reconcile(self) -> list[Repair]:
         """Remove the temp files of writers killed mid-write (an import, a sync); the files they were
         replacing are intact, since a candle file is only ever replaced by a rename."""
-        return [
-            Repair("temp_file", str(path.relative_to(self.root)), "removed: left by a killed writer")
-            for path in sweep_temp_files(self.root)
-        ]
+        return swept(self.root)
 
 
 def find_gaps(open_time: np.ndarray, interval: str) -> list[Gap]:
