@@ -1,0 +1,1 @@
+"""Strategy optimisation: the statistics and walk-forward windows every optimisation result carries."""
