@@ -8,10 +8,8 @@ failing interrupted jobs) happens in the lifespan, so tests and tools can import
 from __future__ import annotations
 
 import logging
-import os
 import re
 import secrets
-import socket
 import sys
 import time
 import uuid
@@ -36,6 +34,7 @@ from db.storage import WriteLocks
 from ml_engine import model_registry
 from mother_ai.mother_ai import make_mother_ai
 from mother_ai.recovery import PeriodicReconciler, reconcile_trading
+from mother_ai.replay_service import ReplayDeps, replay_job
 from mother_ai.scheduler import DecisionScheduler
 from mother_ai.trade_executer import KillSwitch
 from mother_ai.trade_log import TradeLog
@@ -49,10 +48,10 @@ from utils.events import EventLog
 from utils.exchange import Clock, Sleep
 from utils.exchange_probe import ExchangeProbe
 from utils.files import write_atomic
-from utils.jobs import JobRunner
+from utils.jobs import JobRunner, JobTimings, process_name
 from utils.logger import ACCESS_LOGGER, add_secrets, redact, request_id_var, setup_logging
 from utils.market_data.candles import CandleStore
-from utils.market_data.market import MarketData
+from utils.market_data.market import MarketData, sync_job
 from utils.market_data.watcher import CandleWatcher
 from utils.recovery import Repair, log_repairs, swept
 from utils.settings import Settings
@@ -127,6 +126,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _start(ctx)
+        ctx.jobs.start()  # after start-up reconciliation: jobs of a dead process are queued again first
         # DATA_DIR's CSVs now, then watched
         ctx.market.drop_folder.start(watch=ctx.settings.storage.data_dir_watch)
         ctx.candle_watcher.start()
@@ -198,7 +198,20 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
     store = CandleStore(settings.storage.data_dir / "store")
     market = MarketData(store, exchange, sessions, clock, settings.storage.data_dir)
     events = EventLog(clock)  # what changed, for live streams (routes/stream.py)
-    jobs = JobRunner(sessions, max_workers=settings.agents.train_max_parallel + 1, events=events)
+    timings = JobTimings(
+        poll_s=settings.jobs.poll_interval_seconds,
+        heartbeat_s=settings.jobs.heartbeat_seconds,
+        stale_s=settings.jobs.stale_seconds,
+        max_attempts=settings.jobs.max_attempts,
+    )
+    jobs = JobRunner(
+        sessions,
+        owner=process_name(),
+        clock=clock,
+        max_workers=settings.agents.train_max_parallel + 1,
+        events=events,
+        timings=timings,
+    )
     agents = AgentService(sessions, market, jobs, settings.agents.models_dir, clock)
     strategies = StrategyStore(sessions, settings.storage.strategies_dir)
     trade_log = TradeLog.from_settings(settings.storage, settings.secret_values())
@@ -226,7 +239,7 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
     scheduler = None
     if settings.scheduler.enabled and mother is not None:
         # One process on the database runs it: the holder of the scheduler lease (db/locks.py).
-        leadership = Leadership(sessions, "scheduler", _process_name(), clock, SCHEDULER_LEASE_MS)
+        leadership = Leadership(sessions, "scheduler", jobs.owner, clock, SCHEDULER_LEASE_MS)
         scheduler = DecisionScheduler.for_mother_ai(
             mother, settings.scheduler, clock=clock, agents=agents, leadership=leadership
         )
@@ -240,6 +253,11 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
             return reconcile_trading(sessions, live_executor, trade_log, settled_before=cutoff)
 
         reconciler = PeriodicReconciler(reconcile_live, settings.live_reconcile_interval_seconds)
+    # The work behind each job kind, so whichever process claims a job can run it (utils/jobs.py).
+    jobs.register("train", agents.run_training_job)
+    jobs.register("sync", sync_job(market))
+    replay_deps = ReplayDeps(settings.paper, settings.risk, sessions, market, agents, strategies, jobs, clock)
+    jobs.register("replay", replay_job(replay_deps))
     secrets_ = (api_key, *settings.secret_values())
     probe = ExchangeProbe(exchange.ping if exchange is not None else None, clock, secrets=secrets_)
     return AppContext(
@@ -268,17 +286,13 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
 SCHEDULER_LEASE_MS = 180_000
 
 
-def _process_name() -> str:
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 def _start(ctx: AppContext) -> None:
     storage.upgrade_to_head(ctx.engine)
     # One process at a time: processes starting together would race to seed the same rows and files.
     with database_lock(ctx.engine, "startup"):
-        failed = storage.fail_interrupted_jobs(ctx.sessions)
-        if failed:
-            log.warning("marked %d job(s) interrupted by the last shutdown as failed", failed)
+        requeued = ctx.jobs.recover()
+        if requeued:
+            log.warning("queued %d job(s) of a stopped server process to run again", len(requeued))
         _reconcile(ctx)
         if ctx.settings.storage.sample_data:
             ctx.market.ensure_samples()

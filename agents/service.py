@@ -22,7 +22,7 @@ from db.models import AgentRecord, Job, ModelVersion
 from db.storage import transaction
 from ml_engine import model_registry
 from utils.errors import Conflict, NotFound
-from utils.jobs import JobRunner, Report
+from utils.jobs import JobBusy, JobCancelled, JobRunner, Report, keys_held
 from utils.market_data.market import MarketData
 
 DEFAULTS: tuple[Callable[[], AgentConfig], ...] = (btc_agent.default_config, eth_agent.default_config)
@@ -54,7 +54,6 @@ class AgentService:
         self.models_dir = models_dir
         self.clock = clock
         self._agents: dict[str, GenericAgent] = {}
-        self._training: dict[str, str] = {}  # symbol -> job id while a training runs
         self._lock = threading.Lock()
 
     # --- the agents table -----------------------------------------------------------------------
@@ -128,50 +127,35 @@ class AgentService:
     # --- training -------------------------------------------------------------------------------
 
     def start_training(self, symbol: str) -> Job:
-        """A background training job; one at a time per symbol (a second request is a 409)."""
-        agent = self.agent(symbol)
-        config = agent.config
-        with self._lock:
-            if symbol in self._training:
-                raise Conflict(
-                    f"{symbol} is already training (job {self._training[symbol]}); wait for it.",
-                    code="training_in_progress",
-                    details={"job": self._training[symbol]},
-                )
-            self._training[symbol] = "starting"
-
-        def work(report: Report) -> dict[str, Any]:
-            try:
-                return self._train_and_activate(symbol, report, job=report)
-            finally:
-                with self._lock:
-                    self._training.pop(symbol, None)
-
+        """A background training job, run by whichever API process claims it; one at a time per symbol
+        across every process (a second request is a 409 naming the live job)."""
+        config = self.agent(symbol).config
         try:
-            job = self.jobs.submit("train", {"symbol": symbol, "interval": config.interval}, work)
-        except BaseException:
-            with self._lock:
-                self._training.pop(symbol, None)
-            raise
-        with self._lock:
-            if symbol in self._training:
-                self._training[symbol] = job.id
-        return job
+            return self.jobs.submit(
+                "train", {"symbol": symbol, "interval": config.interval}, exclusive_key=_train_key(symbol)
+            )
+        except JobBusy as busy:
+            raise _training_in_progress(symbol, busy.job_id) from None
+
+    def run_training_job(self, params: dict[str, Any], report: Report) -> dict[str, Any]:
+        """The ``train`` job handler: everything it needs is read again from the database."""
+        return self._train_and_activate(str(params["symbol"]), report, job=report)
 
     def train_now(self, symbol: str) -> dict[str, Any]:
-        """Train and activate in the caller's thread (scheduled retraining); one training per symbol."""
-        with self._lock:
-            if symbol in self._training:
-                raise Conflict(
-                    f"{symbol} is already training (job {self._training[symbol]}).",
-                    code="training_in_progress",
-                )
-            self._training[symbol] = "scheduled"
+        """Train and activate in the caller's thread (scheduled retraining), recorded as a job; one
+        training per symbol across every process."""
+        config = self.agent(symbol).config
         try:
-            return self._train_and_activate(symbol, lambda _f, _m: None)
-        finally:
-            with self._lock:
-                self._training.pop(symbol, None)
+            return self.jobs.run_here(
+                "train",
+                {"symbol": symbol, "interval": config.interval},
+                lambda report: self._train_and_activate(symbol, report, job=report),
+                exclusive_key=_train_key(symbol),
+            )
+        except JobBusy as busy:
+            raise _training_in_progress(symbol, busy.job_id) from None
+        except JobCancelled:
+            raise Conflict(f"The training of {symbol} was cancelled.", code="training_failed") from None
 
     def _train_and_activate(
         self, symbol: str, report: Callable[[float, str], None], job: Report | None = None
@@ -206,9 +190,8 @@ class AgentService:
         return result
 
     def training_symbols(self) -> set[str]:
-        """Symbols with a training running in this process."""
-        with self._lock:
-            return set(self._training)
+        """Symbols with a training running now, in any process."""
+        return {key.removeprefix("train:") for key in keys_held(self.sessions, "train:", ("running",))}
 
     def models(self, symbol: str) -> Sequence[ModelVersion]:
         self.record(symbol)
@@ -249,4 +232,16 @@ def _record(config: AgentConfig) -> AgentRecord:
         config=config.to_dict(),
         active_version=None,
         active=True,
+    )
+
+
+def _train_key(symbol: str) -> str:
+    return f"train:{symbol}"
+
+
+def _training_in_progress(symbol: str, job_id: str) -> Conflict:
+    return Conflict(
+        f"{symbol} is already training (job {job_id}); wait for it.",
+        code="training_in_progress",
+        details={"job": job_id},
     )

@@ -111,9 +111,36 @@ def database_answers(engine: Engine) -> bool:
 # --- jobs -----------------------------------------------------------------------------------------
 
 
-def create_job(factory: sessionmaker[Session], job_id: str, kind: str, params: dict[str, Any]) -> Job:
+def create_job(
+    factory: sessionmaker[Session],
+    job_id: str,
+    kind: str,
+    params: dict[str, Any],
+    *,
+    exclusive_key: str | None = None,
+    updated: tuple[int, str] | None = None,
+    running_as: str | None = None,
+    now_ms: int | None = None,
+) -> Job:
+    """Insert a job, queued (or already running as `running_as`, for work run in the caller's thread).
+    IntegrityError when a queued or running job holds `exclusive_key`."""
     with transaction(factory) as session:
-        job = Job(id=job_id, kind=kind, status="queued", progress=0.0, message="queued", params=params)
+        job = Job(
+            id=job_id,
+            kind=kind,
+            status="queued" if running_as is None else "running",
+            progress=0.0,
+            message="queued" if running_as is None else "running",
+            params=params,
+            exclusive_key=exclusive_key,
+            cancel_requested=False,
+            attempts=0 if running_as is None else 1,
+            owner=running_as,
+            heartbeat_at=now_ms if running_as is not None else None,
+            started_at=utcnow() if running_as is not None else None,
+            updated_at=updated[0] if updated else None,
+            updated_by=updated[1] if updated else None,
+        )
         session.add(job)
     return job
 
@@ -159,17 +186,6 @@ def mark_job_done(session: Session, job_id: str, result: dict[str, Any]) -> None
         .where(Job.id == job_id)
         .values(status="done", progress=1.0, message="done", result=result, finished_at=utcnow())
     )
-
-
-def fail_interrupted_jobs(factory: sessionmaker[Session], now: datetime | None = None) -> int:
-    """Mark jobs left queued/running by a previous process as failed; returns how many."""
-    with transaction(factory) as session:
-        result = session.execute(
-            update(Job)
-            .where(Job.status.in_(("queued", "running")))
-            .values(status="failed", message="interrupted by a server restart", finished_at=now or utcnow())
-        )
-        return int(getattr(result, "rowcount", 0) or 0)  # a CursorResult; typed as the Result base
 
 
 # --- symbols --------------------------------------------------------------------------------------

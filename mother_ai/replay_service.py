@@ -48,7 +48,7 @@ from strategy_engine.spec import validate_spec
 from strategy_engine.store import StrategyStore
 from utils.errors import AppError, InvalidInput, NotFound
 from utils.intervals import interval_ms, is_closed
-from utils.jobs import JobCancelled, JobRunner, Report
+from utils.jobs import JobCancelled, JobHandler, JobRunner, Report
 from utils.jsonsafe import json_safe
 from utils.market_data.candles import Candles
 from utils.market_data.market import MarketData
@@ -88,6 +88,25 @@ class ReplayRequest:
     slippage_bps: float | None = None
     risk: dict[str, float | int] | None = None
     retrain_mode: str = "refit"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReplayRequest:
+        """The request as ``to_dict`` stored it in its job's parameters."""
+        risk = data.get("risk")
+        return cls(
+            symbols=tuple(data["symbols"]),
+            interval=str(data["interval"]),
+            start_ms=int(data["start"]),
+            end_ms=int(data["end"]),
+            initial_balance=Decimal(str(data["initial_balance"])),
+            retrain_every=int(data["retrain_every"]),
+            warmup=int(data["warmup"]),
+            include_strategies=tuple(int(s) for s in data.get("include_strategies") or ()),
+            fee_rate=data.get("fee_rate"),
+            slippage_bps=data.get("slippage_bps"),
+            risk=dict(risk) if risk else None,
+            retrain_mode=str(data.get("retrain_mode", "refit")),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -131,11 +150,20 @@ def min_warmup(config: AgentConfig) -> int:
 
 
 def start_replay(deps: ReplayDeps, request: ReplayRequest) -> Job:
-    """Validate `request`, load what it needs, and start the replay job (its result id is in the job)."""
-    params, inputs, notes = prepare(deps, request)
+    """Validate `request` (a bad one is a 422 now, not a failed job later) and queue the replay job; its
+    result id is in the job's parameters. Whichever process claims it loads its inputs again."""
+    prepare(deps, request)
     replay_id = uuid.uuid4().hex
+    return deps.jobs.submit("replay", {"replay_id": replay_id, **request.to_dict()})
 
-    def work(report: Report) -> dict[str, Any]:
+
+def replay_job(deps: ReplayDeps) -> JobHandler:
+    """The ``replay`` job handler: the request is rebuilt from the job's parameters."""
+
+    def handle(stored: dict[str, Any], report: Report) -> dict[str, Any]:
+        replay_id = str(stored["replay_id"])
+        request = ReplayRequest.from_dict(stored)
+        params, inputs, notes = prepare(deps, request)
         try:
             result = run_replay(params, inputs, progress=report, should_stop=report.cancelled)
         except ReplayCancelled:
@@ -144,7 +172,7 @@ def start_replay(deps: ReplayDeps, request: ReplayRequest) -> Job:
         save_result(deps.sessions, replay_id, report.job_id, request, result, notes)
         return {"replay_id": replay_id, **summary_counts(result)}
 
-    return deps.jobs.submit("replay", {"replay_id": replay_id, **request.to_dict()}, work)
+    return handle
 
 
 def prepare(deps: ReplayDeps, request: ReplayRequest) -> tuple[ReplayParams, ReplayInputs, list[str]]:

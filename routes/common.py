@@ -132,7 +132,6 @@ ErrorCode = Literal[
     "invalid_input",
     "job_finished",
     "job_not_found",
-    "job_not_here",
     "live_reset_refused",
     "live_trading_disabled",
     "method_not_allowed",

@@ -95,7 +95,7 @@ def test_a_rename_killed_before_the_old_file_goes_leaves_only_the_new_file(tmp_p
     assert files["BTCUSDT/renamed-dip.json"]["version"] == 2
 
 
-def test_a_training_killed_at_its_artifact_leaves_no_model_and_a_failed_job(tmp_path: Path) -> None:
+def test_a_training_killed_at_its_artifact_is_run_again_and_leaves_one_model(tmp_path: Path) -> None:
     env = install_env(tmp_path)
     models = tmp_path / "models" / "BTCUSDT"
     with server_process({**env, "CRASH_POINT": "model_files_written"}, tmp_path / "server.log") as server:
@@ -103,15 +103,21 @@ def test_a_training_killed_at_its_artifact_leaves_no_model_and_a_failed_job(tmp_
             started = client.post("/api/agents/BTCUSDT/train")
             assert started.status_code == 202, started.text
         server.wait_for_crash(timeout=300)
-    assert sorted(p.suffix for p in models.iterdir()) == [".joblib", ".json"], "written, never registered"
+    orphans = sorted(p.name for p in models.iterdir())
+    assert sorted(Path(name).suffix for name in orphans) == [".joblib", ".json"], "written, never registered"
     with server_process(env, tmp_path / "server.log") as server, server.client() as client:
-        job = client.get(f"/api/jobs/{started.json()['id']}").json()
+        job_url = f"/api/jobs/{started.json()['id']}"
+        wait_until(lambda: client.get(job_url).json()["status"] in ENDED, timeout=300, what="the rerun")
+        job = client.get(job_url).json()
         agent = client.get("/api/agents/BTCUSDT").json()
         versions = client.get("/api/agents/BTCUSDT/models").json()
-    assert (job["status"], job["message"]) == ("failed", "interrupted by a server restart")
-    assert agent["active_version"] is None
-    assert versions["total"] == 0
-    assert list(models.iterdir()) == []
+    # The job was queued again at the restart (its process was gone) and ran to the end this time.
+    assert (job["status"], job["attempts"]) == ("done", 2), job
+    assert versions["total"] == 1
+    assert agent["active_version"] == job["result"]["version"] == versions["models"][0]["version"]
+    version = agent["active_version"]
+    assert sorted(p.name for p in models.iterdir()) == [f"{version}.joblib", f"{version}.json"]
+    assert not set(orphans) & {f"{version}.joblib", f"{version}.json"}, "the crashed run's files are gone"
 
 
 def test_a_training_is_registered_activated_and_done_in_one_commit(tmp_path: Path) -> None:

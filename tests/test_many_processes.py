@@ -1,7 +1,8 @@
 """Three API processes on one PostgreSQL, as `uvicorn --workers 3` or three hosts run them: they start
 together on a fresh database (migrations run once, under a lock), 60 concurrent decide-and-execute calls
 spread across them keep every risk limit and record exactly the fills they report, and exactly one of them
-holds the scheduler."""
+holds the scheduler; a job submitted to one process finishes in another when the process running it is
+killed, and a cancel sent to any process stops a job wherever it runs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, text
 
 from tests.support.process import ENDED, install_env, server_processes
 from tests.support.server import wait_until
@@ -71,3 +73,51 @@ def test_three_processes_on_one_postgresql_share_one_set_of_limits(pg_url: str, 
     capped = [o for o in outcomes if o["decision"]["action"] != "buy"]
     assert capped, "the position limit stopped further buys once it was reached"
     assert [h["scheduler"]["leader"] for h in health].count(True) == 1
+
+
+def test_a_job_outlives_the_process_running_it_and_cancels_reach_it_anywhere(
+    pg_url: str, tmp_path: Path
+) -> None:
+    env = install_env(
+        tmp_path / "install",
+        database_url=pg_url,
+        job_heartbeat_seconds="0.5",
+        job_poll_interval_seconds="0.5",
+    )
+    logs = [tmp_path / f"server-{i}.log" for i in range(3)]
+    engine = create_engine(pg_url)
+    with server_processes(env, logs) as servers, httpx.Client(headers=AUTH, timeout=120) as client:
+        by_pid = {server.process.pid: server for server in servers}
+
+        def runner_of(job_id: str) -> int | None:
+            with engine.connect() as connection:
+                owner = connection.execute(
+                    text("SELECT owner FROM jobs WHERE id = :id AND status = 'running'"), {"id": job_id}
+                ).scalar()
+            return None if owner is None else int(str(owner).split(":")[1])
+
+        job = client.post(f"{servers[0].url}/api/agents/BTCUSDT/train").json()
+        wait_until(lambda: runner_of(job["id"]) is not None, timeout=60, what="a process to take the job")
+        doomed = by_pid[runner_of(job["id"]) or 0]
+        doomed.process.kill()  # kill -9: no shutdown, no last word in the database
+        doomed.process.wait(10)
+        alive = [server for server in servers if server is not doomed]
+        url = f"{alive[0].url}/api/jobs/{job['id']}"
+        wait_until(lambda: client.get(url).json()["status"] in ENDED, timeout=300, what="the job to finish")
+        finished = client.get(url).json()
+        assert (finished["status"], finished["attempts"]) == ("done", 2), finished
+        agent = client.get(f"{alive[1].url}/api/agents/BTCUSDT").json()
+        assert agent["active_version"] == finished["result"]["version"]
+
+        # A cancel sent to a process that does not run the job still stops it.
+        other = client.post(f"{alive[0].url}/api/agents/ETHUSDT/train").json()
+        wait_until(lambda: runner_of(other["id"]) is not None, timeout=60, what="a process to take the job")
+        runs_it = runner_of(other["id"])
+        sender = next(s for s in alive if s.process.pid != runs_it)
+        asked = client.post(f"{sender.url}/api/jobs/{other['id']}/cancel")
+        assert asked.status_code == 200 and asked.json()["cancel_requested"] is True, asked.text
+        ended = f"{sender.url}/api/jobs/{other['id']}"
+        wait_until(lambda: client.get(ended).json()["status"] in ENDED, timeout=60, what="the cancel")
+        assert client.get(ended).json()["status"] == "cancelled"
+        assert client.get(f"{sender.url}/api/agents/ETHUSDT").json()["active_version"] is None
+    engine.dispose()

@@ -1,23 +1,38 @@
-"""Background jobs in the app's process: submit work, watch its progress in the database, cancel it.
+"""Background jobs through the database: any API process submits a job, any process claims and runs it,
+and progress, cancellation and recovery work from every process.
 
-A job is a row (queued, running, done, failed, cancelled) plus a function run on a small thread pool.
-The function receives a `report(progress, message)` callback; progress writes are throttled
-so a chatty job cannot flood the database. Every report is a checkpoint: after ``cancel(job_id)``
-the next one raises ``JobCancelled`` (``report.cancelled()`` asks without raising), the job ends as
-``cancelled`` and whatever it would have written at the end is never written. Jobs left unfinished
-by a previous process are marked failed at start-up (see `db.storage.fail_interrupted_jobs`).
+A job is a row (queued, running, done, failed, cancelled) naming its kind and parameters; the work is a
+handler registered by kind (``register``, in create_app) that rebuilds everything it needs from those
+parameters, so the process that runs a job need not be the one that accepted it. Each process runs one
+dispatcher thread that claims queued jobs while it has free slots (``SELECT ... FOR UPDATE SKIP LOCKED``
+on PostgreSQL; on SQLite the claiming transaction holds the write lock) and hands them to a small pool.
+
+The handler receives a ``Report``: ``report(progress, message)`` writes progress (throttled, so a chatty
+job cannot flood the database) and is the job's checkpoint. A cancel (from any process) sets the row's
+``cancel_requested``; the owner sees it on its next heartbeat and the next checkpoint raises
+``JobCancelled``: the job ends as ``cancelled`` and whatever it would have written at the end is never
+written. The owner heartbeats its running jobs; a job whose owner stopped heartbeating (a killed
+process, a lost host) is queued again for any process, at most ``max_attempts`` times in all. A
+server shutdown stops its running jobs at their next checkpoint and queues them again, so they resume
+in another process or at the next start. ``exclusive_key`` allows one live job per key across every
+process (a unique index over queued and running rows): one training per symbol.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import storage
@@ -29,11 +44,21 @@ log = logging.getLogger(__name__)
 
 _MIN_WRITE_INTERVAL_S = 0.25
 SHUTDOWN_WAIT_S = 8.0  # a SIGTERM ends the server within about 10 s even during a training
-INTERRUPTED_MESSAGE = "interrupted by a server shutdown; start it again"
+INTERRUPTED_MESSAGE = "interrupted by a server shutdown; queued to run again"
+ACTIVE = ("queued", "running")
+ENDED = ("done", "failed", "cancelled")
 
 
 class JobCancelled(Exception):
     """Raised at a job's next checkpoint after it was cancelled."""
+
+
+class JobBusy(Exception):
+    """A live job already holds the submitted job's ``exclusive_key``."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
 
 
 class Report:
@@ -62,92 +87,346 @@ class Report:
 
 
 JobFn = Callable[[Report], dict[str, Any]]
+JobHandler = Callable[[dict[str, Any], Report], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class JobTimings:
+    """How often a process looks for work and heartbeats, and when a silent owner is given up on."""
+
+    poll_s: float = 1.0  # looking for jobs submitted by other processes (our own wake the dispatcher)
+    heartbeat_s: float = 2.0  # also how soon a cancel from another process reaches the job
+    stale_s: float = 30.0  # no heartbeat for this long: the owner is gone, the job is queued again
+    max_attempts: int = 3  # runs cut short by a dead owner, before the job is failed instead
+
+
+def process_name() -> str:
+    """A name for this process that no other process (here or on another host) has had: host, pid and
+    a random part, so a new process reusing a dead one's pid is still someone else."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_dead_here(owner: str | None) -> bool:
+    """True when `owner` is certainly gone: a process of this host whose pid no longer runs. Owners on
+    other hosts, and owners with our own pid (another runner of this process, or a previous process whose
+    pid we were given, as in a container), are judged by their heartbeat."""
+    if owner is None:
+        return True  # rows from before jobs had owners
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname()[:40] or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
 
 
 class JobRunner:
     def __init__(
-        self, sessions: sessionmaker[Session], max_workers: int = 2, events: EventLog | None = None
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        owner: str | None = None,
+        clock: Callable[[], int] | None = None,
+        max_workers: int = 2,
+        events: EventLog | None = None,
+        timings: JobTimings | None = None,
     ) -> None:
         self._sessions = sessions
+        self.owner = owner or process_name()
+        self._clock = clock or (lambda: int(time.time() * 1000))
+        self._max_workers = max_workers
         self._events = events  # each change of a job's row becomes a ``job`` event (the row as it is then)
+        self._timings = timings or JobTimings()
+        self._handlers: dict[str, JobHandler] = {}
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="job")
-        self._futures: dict[str, Future[None]] = {}
-        self._cancels: dict[str, threading.Event] = {}
+        self._cancels: dict[str, threading.Event] = {}  # jobs this process runs now
+        self._ended = threading.Condition()  # notified when a job of this process ends
+        self._wake = threading.Event()  # a job was submitted here, or a slot freed
+        self._stop = threading.Event()
         self._lock = threading.Lock()
         self._shutting_down = False  # set once: a job stopped from now on was interrupted, not cancelled
+        self._thread: threading.Thread | None = None
+        self._seen_changes: dict[str, int] = {}  # job id -> updated_at of the last event published here
+        self._watch_since = 0
 
-    def submit(self, kind: str, params: dict[str, Any], fn: JobFn) -> Job:
-        job = storage.create_job(self._sessions, uuid.uuid4().hex, kind, params)
+    # --- set-up ---------------------------------------------------------------------------------
+
+    def register(self, kind: str, handler: JobHandler) -> None:
+        """Run jobs of `kind` with `handler(params, report)`; only registered kinds are claimed here."""
+        self._handlers[kind] = handler
+
+    def start(self) -> None:
+        """Start claiming jobs (create_app's lifespan; a runner never started only submits)."""
+        if self._thread is not None:
+            return
+        self._watch_since = self._clock()
+        self._thread = threading.Thread(target=self._dispatch, name="job-dispatcher", daemon=True)
+        self._thread.start()
+
+    def recover(self) -> list[str]:
+        """At start-up: queue again the running jobs of processes of this host that are gone (a crash or
+        a kill), at once rather than after their heartbeat goes stale. Returns their ids."""
+        with self._sessions() as session:
+            rows = session.execute(select(Job.id, Job.owner).where(Job.status == "running")).all()
+        return [
+            job_id for job_id, owner in rows if _owner_dead_here(owner) and self._requeue_dead(job_id, owner)
+        ]
+
+    # --- submitting and controlling -------------------------------------------------------------
+
+    def submit(self, kind: str, params: dict[str, Any], *, exclusive_key: str | None = None) -> Job:
+        """Queue a job; any process with a handler for `kind` may run it. JobBusy when a queued or
+        running job already holds `exclusive_key`."""
+        if kind not in self._handlers:
+            raise ValueError(f"no handler for job kind {kind!r}")
+        job_id = uuid.uuid4().hex
+        try:
+            job = storage.create_job(
+                self._sessions, job_id, kind, params, exclusive_key=exclusive_key, updated=self._stamp()
+            )
+        except IntegrityError:
+            holder = self._holder(exclusive_key)
+            if holder is None:  # it ended between our insert and this read: the key is free now
+                return self.submit(kind, params, exclusive_key=exclusive_key)
+            raise JobBusy(holder) from None
         self._changed(job.id)
-        with self._lock:
-            self._cancels[job.id] = threading.Event()
-        future = self._pool.submit(self._run, job.id, fn)
-        with self._lock:
-            self._futures[job.id] = future
-        job_id = job.id
-        future.add_done_callback(lambda _f: self._forget(job_id))
+        self._wake.set()
         return job
 
-    def wait(self, job_id: str, timeout: float | None = None) -> None:
-        """Block until the job finishes (for tests and shutdown; requests never call this)."""
+    def run_here(
+        self, kind: str, params: dict[str, Any], fn: JobFn, *, exclusive_key: str | None = None
+    ) -> dict[str, Any]:
+        """Run `fn` as a job in the caller's thread (the scheduler's retraining, which must finish before
+        its decision): recorded, heartbeated and exclusive like any job. Raises what `fn` raises
+        (JobCancelled when cancelled) after recording the outcome; JobBusy as ``submit``."""
+        job_id = uuid.uuid4().hex
+        try:
+            storage.create_job(
+                self._sessions,
+                job_id,
+                kind,
+                params,
+                exclusive_key=exclusive_key,
+                updated=self._stamp(),
+                running_as=self.owner,
+                now_ms=self._clock(),
+            )
+        except IntegrityError:
+            raise JobBusy(self._holder(exclusive_key) or "?") from None
+        cancel = threading.Event()
         with self._lock:
-            future = self._futures.get(job_id)
-        if future is not None:
-            future.result(timeout=timeout)
+            self._cancels[job_id] = cancel
+        try:
+            return self._execute(job_id, fn, cancel, reraise=True)
+        finally:
+            self._forget(job_id)
 
-    def cancel(self, job_id: str) -> bool:
-        """Ask a queued or running job of this process to stop at its next checkpoint.
-        False when this process runs no such job (it finished, or never ran here)."""
+    def cancel(self, job_id: str) -> Job | None:
+        """Ask a queued or running job to stop, whichever process runs it: a queued one ends at once, a
+        running one at its next checkpoint. None when the job has already ended (or never existed)."""
+        with storage.transaction(self._sessions) as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is None or job.status not in ACTIVE:
+                return None
+            job.cancel_requested = True
+            if job.status == "queued":
+                job.status, job.message, job.finished_at = "cancelled", "cancelled", utcnow()
+            job.updated_at, job.updated_by = self._stamp()
         with self._lock:
             event = self._cancels.get(job_id)
-        if event is None:
-            return False
-        event.set()
-        return True
+        if event is not None:
+            event.set()
+        self._changed(job_id)
+        return storage.get_job(self._sessions, job_id)
+
+    def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Block until the job ends, whichever process runs it (tests and tools; requests never call
+        this). TimeoutError when it is still live after `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = storage.get_job(self._sessions, job_id)
+            if job is None:
+                raise KeyError(job_id)
+            if job.status in ENDED:
+                return job
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f"job {job_id} is still {job.status}")
+            with self._ended:
+                # Our own jobs notify; others' are seen at the next look.
+                self._ended.wait(
+                    min(self._timings.poll_s, left) if left is not None else self._timings.poll_s
+                )
+
+    def running_here(self) -> set[str]:
+        with self._lock:
+            return set(self._cancels)
 
     def shutdown(self, timeout: float = SHUTDOWN_WAIT_S) -> None:
-        """Stop for a server shutdown: queued jobs never start, running ones are asked to stop at
-        their next checkpoint; both are recorded as interrupted. Waits at most `timeout` seconds, so
-        a SIGTERM during a training ends the server promptly."""
+        """Stop for a server shutdown: nothing more is claimed; running jobs are asked to stop at their
+        next checkpoint and are queued again for another process or the next start. Waits at most
+        `timeout` seconds, so a SIGTERM during a training ends the server promptly."""
         with self._lock:
             self._shutting_down = True
-            cancels = list(self._cancels.items())
-            futures = dict(self._futures)
-        for _, event in cancels:
+            events = list(self._cancels.values())
+        self._stop.set()
+        self._wake.set()
+        for event in events:
             event.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        deadline = time.monotonic() + timeout
+        with self._ended:
+            while self.running_here() and time.monotonic() < deadline:
+                self._ended.wait(0.05)
         self._pool.shutdown(wait=False, cancel_futures=True)
-        running = []
-        for job_id, future in futures.items():
-            if future.cancelled():  # it never started: its row still says queued
-                self._interrupted(job_id)
+
+    # --- the dispatcher -------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        last_beat = 0.0
+        while not self._stop.is_set():
+            try:
+                while len(self.running_here()) < self._max_workers and not self._stop.is_set():
+                    claimed = self._claim()
+                    if claimed is None:
+                        break
+                    self._start_job(*claimed)
+                if time.monotonic() - last_beat >= self._timings.heartbeat_s:
+                    last_beat = time.monotonic()
+                    self._heartbeat()
+                    self._requeue_stale()
+                self._watch_others()
+            except Exception:  # a database hiccup must not kill the dispatcher: try again next round
+                log.exception("job dispatcher round failed")
+            self._wake.wait(min(self._timings.poll_s, self._timings.heartbeat_s))
+            self._wake.clear()
+
+    def _claim(self) -> tuple[str, JobHandler, dict[str, Any]] | None:
+        kinds = list(self._handlers)
+        queued = (Job.status == "queued", Job.kind.in_(kinds))
+        with self._sessions() as session:  # a plain read first: an idle process never takes a write lock
+            if session.scalar(select(Job.id).where(*queued).limit(1)) is None:
+                return None
+        with storage.transaction(self._sessions) as session:
+            row = session.scalars(
+                select(Job)
+                .where(*queued)
+                .order_by(Job.created_at, Job.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                return None
+            row.status, row.owner, row.heartbeat_at = "running", self.owner, self._clock()
+            row.started_at, row.message, row.progress = utcnow(), "running", 0.0
+            row.attempts = (row.attempts or 0) + 1
+            row.updated_at, row.updated_by = self._stamp()
+            claimed = (row.id, self._handlers[row.kind], dict(row.params or {}))
+        self._changed(claimed[0])
+        return claimed
+
+    def _start_job(self, job_id: str, handler: JobHandler, params: dict[str, Any]) -> None:
+        cancel = threading.Event()
+        with self._lock:
+            self._cancels[job_id] = cancel
+
+        def run() -> None:
+            try:
+                self._execute(job_id, lambda report: handler(params, report), cancel, reraise=False)
+            finally:
+                self._forget(job_id)
+
+        self._pool.submit(run)
+
+    def _heartbeat(self) -> None:
+        """Tell the others our jobs live, and learn which of them were cancelled elsewhere."""
+        mine = self.running_here()
+        if not mine:
+            return
+        with storage.transaction(self._sessions) as session:
+            session.execute(
+                update(Job)
+                .where(Job.owner == self.owner, Job.status == "running")
+                .values(heartbeat_at=self._clock())
+            )
+            cancelled = session.scalars(
+                select(Job.id).where(Job.id.in_(mine), Job.cancel_requested.is_(True))
+            ).all()
+        with self._lock:
+            for job_id in cancelled:
+                if job_id in self._cancels:
+                    self._cancels[job_id].set()
+
+    def _requeue_stale(self) -> None:
+        cutoff = self._clock() - int(self._timings.stale_s * 1000)
+        with self._sessions() as session:
+            rows = session.execute(
+                select(Job.id, Job.owner, Job.heartbeat_at).where(
+                    Job.status == "running", Job.owner != self.owner
+                )
+            ).all()
+        for job_id, owner, beat in rows:
+            if (beat is None or beat < cutoff) or _owner_dead_here(owner):
+                self._requeue_dead(job_id, owner)
+
+    def _requeue_dead(self, job_id: str, owner: str | None) -> bool:
+        """Queue again (or fail, past max_attempts; or end as cancelled, if asked) a running job whose
+        owner is gone. Only if it is still that owner's: of several processes seeing it, one acts."""
+        with storage.transaction(self._sessions) as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is None or job.status != "running" or job.owner != owner:
+                return False
+            attempts = job.attempts or 1
+            if job.cancel_requested:
+                job.status, job.message, job.finished_at = "cancelled", "cancelled", utcnow()
+            elif attempts >= self._timings.max_attempts:
+                job.status, job.finished_at = "failed", utcnow()
+                job.message = f"its server process stopped while running it, {attempts} times; not retried"
             else:
-                running.append(future)
-        # Only the others: a future cancelled this way never counts as done for wait().
-        wait(running, timeout=timeout)
-
-    def _update(self, job_id: str, **fields: Any) -> None:
-        storage.update_job(self._sessions, job_id, **fields)
+                job.status, job.started_at, job.progress = "queued", None, 0.0
+                job.message = f"its server process stopped; queued to run again (attempt {attempts + 1})"
+            job.owner = None
+            job.updated_at, job.updated_by = self._stamp()
+            status = job.status
+        log.warning("job %s: owner %s is gone; now %s", job_id, owner, status)
         self._changed(job_id)
+        self._wake.set()
+        return True
 
-    def _changed(self, job_id: str) -> None:
+    def _watch_others(self) -> None:
+        """Publish job events for changes other processes made, so a live stream from any process shows
+        every job (our own changes are published as we make them)."""
         if self._events is None:
             return
-        job = storage.get_job(self._sessions, job_id)
-        if job is not None:
-            self._events.publish("job", job_id, job)
+        since = self._watch_since - 5_000  # clocks of several hosts disagree a little
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(Job)
+                .where(Job.updated_at > since, Job.updated_by != self.owner)
+                .order_by(Job.updated_at)
+            ).all()
+        for job in rows:
+            stamp = job.updated_at or 0
+            if self._seen_changes.get(job.id) == stamp:
+                continue
+            self._seen_changes[job.id] = stamp
+            self._watch_since = max(self._watch_since, stamp)
+            self._events.publish("job", job.id, job)
+        if len(self._seen_changes) > 10_000:  # only recent changes matter for deduplication
+            self._seen_changes = {k: v for k, v in self._seen_changes.items() if v > since}
 
-    def _forget(self, job_id: str) -> None:
-        with self._lock:
-            self._futures.pop(job_id, None)
-            self._cancels.pop(job_id, None)
+    # --- running one job ------------------------------------------------------------------------
 
-    def _run(self, job_id: str, fn: JobFn) -> None:
-        with self._lock:
-            cancel = self._cancels.setdefault(job_id, threading.Event())
-        if cancel.is_set():
-            self._cancelled(job_id)
-            return
-        self._update(job_id, status="running", started_at=utcnow(), message="running")
+    def _execute(self, job_id: str, fn: JobFn, cancel: threading.Event, *, reraise: bool) -> dict[str, Any]:
         last_write = 0.0
 
         def write(progress: float, message: str) -> None:
@@ -161,8 +440,10 @@ class JobRunner:
         try:
             result = fn(report)
         except JobCancelled:
-            self._cancelled(job_id)
-            return
+            self._stopped(job_id)
+            if reraise:
+                raise
+            return {}
         except AppError as exc:
             self._update(
                 job_id,
@@ -171,30 +452,76 @@ class JobRunner:
                 finished_at=utcnow(),
                 result={"error": {"code": exc.code, "message": exc.message, "details": exc.details}},
             )
-            return
+            if reraise:
+                raise
+            return {}
         except Exception:
             log.exception("job %s crashed", job_id)
             self._update(
-                job_id,
-                status="failed",
-                message="internal error (see server log)",
-                finished_at=utcnow(),
+                job_id, status="failed", message="internal error (see server log)", finished_at=utcnow()
             )
-            return
+            if reraise:
+                raise
+            return {}
         if report.completed:  # already committed with the job's own last write
-            self._changed(job_id)
-            return
+            self._update(job_id)
+            return result
         with storage.transaction(self._sessions) as session:
             storage.mark_job_done(session, job_id, result)
-        self._changed(job_id)
+        self._update(job_id)
+        return result
 
-    def _cancelled(self, job_id: str) -> None:
-        if self._shutting_down:
-            self._interrupted(job_id)
+    def _stopped(self, job_id: str) -> None:
+        job = storage.get_job(self._sessions, job_id)
+        if self._shutting_down and not (job is not None and job.cancel_requested):
+            log.warning("job %s interrupted by the server shutting down; queued to run again", job_id)
+            self._update(
+                job_id,
+                status="queued",
+                message=INTERRUPTED_MESSAGE,
+                owner=None,
+                started_at=None,
+                progress=0.0,
+            )
             return
         log.info("job %s cancelled", job_id)
         self._update(job_id, status="cancelled", message="cancelled", finished_at=utcnow())
 
-    def _interrupted(self, job_id: str) -> None:
-        log.warning("job %s interrupted by the server shutting down", job_id)
-        self._update(job_id, status="failed", message=INTERRUPTED_MESSAGE, finished_at=utcnow())
+    # --- rows and events ------------------------------------------------------------------------
+
+    def _stamp(self) -> tuple[int, str]:
+        return self._clock(), self.owner
+
+    def _update(self, job_id: str, **fields: Any) -> None:
+        stamp, by = self._stamp()
+        storage.update_job(self._sessions, job_id, updated_at=stamp, updated_by=by, **fields)
+        self._changed(job_id)
+
+    def _changed(self, job_id: str) -> None:
+        if self._events is None:
+            return
+        job = storage.get_job(self._sessions, job_id)
+        if job is not None:
+            self._events.publish("job", job_id, job)
+
+    def _holder(self, exclusive_key: str | None) -> str | None:
+        with self._sessions() as session:
+            return session.scalar(
+                select(Job.id).where(Job.exclusive_key == exclusive_key, Job.status.in_(ACTIVE)).limit(1)
+            )
+
+    def _forget(self, job_id: str) -> None:
+        with self._lock:
+            self._cancels.pop(job_id, None)
+        with self._ended:
+            self._ended.notify_all()
+        self._wake.set()  # a slot is free
+
+
+def keys_held(sessions: sessionmaker[Session], prefix: str, statuses: tuple[str, ...] = ACTIVE) -> set[str]:
+    """The exclusive keys starting with `prefix` that a job in `statuses` holds, in any process."""
+    with sessions() as session:
+        keys = session.scalars(
+            select(Job.exclusive_key).where(Job.exclusive_key.startswith(prefix), Job.status.in_(statuses))
+        ).all()
+    return {key for key in keys if key is not None}

@@ -100,6 +100,15 @@ class SchedulerSettings(_Group):
     retrain_every: int
 
 
+class JobSettings(_Group):
+    """JOB_*: background jobs claimed from the database by any process (utils/jobs.py)."""
+
+    poll_interval_seconds: float
+    heartbeat_seconds: float
+    stale_seconds: float
+    max_attempts: int
+
+
 class Settings(BaseSettings):
     """Every knob of the backend, under the environment variable names documented in `.env.example`.
 
@@ -271,6 +280,24 @@ class Settings(BaseSettings):
         gt=0,
         description="Live mode: how often orders left PENDING or UNKNOWN are looked up on Binance.",
     )
+    job_poll_interval_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="How often a process looks for jobs other processes queued."
+    )
+    job_heartbeat_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="How often a process tells the database its jobs still run (and sees cancels).",
+    )
+    job_stale_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="A running job whose process has been silent this long is queued again for another.",
+    )
+    job_max_attempts: int = Field(
+        default=3, ge=1, le=20, description="Runs a job may lose to dead processes before it is failed."
+    )
     crash_point: str | None = Field(
         default=None,
         description="Tests only: the process exits at this named point (utils/crash.py). Never set it.",
@@ -427,6 +454,15 @@ class Settings(BaseSettings):
             interval=self.scheduler_interval,
             execute=self.scheduler_execute,
             retrain_every=self.scheduler_retrain_every,
+        )
+
+    @property
+    def jobs(self) -> JobSettings:
+        return JobSettings(
+            poll_interval_seconds=self.job_poll_interval_seconds,
+            heartbeat_seconds=self.job_heartbeat_seconds,
+            stale_seconds=self.job_stale_seconds,
+            max_attempts=self.job_max_attempts,
         )
 
     @property

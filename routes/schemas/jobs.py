@@ -29,6 +29,14 @@ class _JobBase(BaseModel):
     progress: float = Field(ge=0, le=1)
     message: str
     error: JobError | None = Field(description="Set when the job failed.")
+    attempts: int = Field(
+        ge=0,
+        description="Runs started so far: more than one when a server process stopped while running it and "
+        "another (or the next start) took it up again.",
+    )
+    cancel_requested: bool = Field(
+        description="A cancel was asked for; a running job stops at its next checkpoint."
+    )
     created_at: EpochMs
     started_at: EpochMs | None
     finished_at: EpochMs | None
@@ -132,6 +140,8 @@ def job_out(job: Job) -> AnyJob:
             "params": job.params,
             "result": None if failed or job.result is None else job.result,
             "error": stored["error"] if failed else None,
+            "attempts": job.attempts or 0,
+            "cancel_requested": bool(job.cancel_requested),
             "created_at": job.created_at,
             "started_at": job.started_at,
             "finished_at": job.finished_at,

@@ -35,4 +35,4 @@ def cancel_unfinished_jobs(client: TestClient) -> int:
     """Ask every queued or running job of the app to stop at its next checkpoint; how many were asked."""
     ctx = ctx_of(client)
     jobs, _total = storage.list_jobs(ctx.sessions, limit=10_000, offset=0)
-    return sum(ctx.jobs.cancel(job.id) for job in jobs if job.status in ("queued", "running"))
+    return sum(ctx.jobs.cancel(job.id) is not None for job in jobs if job.status in ("queued", "running"))

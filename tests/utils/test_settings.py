@@ -127,6 +127,10 @@ GROUPED = [
     ("SCHEDULER_INTERVAL", "15m", "scheduler", "interval", "15m"),
     ("SCHEDULER_EXECUTE", "true", "scheduler", "execute", True),
     ("SCHEDULER_RETRAIN_EVERY", "24", "scheduler", "retrain_every", 24),
+    ("JOB_POLL_INTERVAL_SECONDS", "0.5", "jobs", "poll_interval_seconds", 0.5),
+    ("JOB_HEARTBEAT_SECONDS", "1.5", "jobs", "heartbeat_seconds", 1.5),
+    ("JOB_STALE_SECONDS", "45", "jobs", "stale_seconds", 45.0),
+    ("JOB_MAX_ATTEMPTS", "5", "jobs", "max_attempts", 5),
 ]
 # Read by the server itself (main.py, the logger, auth), not by a domain object.
 SERVER_LEVEL = {

@@ -36,7 +36,7 @@ from db.models import Job
 from utils.errors import AppError, Conflict, DataUnavailable, ExchangeUnavailable, InvalidInput, NotFound
 from utils.exchange import Clock, Exchange, SymbolFilters
 from utils.intervals import INTERVALS, floor_open_time, interval_ms, next_open_time
-from utils.jobs import JobRunner
+from utils.jobs import JobHandler, JobRunner, Report
 from utils.market_data.candles import (
     PARTITIONS,
     Candles,
@@ -623,10 +623,17 @@ def request_sync(
         raise InvalidInput("start must not be after end.", details={"field": "start"})
     if market.estimate_missing(symbol, interval, start_ms, end) <= inline_max:
         return market.sync(symbol, interval, start_ms, end)
-    params = {"symbol": symbol, "interval": interval, "start": start_ms, "end": end}
-    return jobs.submit(
-        "sync", params, lambda report: _report_dict(market.sync(symbol, interval, start_ms, end, report))
-    )
+    return jobs.submit("sync", {"symbol": symbol, "interval": interval, "start": start_ms, "end": end})
+
+
+def sync_job(market: MarketData) -> JobHandler:
+    """The ``sync`` job handler: fetch the job's range into the store, resuming where it stopped."""
+
+    def handle(params: dict[str, Any], report: Report) -> dict[str, Any]:
+        symbol, interval = str(params["symbol"]), str(params["interval"])
+        return _report_dict(market.sync(symbol, interval, int(params["start"]), int(params["end"]), report))
+
+    return handle
 
 
 def _report_dict(report: SyncReport) -> dict[str, Any]:
