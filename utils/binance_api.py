@@ -115,12 +115,10 @@ class BinanceExchange:
                 endTime=end_ms,
                 limit=KLINES_PAGE,
             )
-            raw = self._call(fetch, weight=KLINES_WEIGHT)
-            if not isinstance(raw, list):
-                raise ExchangeError(
-                    "Binance returned klines in an unexpected shape.", code="exchange_bad_response"
-                )
-            rows, close_times = _parse_klines(raw)
+            # Parsed inside the call: an answer that is not klines (a captive portal's or a proxy's page
+            # that happens to be JSON) is retried and then taken for "Binance is not reachable", so the
+            # stored candles are served instead of an error.
+            rows, close_times = self._call(partial(_fetch_klines, fetch), weight=KLINES_WEIGHT)
             # The newest candle may still be forming: only closed candles are ever stored. "Now"
             # is the earlier of our clock and Binance's (its Date header), so a local clock that
             # runs ahead cannot make a forming candle look closed.
@@ -232,7 +230,7 @@ class BinanceExchange:
                         details={"status": exc.status_code, "retry_after_s": delay},
                     ) from None
                 reason = f"HTTP {exc.status_code} from Binance"
-            except BinanceRequestException:
+            except (BinanceRequestException, _NotBinance):
                 delay, reason = None, "a malformed response from Binance"
             except requests.Timeout:
                 delay, reason = None, "a timeout talking to Binance"
@@ -242,7 +240,9 @@ class BinanceExchange:
                 self._trip()
                 raise ExchangeUnavailable("Binance is unreachable from this machine.") from None
             if attempt >= max_retries:
-                if reason == "a timeout talking to Binance":
+                # Timeouts, and answers that keep not being Binance's (a captive portal), will not
+                # clear in a moment: stop asking for a while, as for no network at all.
+                if reason in ("a timeout talking to Binance", "a malformed response from Binance"):
                     self._trip()
                 raise ExchangeUnavailable(
                     f"Gave up after {attempt + 1} attempts: {reason}.", details={"attempts": attempt + 1}
@@ -371,8 +371,18 @@ def exchange_from_settings(
     )
 
 
-def _parse_klines(raw: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+class _NotBinance(Exception):
+    """A 200 whose body is not what Binance sends for the endpoint: handled like a malformed answer."""
+
+
+def _fetch_klines(fetch: Callable[[], Any]) -> tuple[np.ndarray, np.ndarray]:
+    return _parse_klines(fetch())
+
+
+def _parse_klines(raw: Any) -> tuple[np.ndarray, np.ndarray]:
     """(n, 6) open_time/open/high/low/close/volume rows and the n close times."""
+    if not isinstance(raw, list):
+        raise _NotBinance("klines are not a list")
     if not raw:
         return np.empty((0, 6), dtype=np.float64), np.empty(0, dtype=np.int64)
     try:
@@ -380,7 +390,7 @@ def _parse_klines(raw: list[Any]) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError("short row")
         table = np.array([row[:7] for row in raw], dtype=np.float64)
     except (TypeError, ValueError):
-        raise ExchangeError("Binance returned malformed kline rows.", code="exchange_bad_response") from None
+        raise _NotBinance("malformed kline rows") from None
     return table[:, :6], table[:, 6].astype(np.int64)
 
 

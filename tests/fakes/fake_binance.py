@@ -16,7 +16,8 @@ What it owns:
 * the market-data endpoints (ping, time, exchangeInfo, ticker/price, klines) and the signed ones
   (order, order/test, account) with Binance's validation, error codes and messages;
 * request weight accounting (``X-MBX-USED-WEIGHT-1M``) and a queue of injected faults per path
-  (429, 418, 5xx, slow, malformed JSON, arbitrary error bodies);
+  (429, 418, 5xx, slow, malformed JSON, a captive portal's page or JSON that is not klines, arbitrary
+  error bodies);
 * a thread-safe log of every request and of every accepted order, for assertions.
 
 Only the standard library is used, so the fake has no dependency that could drift from the project's.
@@ -77,7 +78,23 @@ _DECIMAL_RANGE = r"^([0-9]{1,20})(\.[0-9]{1,20})?$"
 _CLIENT_ORDER_ID_RANGE = "^[a-zA-Z0-9-_]{1,36}$"
 _SYMBOLS_RANGE = r'^\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\]$'
 
-FAULT_KINDS = frozenset({"429", "418", "500", "502", "503", "slow", "malformed", "error", "reject", "empty"})
+FAULT_KINDS = frozenset(
+    {
+        "429",
+        "418",
+        "500",
+        "502",
+        "503",
+        "slow",
+        "malformed",
+        "error",
+        "reject",
+        "empty",
+        "portal",
+        "not_klines",
+        "bad_rows",
+    }
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -756,6 +773,15 @@ class FakeBinance:
             return _Response(200, b'{"oops": [1, 2', {"Content-Type": "application/json;charset=UTF-8"})
         if fault.kind == "empty":  # a 200 with nothing in it, as a glitching endpoint answers
             return _json_response(200, [])
+        # What a captive portal or a meddling proxy answers in Binance's place: a login page, or JSON
+        # that is not the endpoint's (an object, or rows of the wrong shape).
+        if fault.kind == "portal":
+            page = b"<html><body><form>Log in to the hotel Wi-Fi</form></body></html>"
+            return _Response(200, page, {"Content-Type": "text/html"})
+        if fault.kind == "not_klines":
+            return _json_response(200, {"status": "login_required", "portal": True})
+        if fault.kind == "bad_rows":
+            return _json_response(200, [[1, "2"], ["x"]])
         if fault.kind == "429":
             status, code, msg = 429, -1003, self._too_much_weight_msg()
         elif fault.kind == "418":

@@ -226,6 +226,26 @@ def test_persistent_faults_serve_stored_candles_as_stale(
     assert np.array_equal(stored(client), before)
 
 
+@pytest.mark.parametrize("kind", ["portal", "not_klines", "bad_rows"])
+def test_an_answer_that_is_not_binances_serves_stored_candles_and_pauses_asking(
+    warm: tuple[TestClient, np.ndarray], fake_binance: FakeBinance, sleeps: RecordedSleeps, kind: str
+) -> None:
+    """A captive portal or a proxy answering in Binance's place (a 200 that is not klines) is retried,
+    then treated as Binance being out of reach: stored candles, marked stale, never a 502, and the next
+    requests do not ask (nor wait) again until the pause is over."""
+    client, before = warm
+    fake_binance.add_fault(KLINES, kind, times=100)
+    first = candles(client, limit=100)
+    asked = len(fake_binance.requests_to(KLINES))
+    second = candles(client, limit=100)
+    for body in (first, second):
+        assert (body["stale"], body["source"]) == (True, "cache")
+        assert [c["open_time"] for c in body["candles"]] == before.tolist()
+    assert len(sleeps) == 5, "five retries on the first request, none on the second"
+    assert len(fake_binance.requests_to(KLINES)) == asked, "the second request did not ask Binance"
+    assert np.array_equal(stored(client), before), "nothing of the garbage was stored"
+
+
 def test_a_long_ban_is_not_waited_out(
     warm: tuple[TestClient, np.ndarray], fake_binance: FakeBinance, sleeps: RecordedSleeps
 ) -> None:
