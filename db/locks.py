@@ -11,11 +11,9 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, text
@@ -23,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Lease
+from utils.files import file_lock
 
 __all__ = ["Leadership", "LockBusy", "database_lock", "hold_lease", "lock_key", "release_lease"]
 
@@ -57,15 +56,12 @@ def database_lock(engine: Engine, name: str, *, wait: bool = True) -> Iterator[N
     if path is None:  # an in-memory database: one process by definition
         yield
         return
-    descriptor = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    try:
+    with ExitStack() as stack:
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            stack.enter_context(file_lock(path, wait=wait))
         except BlockingIOError:
             raise LockBusy(name) from None
         yield  # the kernel releases the flock if the process dies
-    finally:
-        os.close(descriptor)  # closing drops the flock
 
 
 def _sqlite_lock_file(engine: Engine, name: str) -> Path | None:

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import TRADING_MODES, TradeOrder, utcnow
 from utils.errors import InvalidInput
-from utils.files import write_atomic_with
+from utils.files import file_lock, write_atomic_with
 from utils.jsonsafe import fixed_point, json_default
 from utils.logger import redact
 from utils.settings import StorageSettings
@@ -117,12 +117,18 @@ class TradeLog:
         data = (line.replace("\n", " ") + "\n").encode("utf-8")
         with self._file_lock(kind):
             self.directory.mkdir(parents=True, exist_ok=True)
-            size = path.stat().st_size if path.exists() else 0
-            if size and size + len(data) > self.max_bytes:
-                self._rotate(path)
-            with path.open("ab") as handle:
-                handle.write(data)
+            # Other server processes of this host may log to the same folder: one rotates at a time,
+            # and none appends to a file another is moving away.
+            with file_lock(self.directory / f".{path.name}.lock"):
+                self._append(path, data)
         return path
+
+    def _append(self, path: Path, data: bytes) -> None:
+        size = path.stat().st_size if path.exists() else 0
+        if size and size + len(data) > self.max_bytes:
+            self._rotate(path)
+        with path.open("ab") as handle:
+            handle.write(data)
 
     def append_trade(self, trade: Any) -> Path:
         """Append an order result (anything with ``to_dict()``, or a mapping) to ``trades.jsonl``."""

@@ -10,10 +10,11 @@ whose writer (the pid in the name) is no longer running, so it never takes a liv
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,6 +52,19 @@ def write_atomic_with(
         if os.path.exists(tmp):
             os.unlink(tmp)
     _fsync_folder(path.parent)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, wait: bool = True) -> Iterator[None]:
+    """An exclusive ``flock`` on `path` (created if missing) until the block ends: a critical section
+    across the processes of this host. BlockingIOError at once when held elsewhere and not `wait`. The
+    kernel drops it when its holder dies, so a killed process never leaves it held."""
+    descriptor = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+    finally:
+        os.close(descriptor)  # closing drops the flock
 
 
 def _fsync_folder(folder: Path) -> None:

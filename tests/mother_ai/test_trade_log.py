@@ -57,7 +57,7 @@ def test_logs_rotate_by_size_keeping_the_newest_lines(tmp_path: Path) -> None:
     log = TradeLog(tmp_path, max_bytes=400, backups=2)
     for i in range(40):
         log.append_event("trade", {"n": i, "pad": "x" * 40})
-    files = sorted(p.name for p in tmp_path.iterdir())
+    files = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))  # not its lock file
     assert files == ["trades.jsonl", "trades.jsonl.1", "trades.jsonl.2"], "the oldest backup is dropped"
     kept: list[int] = []
     for name in ("trades.jsonl.2", "trades.jsonl.1", "trades.jsonl"):
@@ -188,3 +188,46 @@ def test_csv_export_writes_one_modes_orders_into_the_export_folder(
     assert not list(export_dir.glob(".*partial")), "no temporary file is left behind"
     with pytest.raises(InvalidInput):
         export_trades_csv(sessions, "demo", export_dir)
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from mother_ai.trade_log import TradeLog
+
+log = TradeLog(Path(sys.argv[1]), max_bytes=2048, backups=500)
+for i in range(int(sys.argv[3])):
+    log.append_event("decision", {"writer": sys.argv[2], "i": i, "pad": "x" * 40})
+"""
+
+
+def test_several_processes_logging_to_one_folder_lose_and_tear_no_line(tmp_path: Path) -> None:
+    """Server processes of one host share TRADE_LOG_DIR: they rotate the same file many times over
+    while appending, and every line of every process is kept once, whole (without the lock beside
+    the log, two rotations at once overwrite a backup or fail on a file the other just moved)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    writers, lines = 4, 300
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(tmp_path), f"w{n}", str(lines)],
+            cwd=root,
+            env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+            stderr=subprocess.PIPE,
+        )
+        for n in range(writers)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+    files = sorted(tmp_path.glob("decisions.jsonl*"))
+    assert len(files) > 20, "the test must rotate many times to mean anything"
+    seen = [
+        (record["data"]["writer"], record["data"]["i"])
+        for path in files
+        for record in map(json.loads, path.read_text().splitlines())
+    ]
+    expected = [(f"w{n}", i) for n in range(writers) for i in range(lines)]
+    assert sorted(seen) == sorted(expected)
