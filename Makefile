@@ -38,7 +38,7 @@ $(VENV)/.runtime: requirements.txt $(VENV)/.python
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.python
+$(VENV)/.dev: requirements.txt requirements-dev.txt requirements-distributed.txt $(VENV)/.python
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 

@@ -43,6 +43,7 @@ from routes.common import AppContext, error_message, http_status, require_api_ke
 from strategy_engine.store import StrategyStore
 from utils import crash
 from utils.binance_api import exchange_from_settings, wall_clock_ms
+from utils.compute import make_compute
 from utils.errors import AppError
 from utils.events import EventLog
 from utils.exchange import Clock, Sleep
@@ -142,6 +143,7 @@ def create_app(
         if ctx.scheduler is not None:
             ctx.scheduler.stop()
         ctx.jobs.shutdown()
+        ctx.compute.close()  # after the jobs: none of them still maps work onto it
         ctx.engine.dispose()
 
     app = FastAPIOffline(
@@ -274,6 +276,7 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
         events,
         CandleWatcher(market, events, clock),
         probe,
+        make_compute(settings.compute.scheduler, settings.compute.local_workers),
         mother=mother,
         scheduler=scheduler,
         reconciler=reconciler,

@@ -22,8 +22,10 @@ from mother_ai.scheduler import DecisionScheduler
 from mother_ai.trade_executer import KillSwitch
 from mother_ai.trade_log import TradeLog
 from strategy_engine.store import StrategyStore
+from utils.compute import Compute
 from utils.errors import (
     AppError,
+    ComputeUnavailable,
     Conflict,
     DataUnavailable,
     ExchangeError,
@@ -74,6 +76,7 @@ class AppContext:
     events: EventLog
     candle_watcher: CandleWatcher
     probe: ExchangeProbe
+    compute: Compute  # where sweeps and optimisation trials run: local processes or a Dask cluster
     mother: MotherAI | None = None  # None when TRADING_MODE=live is not fully enabled
     scheduler: DecisionScheduler | None = None  # SCHEDULER_ENABLED (and the Mother AI available)
     reconciler: PeriodicReconciler | None = None  # live mode: open orders looked up on Binance
@@ -118,6 +121,7 @@ ErrorCode = Literal[
     "agent_untrained",
     "backtest_not_found",
     "bad_request",
+    "compute_unavailable",
     "conflict",
     "data_unavailable",
     "decision_not_found",
@@ -207,6 +211,7 @@ _STATUS_OF_KIND: dict[type[AppError], int] = {
     ExchangeError: 502,
     ExchangeUnavailable: 503,
     DataUnavailable: 503,
+    ComputeUnavailable: 503,
 }
 
 

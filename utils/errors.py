@@ -58,3 +58,9 @@ class DataUnavailable(AppError):
 
 class Unauthorized(AppError):
     code = "unauthorized"
+
+
+class ComputeUnavailable(AppError):
+    """The compute backend (a Dask cluster, or the local worker processes) cannot run the work."""
+
+    code = "compute_unavailable"

@@ -109,6 +109,13 @@ class JobSettings(_Group):
     max_attempts: int
 
 
+class ComputeSettings(_Group):
+    """COMPUTE_*: where sweeps, optimisation trials and walk-forward windows run (utils/compute.py)."""
+
+    scheduler: str | None  # a Dask scheduler's address (tcp://host:8786); None: a local process pool
+    local_workers: int
+
+
 class Settings(BaseSettings):
     """Every knob of the backend, under the environment variable names documented in `.env.example`.
 
@@ -298,6 +305,14 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(
         default=3, ge=1, le=20, description="Runs a job may lose to dead processes before it is failed."
     )
+    compute_scheduler: str | None = Field(
+        default=None,
+        description="A Dask distributed scheduler's address (tcp://host:8786) research work fans out to; "
+        "unset: a local process pool.",
+    )
+    compute_local_workers: int = Field(
+        default=2, ge=1, le=256, description="Processes of the local pool (when no COMPUTE_SCHEDULER is set)."
+    )
     crash_point: str | None = Field(
         default=None,
         description="Tests only: the process exits at this named point (utils/crash.py). Never set it.",
@@ -348,6 +363,12 @@ class Settings(BaseSettings):
         if not is_interval(value):
             raise ValueError(f"{value!r} is not one of Binance's intervals: {', '.join(INTERVALS)}")
         return value
+
+    @field_validator("compute_scheduler", mode="after")
+    @classmethod
+    def _strip_scheduler(cls, value: str | None) -> str | None:
+        # Spaces only (env_ignore_empty already maps `COMPUTE_SCHEDULER=` to the default) mean unset too.
+        return value.strip() or None if value is not None else None
 
     @field_validator("crash_point", mode="before")
     @classmethod
@@ -464,6 +485,10 @@ class Settings(BaseSettings):
             stale_seconds=self.job_stale_seconds,
             max_attempts=self.job_max_attempts,
         )
+
+    @property
+    def compute(self) -> ComputeSettings:
+        return ComputeSettings(scheduler=self.compute_scheduler, local_workers=self.compute_local_workers)
 
     @property
     def is_sqlite(self) -> bool:

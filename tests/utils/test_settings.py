@@ -131,6 +131,8 @@ GROUPED = [
     ("JOB_HEARTBEAT_SECONDS", "1.5", "jobs", "heartbeat_seconds", 1.5),
     ("JOB_STALE_SECONDS", "45", "jobs", "stale_seconds", 45.0),
     ("JOB_MAX_ATTEMPTS", "5", "jobs", "max_attempts", 5),
+    ("COMPUTE_SCHEDULER", " tcp://10.0.0.5:8786 ", "compute", "scheduler", "tcp://10.0.0.5:8786"),
+    ("COMPUTE_LOCAL_WORKERS", "3", "compute", "local_workers", 3),
 ]
 # Read by the server itself (main.py, the logger, auth), not by a domain object.
 SERVER_LEVEL = {

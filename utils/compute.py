@@ -1,0 +1,427 @@
+"""Where research work runs: one `Compute` interface over a local process pool and a Dask distributed cluster.
+
+Sweeps, optimisation trials and walk-forward windows are many independent calls `fn(shared, item)` over the
+same large input (the candles) and a small item each (one parameter combination). `make_compute` picks the
+backend: a Dask cluster when COMPUTE_SCHEDULER names its scheduler, else a pool of local processes.
+
+Both backends keep the same promises, so a caller never knows which one ran its work:
+- `shared` crosses to each worker once per `map` call (scattered), never once per task;
+- results come back in the order of the items, and equal a one-process run bit for bit (pickled floats);
+- the first exception `fn` raises propagates, and the outstanding tasks are cancelled;
+- `should_stop` is polled while waiting: True cancels what is outstanding and raises `ComputeCancelled`;
+- a worker process that dies loses no result: its tasks run again on the others (a fresh local pool, or
+  the cluster's remaining workers), so `map` still returns every one.
+
+`fn`, the items and `shared` are pickled: `fn` must be a module-level function (or a `functools.partial` of
+one) of a module the workers can import, which for a cluster means this project's code on each worker's
+PYTHONPATH (see the README). `distributed` is an extra (requirements-distributed.txt) imported only when a
+scheduler is configured.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+import multiprocessing
+import pickle
+import queue
+import shutil
+import tempfile
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from utils.errors import ComputeUnavailable
+
+if TYPE_CHECKING:
+    import distributed
+
+__all__ = [
+    "Compute",
+    "ComputeCancelled",
+    "ComputeUnavailable",
+    "DaskCompute",
+    "LocalCompute",
+    "make_compute",
+]
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S")
+T = TypeVar("T")
+R = TypeVar("R")
+
+Progress = Callable[[int, int], None]
+ShouldStop = Callable[[], bool]
+
+_POLL_S = 0.1  # how often should_stop is asked while tasks run
+# A local pool lost to a dying worker is replaced and the unfinished items rerun at most this many times
+# per map call: an item that kills its worker every time (a crash in native code, the OOM killer) must end
+# the call with an error, not loop for ever.
+_MAX_POOL_LOSSES = 3
+_CONNECT_TIMEOUT_S = 10.0
+
+
+class ComputeCancelled(Exception):
+    """`should_stop` answered True: the outstanding tasks were cancelled and the results dropped."""
+
+
+class Compute(Protocol):
+    """Runs `fn(shared, item)` for every item, in parallel (see the module docstring for the promises)."""
+
+    @property
+    def name(self) -> str: ...  # "local" or "dask"
+
+    @property
+    def workers(self) -> int: ...  # how many tasks run at once
+
+    def map(
+        self,
+        fn: Callable[[S, T], R],
+        items: Sequence[T],
+        shared: S,
+        *,
+        progress: Progress | None = None,
+        should_stop: ShouldStop | None = None,
+    ) -> list[R]: ...
+
+    def close(self) -> None: ...
+
+
+def make_compute(scheduler: str | None, local_workers: int) -> Compute:
+    """A Dask cluster's client when `scheduler` names one (COMPUTE_SCHEDULER), else a local process pool.
+
+    Neither connects nor starts a process here: the first `map` does, so the app starts as fast with either.
+    A scheduler without the `distributed` package installed is refused at once (at start-up), with the fix.
+    """
+    if scheduler:
+        if importlib.util.find_spec("distributed") is None:
+            raise ComputeUnavailable(
+                f"COMPUTE_SCHEDULER is set ({scheduler}) but the Dask 'distributed' package is not "
+                "installed: pip install -r requirements-distributed.txt, or unset COMPUTE_SCHEDULER to run "
+                "on local processes.",
+                code="compute_unavailable",
+            )
+        return DaskCompute(scheduler)
+    return LocalCompute(local_workers)
+
+
+def _task_name(fn: Callable[..., Any]) -> str:
+    inner = fn.func if isinstance(fn, functools.partial) else fn
+    return str(getattr(inner, "__name__", "task"))
+
+
+# --- local: a pool of spawned processes ---------------------------------------------------------------
+
+# In a local worker process: the shared data of the map calls it served lately, by call token, with the
+# file each came from (a file that is gone means its call ended, and its data can go too).
+_LOADED: OrderedDict[str, tuple[Path, Any]] = OrderedDict()
+_LOADED_MAX = 2  # two calls running at once (two jobs) must not reload each other's data per task
+
+
+def _shared_of(token: str, path: Path) -> Any:
+    if token in _LOADED:
+        return _LOADED[token][1]
+    for old in [t for t, (p, _) in _LOADED.items() if not p.exists()]:
+        del _LOADED[old]
+    while len(_LOADED) >= _LOADED_MAX:
+        _LOADED.popitem(last=False)
+    with path.open("rb") as file:
+        value = pickle.load(file)  # written by this app's own process for this call, in a 0700 folder
+    _LOADED[token] = (path, value)
+    return value
+
+
+def _local_task(fn: Callable[[Any, Any], Any], token: str, path: Path, item: Any) -> Any:
+    return fn(_shared_of(token, path), item)
+
+
+class LocalCompute:
+    """`workers` processes of this machine, spawned on the first `map` and kept for the app's life.
+
+    Spawned, never forked: the server process runs threads (the event loop, jobs, watchers), and a fork
+    copies their locks in whatever state they are. A spawned worker costs about a second to start
+    (imports), which is why the pool outlives each call. Shared data is pickled once per call into a
+    private temp folder and loaded by each worker process on its first task of that call.
+    """
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError("a local pool needs at least one worker")
+        self._workers = workers
+        self._lock = threading.Lock()  # map calls of several threads (jobs, requests) share one pool
+        self._pool: ProcessPoolExecutor | None = None
+        self._folder: Path | None = None
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        return "local"
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    def map(
+        self,
+        fn: Callable[[S, T], R],
+        items: Sequence[T],
+        shared: S,
+        *,
+        progress: Progress | None = None,
+        should_stop: ShouldStop | None = None,
+    ) -> list[R]:
+        items = list(items)
+        if not items:
+            return []
+        token = uuid.uuid4().hex
+        path = self._shared_folder() / f"{token}.pickle"
+        with path.open("wb") as file:
+            pickle.dump(shared, file, protocol=5)
+        results: dict[int, R] = {}
+        try:
+            for _ in range(_MAX_POOL_LOSSES + 1):
+                pool = self._current_pool()
+                todo = [i for i in range(len(items)) if i not in results]
+                if not self._round(pool, fn, token, path, items, todo, results, progress, should_stop):
+                    return [results[i] for i in range(len(items))]
+                self._discard(pool)
+                log.warning(
+                    "a local compute worker died; rerunning %d unfinished task(s) of %s on a new pool",
+                    len(items) - len(results),
+                    _task_name(fn),
+                )
+            raise ComputeUnavailable(
+                f"Local worker processes died {_MAX_POOL_LOSSES + 1} times running this work "
+                f"({len(items) - len(results)} task(s) unfinished); a task may exhaust memory or crash.",
+                code="compute_unavailable",
+            )
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _round(
+        self,
+        pool: ProcessPoolExecutor,
+        fn: Callable[[S, T], R],
+        token: str,
+        path: Path,
+        items: list[T],
+        todo: list[int],
+        results: dict[int, R],
+        progress: Progress | None,
+        should_stop: ShouldStop | None,
+    ) -> bool:
+        """Run `todo` on `pool` into `results`; True when the pool broke (a worker died) before the end."""
+        futures: dict[Future[R], int] = {}
+        try:
+            for i in todo:
+                futures[pool.submit(_local_task, fn, token, path, items[i])] = i
+        except BrokenProcessPool:  # another call's worker died a moment ago
+            _harvest(futures, results, progress, len(items))
+            return True
+        pending: set[Future[R]] = set(futures)
+        try:
+            while pending:
+                if should_stop is not None and should_stop():
+                    raise ComputeCancelled("cancelled")
+                done, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+                if _harvest({f: futures[f] for f in done}, results, progress, len(items)):
+                    # Every other task of a broken pool fails at once: keep those that finished first.
+                    settled, pending = wait(pending, timeout=5)
+                    _harvest({f: futures[f] for f in settled}, results, progress, len(items))
+                    return True
+            return False
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            if any(future.running() for future in pending):
+                # A running task cannot be cancelled: stop its process rather than keep a worker busy
+                # with work nobody waits for (a long walk-forward window); the next call spawns anew.
+                self._discard(pool, kill=True)
+            raise
+
+    def _current_pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._closed:
+                raise ComputeUnavailable("The compute backend is shut down.", code="compute_unavailable")
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self._workers, mp_context=multiprocessing.get_context("spawn")
+                )
+            return self._pool
+
+    def _discard(self, pool: ProcessPoolExecutor, *, kill: bool = False) -> None:
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        if kill:
+            # ProcessPoolExecutor has no public way to stop running tasks before Python 3.14's
+            # kill_workers(); its process table is the documented-in-typeshed attribute it keeps them in.
+            for process in list((pool._processes or {}).values()):
+                process.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    def _shared_folder(self) -> Path:
+        with self._lock:
+            if self._folder is None:
+                # Private to this process (mkdtemp is 0700): the pickles are loaded by our workers only.
+                self._folder = Path(tempfile.mkdtemp(prefix="compute-"))
+            return self._folder
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+            folder, self._folder = self._folder, None
+        if pool is not None:
+            for process in list((pool._processes or {}).values()):
+                process.kill()
+            pool.shutdown(wait=True, cancel_futures=True)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _harvest(
+    futures: dict[Future[R], int], results: dict[int, R], progress: Progress | None, total: int
+) -> bool:
+    """Move finished futures' results into `results`; True when one failed because its pool broke.
+    Any other exception is fn's own and is raised (the first one met)."""
+    broken = False
+    for future, i in sorted(futures.items(), key=lambda pair: pair[1]):
+        if not future.done() or future.cancelled():
+            continue
+        error = future.exception()
+        if isinstance(error, BrokenProcessPool):
+            broken = True
+        elif error is not None:
+            raise error
+        else:
+            results[i] = future.result()
+            if progress is not None:
+                progress(len(results), total)
+    return broken
+
+
+# --- Dask: a distributed cluster ------------------------------------------------------------------------
+
+
+def _dask_task(fn: Callable[[Any, Any], Any], item: Any, *, shared: Any) -> Any:
+    # Dask hands a task its scattered argument as the object the worker holds: no copy per task.
+    return fn(shared, item)
+
+
+class DaskCompute:
+    """A Dask distributed cluster, through a client connected on first use (and again after it closed).
+
+    Per `map` call the shared data is scattered to every worker (broadcast: a worker that dies leaves the
+    others their copy, so its tasks can run on them), the tasks run as independent futures, and results
+    are fetched as they finish. A worker that dies mid-task is the scheduler's business: it reruns the
+    task elsewhere (up to its allowed-failures, 3 by default). An exception of `fn` is not retried
+    (retries=0): it is the task's deterministic answer, and it propagates as on the local pool.
+    """
+
+    def __init__(self, address: str) -> None:
+        self._address = address
+        self._lock = threading.Lock()
+        self._client: distributed.Client | None = None
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        return "dask"
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    @property
+    def workers(self) -> int:
+        """Threads over the connected workers; at least 1 (tasks wait for a worker to join)."""
+        threads: dict[str, int] = self._connect().nthreads()
+        return max(1, sum(threads.values()))
+
+    def _connect(self) -> distributed.Client:
+        with self._lock:
+            if self._closed:
+                raise ComputeUnavailable("The compute backend is shut down.", code="compute_unavailable")
+            if self._client is not None and self._client.status in ("running", "connecting"):
+                return self._client
+            from distributed import Client  # the extra: imported only when a scheduler is configured
+
+            try:
+                self._client = Client(self._address, timeout=_CONNECT_TIMEOUT_S, set_as_default=False)
+            except (OSError, TimeoutError) as exc:
+                raise ComputeUnavailable(
+                    f"The Dask scheduler at {self._address} (COMPUTE_SCHEDULER) could not be reached: {exc}",
+                    code="compute_unavailable",
+                ) from None
+            return self._client
+
+    def map(
+        self,
+        fn: Callable[[S, T], R],
+        items: Sequence[T],
+        shared: S,
+        *,
+        progress: Progress | None = None,
+        should_stop: ShouldStop | None = None,
+    ) -> list[R]:
+        items = list(items)
+        if not items:
+            return []
+        client = self._connect()
+        token = uuid.uuid4().hex
+        # hash=False: a fresh key per call, so two calls never share (and release) each other's data.
+        shared_future = client.scatter(shared, broadcast=True, hash=False)
+        name = _task_name(fn)
+        futures = client.map(
+            functools.partial(_dask_task, fn),
+            items,
+            shared=shared_future,
+            key=[f"{name}-{token}-{i}" for i in range(len(items))],
+            pure=False,
+            retries=0,
+        )
+        index = {future.key: i for i, future in enumerate(futures)}
+        finished: queue.Queue[distributed.Future[R]] = queue.Queue()
+        for future in futures:
+            future.add_done_callback(finished.put)  # called on a client thread: the queue hands it over
+        results: dict[int, R] = {}
+        try:
+            while len(results) < len(items):
+                if should_stop is not None and should_stop():
+                    raise ComputeCancelled("cancelled")
+                try:
+                    future = finished.get(timeout=_POLL_S)
+                except queue.Empty:
+                    continue
+                if future.cancelled():
+                    raise ComputeUnavailable(
+                        f"The Dask cluster at {self._address} dropped a task ({future.key}); "
+                        "the scheduler may have restarted or the connection was lost.",
+                        code="compute_unavailable",
+                    )
+                results[index[future.key]] = future.result()  # fn's exception is raised here
+                if progress is not None:
+                    progress(len(results), len(items))
+            return [results[i] for i in range(len(items))]
+        finally:
+            # Results and the scattered data are released on the cluster; unfinished tasks stop.
+            client.cancel([f for f in futures if not f.done()])
+            for future in futures:
+                future.release()
+            shared_future.release()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
