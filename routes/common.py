@@ -135,6 +135,7 @@ ErrorCode = Literal[
     "invalid_csv",
     "invalid_input",
     "job_finished",
+    "optimization_not_found",
     "job_not_found",
     "live_reset_refused",
     "live_trading_disabled",

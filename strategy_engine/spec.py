@@ -20,6 +20,16 @@ Every part of the backend speaks this format (the dashboard's blocks are convert
 * ``exit`` may be omitted (or null) only when ``stop_loss``, ``take_profit`` or ``trailing_stop`` closes
   positions instead. Stops are fractions of the entry price: stop_loss and trailing_stop in (0, 1),
   take_profit > 0; position_size in (0, 1] is the fraction of equity per entry.
+* Tunable parameters (for optimisation): ``"parameters": {"fast": {"type": "int", "low": 5, "high": 50,
+  "step": 5, "default": 10}, "level": {"type": "float", "low": 20, "high": 40, "step": 0.5},
+  "size": {"type": "choice", "choices": [0.5, 1.0]}}`` declares them (at most ``MAX_TUNABLES``), and
+  ``{"param": "fast"}`` stands for a number where one is allowed: a number operand, an indicator
+  parameter, or stop_loss / take_profit / trailing_stop / position_size. Every declared parameter must be
+  used and every reference declared; a range must hold more than one value (``low < high``), and its
+  ``default`` (else ``low``, or the first choice) must lie on it. The spec is checked with the defaults
+  and with each parameter's extreme values, so no value an optimiser may pick is invalid where it is
+  used; a backtest of the spec itself uses the defaults, and ``spec.bind(values)`` gives the concrete
+  spec for chosen values. ``to_dict()`` keeps the references.
 * Limits: conditions nested at most ``MAX_DEPTH`` levels (a lone comparison is depth 1) and at most
   ``MAX_COMPARISONS`` comparisons in entry and exit together; the web layer caps the body size.
 
@@ -32,6 +42,9 @@ pydantic's own errors are converted to the same shape, so the API has one error 
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal
 
@@ -45,6 +58,7 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     StringConstraints,
     Tag,
+    TypeAdapter,
     ValidationError,
     WithJsonSchema,
     model_serializer,
@@ -62,6 +76,7 @@ __all__ = [
     "MAX_COMPARISONS",
     "MAX_DEPTH",
     "MAX_OFFSET",
+    "MAX_TUNABLES",
     "OPERATORS",
     "PRICE_FIELDS",
     "AllCondition",
@@ -73,6 +88,7 @@ __all__ = [
     "Operand",
     "PriceOperand",
     "StrategySpec",
+    "Tunable",
     "dotted_path",
     "indicator_catalog",
     "iter_comparisons",
@@ -84,6 +100,10 @@ __all__ = [
 MAX_DEPTH = 32
 MAX_COMPARISONS = 256
 MAX_OFFSET = 100_000  # same bound as an indicator period: further back than any history we hold
+MAX_TUNABLES = 8  # an optimiser's search space grows as the product of the ranges: keep it searchable
+MAX_CHOICES = 64
+PARAM_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+STOP_PARAM_FIELDS: tuple[str, ...] = ("stop_loss", "take_profit", "trailing_stop", "position_size")
 PRICE_FIELDS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 OPERATORS: tuple[str, ...] = ("<", "<=", ">", ">=", "crosses_above", "crosses_below")
 CROSS_OPERATORS: tuple[str, ...] = ("crosses_above", "crosses_below")
@@ -278,6 +298,79 @@ Condition = Annotated[
 Fraction = Annotated[float, Field(strict=True, gt=0, lt=1)]
 
 
+class IntTunable(_Model):
+    """An integer from ``low`` to ``high`` (both included) in steps of ``step``."""
+
+    type: Literal["int"]
+    low: Annotated[int, Field(strict=True)]
+    high: Annotated[int, Field(strict=True)]
+    step: Annotated[int, Field(strict=True, ge=1)] = 1
+    default: Annotated[int, Field(strict=True)] | None = None
+
+    def count(self) -> int | None:
+        return (self.high - self.low) // self.step + 1
+
+    def extremes(self) -> tuple[float, float]:
+        return float(self.low), float(self.low + (self.high - self.low) // self.step * self.step)
+
+    def grid(self) -> list[float]:
+        """Every value (callers check ``count()`` against their cap first)."""
+        return [float(v) for v in range(self.low, self.high + 1, self.step)]
+
+    def initial(self) -> int:
+        return self.low if self.default is None else self.default
+
+
+class FloatTunable(_Model):
+    """A number from ``low`` to ``high``: on a grid of ``step`` when given, else continuous."""
+
+    type: Literal["float"]
+    low: Number
+    high: Number
+    step: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] | None = None
+    default: Number | None = None
+
+    def count(self) -> int | None:
+        """Values on the grid; None when continuous."""
+        return None if self.step is None else math.floor((self.high - self.low) / self.step + 1e-9) + 1
+
+    def extremes(self) -> tuple[float, float]:
+        count = self.count()
+        return self.low, self.low if count is None else round(self.low + (count - 1) * (self.step or 0), 12)
+
+    def grid(self) -> list[float] | None:
+        count = self.count()
+        if count is None or self.step is None:
+            return None
+        return [round(self.low + i * self.step, 12) for i in range(count)]
+
+    def initial(self) -> float:
+        return self.low if self.default is None else self.default
+
+
+class ChoiceTunable(_Model):
+    """One of a few numbers."""
+
+    type: Literal["choice"]
+    choices: list[Number] = Field(min_length=2, max_length=MAX_CHOICES)
+    default: Number | None = None
+
+    def count(self) -> int | None:
+        return len(self.choices)
+
+    def extremes(self) -> tuple[float, float]:
+        return min(self.choices), max(self.choices)
+
+    def grid(self) -> list[float]:
+        return list(self.choices)
+
+    def initial(self) -> float:
+        return self.choices[0] if self.default is None else self.default
+
+
+Tunable = Annotated[IntTunable | FloatTunable | ChoiceTunable, Field(discriminator="type")]
+
+
 class StrategySpec(_Model):
     """A user strategy: long-only entry/exit conditions over one symbol and interval, plus stops."""
 
@@ -291,14 +384,60 @@ class StrategySpec(_Model):
     take_profit: Annotated[float, Field(strict=True, gt=0, le=100)] | None = None
     trailing_stop: Fraction | None = None
     position_size: Annotated[float, Field(strict=True, gt=0, le=1)] = 1.0
+    parameters: (
+        Annotated[
+            dict[str, Tunable],
+            Field(
+                max_length=MAX_TUNABLES,
+                json_schema_extra={"propertyNames": {"pattern": PARAM_NAME_PATTERN}},
+                description='Tunable parameters, referred to as {"param": name} where a number stands: a '
+                "number operand, an indicator parameter, or a stop / position_size field.",
+            ),
+        ]
+        | None
+    ) = None
+    # Where each {"param": name} reference stood (dotted path -> name); the fields hold the defaults.
+    _refs: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_serializer(mode="wrap")
+    def _canonical(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.parameters is None:
+            data.pop("parameters", None)
+        for path, name in self._refs.items():
+            _set_path(data, path, {"param": name})
+        return data
 
     def to_dict(self) -> dict[str, Any]:
-        """The canonical JSON form (defaults of operands omitted, every indicator parameter explicit)."""
-        return self.model_dump(mode="json")
+        """The canonical JSON form (defaults of operands omitted, every indicator parameter explicit,
+        parameter references where the spec had them)."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        return data
+
+    def bind(self, values: Mapping[str, Any]) -> StrategySpec:
+        """The concrete spec with `values` (the defaults for parameters not given) in place of the
+        references, and no parameters: what a backtest of those values runs."""
+        params = self.parameters or {}
+        unknown = sorted(set(values) - set(params))
+        if unknown:
+            raise _fail(f"parameters.{unknown[0]}", f"no tunable parameter {unknown[0]!r} in this spec")
+        chosen = {name: values.get(name, tunable.initial()) for name, tunable in params.items()}
+        data = self.to_dict()
+        data.pop("parameters", None)
+        for path, name in self._refs.items():
+            _set_path(data, path, chosen[name])
+        return validate_spec(data)
+
+    def defaults(self) -> dict[str, float]:
+        """Each tunable parameter's default value."""
+        return {name: tunable.initial() for name, tunable in (self.parameters or {}).items()}
 
 
 for _model in (AllCondition, AnyCondition, NotCondition, StrategySpec):
     _model.model_rebuild()
+_TUNABLES: TypeAdapter[dict[str, IntTunable | FloatTunable | ChoiceTunable]] = TypeAdapter(
+    dict[str, Tunable]
+)
 
 
 def json_schema() -> dict[str, Any]:
@@ -341,17 +480,168 @@ def spec_comparisons(spec: StrategySpec) -> Iterator[tuple[str, Comparison]]:
 def validate_spec(raw: Mapping[str, Any] | StrategySpec) -> StrategySpec:
     """Check a spec (parsed JSON or a model) completely; the explicit, normalised spec or InvalidInput."""
     if isinstance(raw, StrategySpec):
+        if raw.parameters is not None:
+            return validate_spec(raw.to_dict())
         _check_limits(raw.to_dict())
         return _semantic_pass(raw)
     if not isinstance(raw, Mapping):
         raise InvalidInput("A strategy spec must be a JSON object.", details={"path": ""})
     # Before pydantic: a pathological nesting must be refused before anything recurses into it.
     _check_limits(raw)
+    refs = _references(raw)
+    if refs or raw.get("parameters") is not None:
+        return _with_parameters(raw, refs)
+    return _validated(raw)
+
+
+def _validated(raw: Mapping[str, Any]) -> StrategySpec:
     try:
         spec = StrategySpec.model_validate(raw)
     except ValidationError as exc:
         raise _invalid_from_pydantic(exc) from None
     return _semantic_pass(spec)
+
+
+# --------------------------------------------------------------------------------------------------
+# Tunable parameters
+# --------------------------------------------------------------------------------------------------
+
+_PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _tokens(path: str) -> list[str | int]:
+    return [int(index) if index else key for key, index in _PATH_TOKEN.findall(path)]
+
+
+def _set_path(data: Any, path: str, value: Any) -> None:
+    tokens = _tokens(path)
+    node = data
+    for token in tokens[:-1]:
+        node = node[token]
+    node[tokens[-1]] = value
+
+
+def _is_ref(value: Any) -> bool:
+    return isinstance(value, Mapping) and set(value) == {"param"}
+
+
+def _ref_allowed(path: str) -> bool:
+    """A reference stands for a number: an operand, an indicator parameter, or a stop field."""
+    tokens = _tokens(path)
+    if len(tokens) == 1:
+        return tokens[0] in STOP_PARAM_FIELDS
+    return tokens[-1] in ("left", "right") or (len(tokens) >= 2 and tokens[-2] == "params")
+
+
+def _references(raw: Mapping[str, Any]) -> dict[str, str]:
+    """Every {"param": name} outside ``parameters``, by dotted path (iterative: nesting is bounded)."""
+    found: dict[str, str] = {}
+    stack: list[tuple[str, Any]] = [(key, value) for key, value in raw.items() if key != "parameters"]
+    while stack:
+        path, node = stack.pop()
+        if _is_ref(node):
+            name = node["param"]
+            if not isinstance(name, str):
+                raise _fail(f"{path}.param", "a parameter reference names a parameter (a string)")
+            if not _ref_allowed(path):
+                raise _fail(
+                    path,
+                    "a parameter reference stands for a number: a number operand, an indicator "
+                    "parameter, or stop_loss / take_profit / trailing_stop / position_size",
+                )
+            found[path] = name
+        elif isinstance(node, Mapping):
+            stack.extend((f"{path}.{key}", value) for key, value in node.items())
+        elif isinstance(node, list):
+            stack.extend((f"{path}[{i}]", value) for i, value in enumerate(node))
+    return found
+
+
+def _bound(raw: Mapping[str, Any], refs: Mapping[str, str], values: Mapping[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(json.dumps(raw))  # a deep copy of plain JSON data
+    for path, name in refs.items():
+        _set_path(data, path, values[name])
+    return data
+
+
+def _with_parameters(raw: Mapping[str, Any], refs: dict[str, str]) -> StrategySpec:
+    declared = raw.get("parameters")
+    if declared is None:
+        declared = {}
+    if not isinstance(declared, Mapping):
+        raise _fail("parameters", "parameters is an object: name -> {type, low, high, ...}")
+    for name in declared:
+        if not re.fullmatch(PARAM_NAME_PATTERN, str(name)):
+            raise _fail(
+                f"parameters.{str(name)[:40]}",
+                "a parameter name is lower-case letters, digits and underscores, starting with a letter "
+                "(at most 32 characters)",
+            )
+    for path, name in sorted(refs.items()):
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise _fail(f"{path}.param", f"unknown parameter {name!r}; declared parameters: {known}")
+    unused = sorted(set(declared) - set(refs.values()))
+    if unused:
+        raise _fail(
+            f"parameters.{unused[0]}",
+            f"parameter {unused[0]!r} is declared but never used; refer to it as "
+            f'{{"param": "{unused[0]}"}} or remove it',
+        )
+    # The declarations alone first, so their errors name their own fields.
+    try:
+        StrategySpec.model_validate({**_bound(raw, refs, {n: 1 for n in declared}), "parameters": declared})
+    except ValidationError as exc:
+        problems = [e for e in exc.errors() if e["loc"] and e["loc"][0] == "parameters"]
+        if problems:
+            raise _invalid_from_errors(problems) from None
+    tunables = _TUNABLES.validate_python(declared)
+    for name, tunable in tunables.items():
+        _check_range(name, tunable)
+    defaults = {name: tunable.initial() for name, tunable in tunables.items()}
+    spec = _validated(_bound(raw, refs, defaults))
+    for name, tunable in tunables.items():
+        # Every choice (few); else both ends of the range (the checks that can fail are bounds).
+        values = tunable.grid() if isinstance(tunable, ChoiceTunable) else tunable.extremes()
+        for value in sorted(set(values)):
+            try:
+                _validated(_bound(raw, refs, {**defaults, name: value}))
+            except InvalidInput as exc:
+                raise _fail(
+                    f"parameters.{name}",
+                    f"value {value:g} of {name!r}, within its range, is not valid where it is used: "
+                    f"{exc.message}",
+                ) from None
+    spec = spec.model_copy(update={"parameters": tunables})
+    spec._refs = dict(sorted(refs.items()))
+    return spec
+
+
+def _check_range(name: str, tunable: IntTunable | FloatTunable | ChoiceTunable) -> None:
+    path = f"parameters.{name}"
+    if isinstance(tunable, ChoiceTunable):
+        if len(set(tunable.choices)) != len(tunable.choices):
+            raise _fail(f"{path}.choices", "choices must be different numbers")
+        if tunable.default is not None and tunable.default not in tunable.choices:
+            raise _fail(f"{path}.default", f"default {tunable.default:g} is not one of the choices")
+        return
+    if tunable.low >= tunable.high:
+        raise _fail(
+            f"{path}.high",
+            f"the range is empty or inverted (low {tunable.low:g}, high {tunable.high:g}): low must be "
+            "below high",
+        )
+    if tunable.default is not None:
+        if not tunable.low <= tunable.default <= tunable.high:
+            raise _fail(
+                f"{path}.default",
+                f"default {tunable.default:g} is outside [{tunable.low:g}, {tunable.high:g}]",
+            )
+        offset = (tunable.default - tunable.low) / (tunable.step or 1)
+        if tunable.step is not None and not math.isclose(offset, round(offset), abs_tol=1e-9):
+            raise _fail(
+                f"{path}.default", f"default {tunable.default:g} is not on the grid of step {tunable.step:g}"
+            )
 
 
 def _fail(path: str, message: str) -> InvalidInput:
@@ -429,7 +719,27 @@ def _message(error: Any) -> str:
 
 
 def _invalid_from_pydantic(exc: ValidationError) -> InvalidInput:
-    errors = [{"path": dotted_path(tuple(e["loc"])), "message": _message(e)} for e in exc.errors()]
+    return _invalid_from_errors(exc.errors())
+
+
+_TUNABLE_TAGS = frozenset({"int", "float", "choice"})
+
+
+def _location(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    # parameters.<name>.<type tag>.<field>: the tag pydantic adds for the tunable's union is left out.
+    if len(loc) >= 3 and loc[0] == "parameters" and loc[2] in _TUNABLE_TAGS:
+        return (*loc[:2], *loc[3:])
+    return loc
+
+
+def _invalid_from_errors(raw_errors: list[Any]) -> InvalidInput:
+    errors = [
+        {
+            "path": dotted_path(_location(tuple(e["loc"]))),
+            "message": str(e["msg"]) if e["loc"] and e["loc"][0] == "parameters" else _message(e),
+        }
+        for e in raw_errors
+    ]
     first = errors[0]
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     message = f"Invalid strategy at {first['path']}: {first['message']}{more}"
