@@ -1,7 +1,9 @@
-"""Backtest service: candles from the store, signals from a strategy, the engine, stored results.
+"""Backtest service: candles from the store, signals from a strategy, the engine, stored results, sweeps.
 
 The strategy arrives as anything with `name`, `params`, `warmup` and `signals(candles)` (the
-registry's `ResolvedStrategy`), so this floor never imports the registry above it.
+registry's `ResolvedStrategy`), so this floor never imports the registry above it. A sweep runs its
+combinations on a `Compute` backend (worker processes or a Dask cluster), so it takes a picklable
+`SignalFactory` instead of strategies: each worker builds its own from the parameters.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, get_args
 
 import numpy as np
-from joblib import Parallel, delayed
 from sqlalchemy.orm import Session, sessionmaker
 
 from backtester.columnar import pack_curve, pack_trades, unpack_curve, unpack_trades
@@ -22,6 +23,7 @@ from backtester.metrics import drawdown_series
 from backtester.runner import BacktestConfig, BacktestResult, Trade, TradeColumns, run_backtest
 from db import storage
 from db.models import BacktestRun
+from utils.compute import Compute
 from utils.errors import InvalidInput, NotFound
 from utils.market_data.candles import Candles
 from utils.market_data.market import MarketData
@@ -183,16 +185,31 @@ class SweepRow:
     error: str | None
 
 
+# Parameters to a strategy, run again in each worker process: the strategies themselves hold closures
+# (unpicklable), their recipe does not. Must be picklable: a module-level function, or a functools.partial
+# of one over picklable arguments (the router passes `partial(strategy_registry.resolve, name)`).
+SignalFactory = Callable[[Mapping[str, Any]], SignalSource]
+
+
+@dataclass(frozen=True, slots=True)
+class SweepShared:
+    """What every combination of a sweep reads: sent to each worker once per sweep, not once per task."""
+
+    strategy_for: SignalFactory
+    candles: Candles
+    config: BacktestConfig
+
+
 def sweep(
     market: MarketData,
-    strategy_for: Callable[[Mapping[str, Any]], SignalSource],
+    compute: Compute,
+    strategy_for: SignalFactory,
     base_params: Mapping[str, Any],
     grid: Mapping[str, Sequence[Any]],
     request: BacktestRequest,
     rank_by: str,
-    n_jobs: int = 2,
 ) -> tuple[list[SweepRow], str, int]:
-    """Every combination of `grid` over `base_params`, run in parallel and ranked by `rank_by`.
+    """Every combination of `grid` over `base_params`, run on `compute` and ranked by `rank_by`.
 
     Combinations the strategy rejects (say fast >= slow) are reported with their reason rather
     than failing the whole sweep. Returns (rows best first, data source, bars).
@@ -215,6 +232,8 @@ def sweep(
         {**base_params, **dict(zip(names, values, strict=True))}
         for values in itertools.product(*(grid[name] for name in names))
     ]
+    # Resolved here too: the rejected combinations are known (and reported) before any work is sent, and
+    # the largest warm-up decides how many candles to load.
     strategies: list[SignalSource | str] = []
     for combo in combos:
         try:
@@ -227,10 +246,8 @@ def sweep(
             "No combination in the grid is valid for this strategy.", details={"field": "grid"}
         )
     candles, source, _ = load_candles(market, request, max(s.warmup for s in valid))
-    # Threads: the engine spends its time in numpy/numba, which release the GIL, and the candles
-    # are shared instead of copied into worker processes.
-    results = Parallel(n_jobs=n_jobs, prefer="threads")(
-        delayed(_run_one)(candles, s, request.config) for s in valid
+    results = compute.map(
+        _sweep_one, [dict(s.params) for s in valid], SweepShared(strategy_for, candles, request.config)
     )
     by_strategy = iter(results)
     rows = [
@@ -240,9 +257,11 @@ def sweep(
     return _ranked(rows, rank_by), source, len(candles)
 
 
-def _run_one(candles: Candles, strategy: SignalSource, config: BacktestConfig) -> dict[str, Any]:
-    entries, exits = strategy.signals(candles)
-    return metrics_dict(run_backtest(candles, entries, exits, config))
+def _sweep_one(shared: SweepShared, params: dict[str, Any]) -> dict[str, Any]:
+    """One combination, in a worker process: its strategy from the factory, its signals, the engine."""
+    strategy = shared.strategy_for(params)
+    entries, exits = strategy.signals(shared.candles)
+    return metrics_dict(run_backtest(shared.candles, entries, exits, shared.config))
 
 
 def _ranked(rows: list[SweepRow], rank_by: str) -> list[SweepRow]:

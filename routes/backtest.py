@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -312,7 +313,9 @@ def post_sweep(ctx: Ctx, body: SweepBody) -> SweepResponse:
         )
     rows, source, n_bars = service.sweep(
         ctx.market,
-        lambda params: strategy_registry.resolve(body.strategy, params),
+        ctx.compute,
+        # Picklable (a module-level function and a name): each worker process resolves its combinations.
+        functools.partial(strategy_registry.resolve, body.strategy),
         body.params,
         body.grid,
         body.to_request(),

@@ -16,9 +16,11 @@ from fastapi.testclient import TestClient
 from main import create_app
 from tests.fakes.fake_binance import FakeBinance
 from tests.support.clock import RecordedSleeps
+from tests.support.dask_cluster import DaskCluster, distributed_missing
+from tests.support.dask_cluster import dask_cluster as start_dask_cluster
 from tests.support.http import cancel_unfinished_jobs
 from tests.support.install import TrainedInstall, train_install
-from tests.support.postgres import fresh_database, postgres_cluster
+from tests.support.postgres import fresh_database, postgres_cluster, skip_or_fail
 from tests.support.settings import make_settings
 from utils.settings import Settings
 
@@ -38,6 +40,18 @@ def postgres_server() -> Iterator[str]:
     """A PostgreSQL server for this test process (see tests/support/postgres.py); its admin URL."""
     with postgres_cluster() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def dask_cluster() -> Iterator[DaskCluster]:
+    """A real local Dask cluster (a scheduler and two single-threaded workers, separate processes on
+    127.0.0.1; tests/support/dask_cluster.py) for this test process; skips without `distributed`, fails
+    then with REQUIRE_SYSTEM_DEPS=1."""
+    reason = distributed_missing()
+    if reason is not None:
+        skip_or_fail(reason)
+    with start_dask_cluster(2) as cluster:
+        yield cluster
 
 
 @pytest.fixture

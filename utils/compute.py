@@ -65,7 +65,7 @@ _POLL_S = 0.1  # how often should_stop is asked while tasks run
 # per map call: an item that kills its worker every time (a crash in native code, the OOM killer) must end
 # the call with an error, not loop for ever.
 _MAX_POOL_LOSSES = 3
-_CONNECT_TIMEOUT_S = 10.0
+_CONNECT_TIMEOUT_S = 5.0  # a scheduler that does not answer by then is reported (a 503), not waited for
 
 
 class ComputeCancelled(Exception):
@@ -377,8 +377,9 @@ class DaskCompute:
             return []
         client = self._connect()
         token = uuid.uuid4().hex
-        # hash=False: a fresh key per call, so two calls never share (and release) each other's data.
-        shared_future = client.scatter(shared, broadcast=True, hash=False)
+        # In a list of one: scatter would split a list or dict into one future per element. hash=False: a
+        # fresh key per call, so two calls never share (and release) each other's data.
+        (shared_future,) = client.scatter([shared], broadcast=True, hash=False)
         name = _task_name(fn)
         futures = client.map(
             functools.partial(_dask_task, fn),

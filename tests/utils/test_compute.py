@@ -1,0 +1,153 @@
+"""The compute backends keep the same promises (utils/compute.py), each checked on a local pool of one and of
+two processes and on a real Dask cluster of two worker processes: order, bit-equal results, shared data
+once per worker per call, progress, cancel, exceptions, and no result lost to a killed worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.compute_tasks import Outcome, Payload, task, value_of
+from tests.support.dask_cluster import DaskCluster
+from utils.compute import Compute, ComputeCancelled, ComputeUnavailable, make_compute
+from utils.errors import InvalidInput
+
+BACKENDS = ["local-1", "local-2", "dask"]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def compute(request: pytest.FixtureRequest) -> Iterator[Compute]:
+    """One backend for the whole module (a local pool spawns once, as in the app)."""
+    if request.param == "dask":
+        cluster: DaskCluster = request.getfixturevalue("dask_cluster")
+        backend = make_compute(cluster.address, local_workers=1)
+    else:
+        backend = make_compute(None, local_workers=int(request.param.split("-")[1]))
+    yield backend
+    backend.close()
+
+
+def payload(**changes: object) -> Payload:
+    return Payload(nonce=uuid.uuid4().hex, **changes)  # type: ignore[arg-type]
+
+
+def test_names_and_workers(compute: Compute, request: pytest.FixtureRequest) -> None:
+    expected = {"local-1": ("local", 1), "local-2": ("local", 2), "dask": ("dask", 2)}
+    assert (compute.name, compute.workers) == expected[request.node.callspec.params["compute"]]
+
+
+def test_results_come_in_the_items_order_and_equal_a_one_process_run_bit_for_bit(compute: Compute) -> None:
+    shared = payload()
+    items = list(range(40))[::-1]  # not the order they finish in
+    outcomes = compute.map(task, items, shared)
+    assert [o.value for o in outcomes] == [value_of(shared, i) for i in items]
+    assert all(o.pid != os.getpid() for o in outcomes)  # worker processes ran them, not this one
+
+
+def test_shared_data_reaches_each_worker_once_per_call(compute: Compute) -> None:
+    for _ in range(2):  # and again for the next call: its own data, loaded once more per worker
+        outcomes = compute.map(task, list(range(30)), payload(delay_s=0.01))
+        assert {o.loads for o in outcomes} == {1}, "a worker process received the shared data more than once"
+        assert 1 <= len({o.pid for o in outcomes}) <= compute.workers
+
+
+def test_progress_counts_results_as_they_arrive(compute: Compute) -> None:
+    seen: list[tuple[int, int]] = []
+    compute.map(task, list(range(12)), payload(), progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(k, 12) for k in range(1, 13)]
+
+
+def test_no_more_tasks_run_at_once_than_workers(compute: Compute) -> None:
+    outcomes = compute.map(task, list(range(8)), payload(delay_s=0.25))
+    # Most tasks running at one moment: at some task's start (when the count can grow), those under way.
+    most = max(sum(1 for o in outcomes if o.start <= t.start < o.end) for t in outcomes)
+    assert most <= compute.workers
+    if compute.workers > 1:
+        assert most > 1, "two workers never ran at the same time"
+
+
+def test_should_stop_cancels_the_outstanding_tasks(compute: Compute) -> None:
+    done: list[int] = []
+    started = time.monotonic()
+    with pytest.raises(ComputeCancelled):
+        compute.map(
+            task,
+            list(range(40)),
+            payload(delay_s=0.25),
+            progress=lambda n, _total: done.append(n),
+            should_stop=lambda: len(done) >= 2,
+        )
+    # 40 tasks of 0.25 s would take 5 s at the least on two workers; the cancel ends it long before.
+    assert time.monotonic() - started < 4
+    assert 2 <= len(done) < 40
+    # The backend serves the next call in full.
+    shared = payload()
+    assert [o.value for o in compute.map(task, [1, 2, 3], shared)] == [value_of(shared, i) for i in (1, 2, 3)]
+
+
+def test_an_exception_in_a_task_propagates_with_its_code_and_details(compute: Compute) -> None:
+    with pytest.raises(ValueError, match="boom 5"):
+        compute.map(task, list(range(10)), payload(fail_on=5))
+    with pytest.raises(InvalidInput) as raised:
+        compute.map(task, list(range(10)), payload(invalid_on=3))
+    assert (raised.value.code, raised.value.details, raised.value.message) == (
+        "not_enough_candles",
+        {"item": 3},
+        "bad item 3",
+    )
+
+
+def test_a_worker_killed_mid_call_loses_no_result(
+    compute: Compute, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    marker = tmp_path / "killed"
+    shared = payload(delay_s=0.05, kill_on=4, marker=str(marker))
+    outcomes = compute.map(task, list(range(16)), shared)
+    assert marker.exists(), "the task never killed its worker"
+    assert [o.value for o in outcomes] == [value_of(shared, i) for i in range(16)]
+    if compute.name == "dask":  # the nanny restarts the worker: the next tests get both again
+        request.getfixturevalue("dask_cluster").wait_for_workers(2)
+
+
+def test_a_dask_worker_killed_from_outside_mid_call_loses_no_result(dask_cluster: DaskCluster) -> None:
+    compute = make_compute(dask_cluster.address, local_workers=1)
+    try:
+        victim = next(iter(dask_cluster.worker_pids().values()))
+        killed: list[int] = []
+
+        def kill_one(done: int, _total: int) -> None:
+            if done == 3 and not killed:
+                os.kill(victim, signal.SIGKILL)
+                killed.append(victim)
+
+        shared = payload(delay_s=0.1)
+        outcomes: list[Outcome] = compute.map(task, list(range(20)), shared, progress=kill_one)
+        assert killed
+        assert [o.value for o in outcomes] == [value_of(shared, i) for i in range(20)]
+    finally:
+        compute.close()
+        dask_cluster.wait_for_workers(2)
+
+
+def test_a_scheduler_without_the_distributed_package_is_refused_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # what find_spec reports for a missing package
+    with pytest.raises(ComputeUnavailable, match=r"requirements-distributed\.txt"):
+        make_compute("tcp://127.0.0.1:8786", local_workers=2)
+
+
+def test_an_unreachable_scheduler_is_compute_unavailable() -> None:
+    compute = make_compute("tcp://127.0.0.1:9", local_workers=1)  # discard: nothing listens there
+    try:
+        with pytest.raises(ComputeUnavailable, match="could not be reached"):
+            compute.map(task, [1], payload())
+    finally:
+        compute.close()
