@@ -27,7 +27,9 @@ from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+import strategy_registry
 from agents.service import AgentService
+from backtester.optimize import service as optimize_service
 from db import storage
 from db.locks import Leadership, database_lock
 from db.storage import WriteLocks
@@ -38,7 +40,7 @@ from mother_ai.replay_service import ReplayDeps, replay_job
 from mother_ai.scheduler import DecisionScheduler
 from mother_ai.trade_executer import KillSwitch
 from mother_ai.trade_log import TradeLog
-from routes import agent, backtest, binance, mother_ai, replay, strategy, stream, system
+from routes import agent, backtest, binance, mother_ai, optimize, replay, strategy, stream, system
 from routes.common import AppContext, error_message, http_status, require_api_key
 from strategy_engine.store import StrategyStore
 from utils import crash
@@ -80,6 +82,7 @@ _GROUPS = {
     "strategies": "strategies",
     "mother ai": "mother_ai",
     "mother ai replay": "replays",
+    "optimisation": "optimizations",
     "trading": "trading",
     "stream": "stream",
 }
@@ -92,6 +95,10 @@ OPENAPI_TAGS = [
     {"name": "strategies", "description": "JSON strategies and dashboard blocks."},
     {"name": "mother ai", "description": "Decisions across agents, performance, kill switch."},
     {"name": "mother ai replay", "description": "The Mother AI replayed over history."},
+    {
+        "name": "optimisation",
+        "description": "Strategy optimisation with the statistics that say whether to believe it.",
+    },
     {"name": "trading", "description": "Orders and the portfolio (paper unless TRADING_MODE=live)."},
     {"name": "stream", "description": "Live events (Server-Sent Events) for a dashboard."},
 ]
@@ -173,6 +180,7 @@ def create_app(
     app.include_router(strategy.router, dependencies=authed)
     app.include_router(mother_ai.router, dependencies=authed)
     app.include_router(replay.router, dependencies=authed)
+    app.include_router(optimize.router, dependencies=authed)
     app.include_router(mother_ai.trading, dependencies=authed)
     app.include_router(stream.router)  # its own auth: a header, or a stream token in the URL
     _install_error_handlers(app)
@@ -260,6 +268,15 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
     jobs.register("sync", sync_job(market))
     replay_deps = ReplayDeps(settings.paper, settings.risk, sessions, market, agents, strategies, jobs, clock)
     jobs.register("replay", replay_job(replay_deps))
+    compute = make_compute(settings.compute.scheduler, settings.compute.local_workers)
+
+    def prepare(request: optimize_service.OptimizeRequest) -> optimize_service.Prepared:
+        return strategy_registry.recipe_for(request.strategy, request.params, request.space, strategies)
+
+    optimize = optimize_service.OptimizeDeps(
+        sessions, market, compute, jobs, settings.storage.database_url, prepare
+    )
+    jobs.register("optimize", optimize_service.optimize_job(optimize))
     secrets_ = (api_key, *settings.secret_values())
     probe = ExchangeProbe(exchange.ping if exchange is not None else None, clock, secrets=secrets_)
     return AppContext(
@@ -276,7 +293,8 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
         events,
         CandleWatcher(market, events, clock),
         probe,
-        make_compute(settings.compute.scheduler, settings.compute.local_workers),
+        compute,
+        optimize,
         mother=mother,
         scheduler=scheduler,
         reconciler=reconciler,

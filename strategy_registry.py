@@ -15,6 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from backtester.optimize import service as optimize_service
+from backtester.optimize.search import Recipe
+from backtester.optimize.service import Prepared
 from backtester.strategies import BUILTINS
 from strategy_engine import strategy_parser
 from strategy_engine.spec import StrategySpec, validate_spec
@@ -137,3 +140,51 @@ def _from_spec(spec: StrategySpec, kind: str, name: str | None = None) -> Resolv
         return result.entries, result.exits
 
     return ResolvedStrategy(name or spec.name, kind, {}, strategy_parser.warmup(spec), spec, signals)
+
+
+def recipe_for(
+    ref: StrategyRef,
+    params: Mapping[str, Any] | None,
+    space: Mapping[str, Any] | None,
+    store: StrategyStore | None = None,
+) -> Prepared:
+    """A strategy to optimise: a built-in with a search space over its parameters (`space`, the spec's
+    tunable format; `params` fixes the others), or a JSON strategy (saved or inline) whose own
+    ``parameters`` are the space. 404 for an unknown name or id, 422 naming the field otherwise."""
+    if isinstance(ref, str):
+        builtin = BUILTINS.get(ref)
+        if builtin is None:
+            _builtin(ref, None)  # raises the usual unknown_strategy 404
+            raise AssertionError("unreachable")
+        names = [p["name"] for p in builtin.parameters()]
+        tunable = optimize_service.space_from(space, names)
+        fixed = dict(params or {})
+        clash = sorted(set(fixed) & set(tunable))
+        if clash:
+            raise InvalidInput(
+                f"{clash[0]} is both fixed in params and tuned in space; choose one.",
+                details={"field": f"params.{clash[0]}"},
+            )
+        try:
+            builtin.make_params({**fixed, **{n: t.initial() for n, t in tunable.items()}})
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"params: {exc}", details={"field": "params"}) from None
+        return Prepared(Recipe(builtin=ref, fixed=fixed), tunable, builtin.name, "builtin")
+    if params or space:
+        field = "params" if params else "space"
+        raise InvalidInput(
+            f"{field} apply to built-in strategies; a JSON strategy declares its tunable parameters in its "
+            '"parameters" and refers to them as {"param": name}.',
+            details={"field": field},
+        )
+    resolved = resolve(ref, None, store)
+    assert resolved.spec is not None
+    spec = resolved.spec
+    return Prepared(
+        Recipe(spec=spec.to_dict()),
+        dict(spec.parameters or {}),
+        resolved.name,
+        resolved.kind,
+        id=resolved.id,
+        version=resolved.version,
+    )

@@ -503,3 +503,23 @@ __all__ = [
     "UTCDateTime",
     "utcnow",
 ]
+
+
+class OptimizationRun(Base):
+    """One strategy optimisation (backtester/optimize): its request, and when done its result (winner,
+    trials, statistics, verdict; walk-forward windows and the stitched out-of-sample curve). The Optuna
+    study behind it lives in Optuna's own tables under the same id."""
+
+    __tablename__ = "optimizations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    symbol: Mapped[str] = mapped_column(String(20), index=True)
+    interval: Mapped[str] = mapped_column(String(4))
+    strategy: Mapped[str] = mapped_column(String(100))
+    strategy_kind: Mapped[str] = mapped_column(String(8))  # builtin, saved or inline
+    strategy_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    strategy_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from agents.service import AgentService
+from backtester.optimize.service import OptimizeDeps
 from mother_ai.mother_ai import MotherAI
 from mother_ai.recovery import PeriodicReconciler
 from mother_ai.scheduler import DecisionScheduler
@@ -77,6 +78,7 @@ class AppContext:
     candle_watcher: CandleWatcher
     probe: ExchangeProbe
     compute: Compute  # where sweeps and optimisation trials run: local processes or a Dask cluster
+    optimize: OptimizeDeps  # strategy optimisation (backtester/optimize/service.py)
     mother: MotherAI | None = None  # None when TRADING_MODE=live is not fully enabled
     scheduler: DecisionScheduler | None = None  # SCHEDULER_ENABLED (and the Mother AI available)
     reconciler: PeriodicReconciler | None = None  # live mode: open orders looked up on Binance

@@ -65,10 +65,17 @@ class Report:
     """The progress callback a job receives; also its cancellation checkpoint, and the way a job finishes
     in the same transaction as its last write (``complete_in``)."""
 
-    def __init__(self, job_id: str, write: Callable[[float, str], None], cancel: threading.Event) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        write: Callable[[float, str], None],
+        cancel: threading.Event,
+        shutting_down: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.job_id = job_id
         self._write = write
         self._cancel = cancel
+        self._shutting_down = shutting_down
         self.completed = False
 
     def complete_in(self, session: Session, result: dict[str, Any]) -> None:
@@ -84,6 +91,11 @@ class Report:
 
     def cancelled(self) -> bool:
         return self._cancel.is_set()
+
+    def interrupted(self) -> bool:
+        """Stopped by a server shutdown rather than a cancel: the job runs again elsewhere, so work
+        it can resume from (an optimisation's study) is kept."""
+        return self._shutting_down()
 
 
 JobFn = Callable[[Report], dict[str, Any]]
@@ -436,7 +448,7 @@ class JobRunner:
                 last_write = now
                 self._update(job_id, progress=max(0.0, min(1.0, progress)), message=message[:500])
 
-        report = Report(job_id, write, cancel)
+        report = Report(job_id, write, cancel, lambda: self._shutting_down)
         try:
             result = fn(report)
         except JobCancelled:

@@ -3,16 +3,16 @@ parameters it was started with and (when done) its own result."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter, field_validator
 
 from db.models import Job
 from routes.schemas.agents import ModelMetricsOut
 from routes.schemas.values import DecimalStr, EpochMs
 
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
-JobKind = Literal["train", "sync", "replay"]
+JobKind = Literal["train", "sync", "replay", "optimize"]
 
 
 class JobError(BaseModel):
@@ -122,7 +122,39 @@ class ReplayJobOut(_JobBase):
     result: ReplayResult | None
 
 
-AnyJob = TrainJobOut | SyncJobOut | ReplayJobOut
+class OptimizeParams(BaseModel):
+    optimization_id: str = Field(description="Read it with GET /api/optimizations/{optimization_id}.")
+    symbol: str
+    interval: str
+    strategy: str | int = Field(description='A built-in name or a saved id as given; "inline" for a spec.')
+    objective: str
+    n_trials: int
+    sampler: Literal["tpe", "grid"]
+    seed: int
+    start: EpochMs | None
+    end: EpochMs | None
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _inline(cls, value: Any) -> Any:
+        return "inline" if isinstance(value, dict) else value
+
+
+class OptimizeResult(BaseModel):
+    optimization_id: str
+    trials: int
+    winner: dict[str, int | float] | None = Field(description="The winning parameter values.")
+    objective: float | None
+    verdict: Literal["credible", "doubtful", "likely_overfit"]
+
+
+class OptimizeJobOut(_JobBase):
+    kind: Literal["optimize"]
+    params: OptimizeParams
+    result: OptimizeResult | None
+
+
+AnyJob = TrainJobOut | SyncJobOut | ReplayJobOut | OptimizeJobOut
 JobOut = Annotated[AnyJob, Field(discriminator="kind")]
 _JOB: TypeAdapter[AnyJob] = TypeAdapter(JobOut)
 

@@ -13,8 +13,8 @@ import pytest
 
 from strategy_engine import strategy_parser
 from strategy_engine.spec import validate_spec
-from utils.errors import InvalidInput
 from tests.support.candles import random_candles
+from utils.errors import InvalidInput
 
 
 def tunable_spec() -> dict[str, Any]:

@@ -1,0 +1,207 @@
+"""POST /api/optimize and /api/optimizations through the real app, from an empty install: a built-in and a
+JSON strategy with tunable parameters, walk-forward, the statistics in the stored result, bad input as a
+422 naming the field, cancel leaving nothing, and the same result on a real Dask cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from backtester.optimize import service
+from main import create_app
+from tests.support.dask_cluster import DaskCluster
+from tests.support.http import AUTH, ctx_of, wait_for_job
+from tests.support.settings import make_settings
+
+SMA_SPACE = {
+    "fast": {"type": "int", "low": 5, "high": 40, "step": 5},
+    "slow": {"type": "int", "low": 60, "high": 160, "step": 20},
+}
+BUILTIN = {
+    "symbol": "BTCUSDT",
+    "interval": "1h",
+    "strategy": "sma_crossover",
+    "space": SMA_SPACE,
+    "start": "2024-01-01",
+    "end": "2024-07-01",
+    "n_trials": 12,
+    "constraints": {"min_trades": 3},
+}
+
+
+def tunable_spec() -> dict[str, Any]:
+    return {
+        "name": "RSI dip, tunable",
+        "symbol": "BTCUSDT",
+        "interval": "1h",
+        "entry": {
+            "left": {"indicator": "rsi", "params": {"period": {"param": "period"}}},
+            "op": "<",
+            "right": {"param": "low"},
+        },
+        "exit": {
+            "left": {"indicator": "rsi", "params": {"period": {"param": "period"}}},
+            "op": ">",
+            "right": 60,
+        },
+        "parameters": {
+            "period": {"type": "int", "low": 6, "high": 24, "step": 6, "default": 12},
+            "low": {"type": "float", "low": 20, "high": 40, "step": 5, "default": 30},
+        },
+    }
+
+
+def optimise(client: TestClient, **changes: Any) -> dict[str, Any]:
+    started = client.post("/api/optimize", json={**BUILTIN, **changes}, headers=AUTH)
+    assert started.status_code == 202, started.text
+    job = wait_for_job(client, started.json(), timeout=600)
+    assert job["status"] == "done", job
+    optimization = client.get(f"/api/optimizations/{job['result']['optimization_id']}", headers=AUTH)
+    assert optimization.status_code == 200, optimization.text
+    body: dict[str, Any] = optimization.json()
+    assert job["result"]["winner"] == (body["winner"] or {}).get("values")
+    assert job["result"]["verdict"] == body["verdict"]["level"]
+    return body
+
+
+def test_a_built_in_optimisation_carries_its_statistics(client: TestClient) -> None:
+    body = optimise(client)
+    assert (body["kind"], body["strategy_kind"], body["n_trials"]) == ("search", "builtin", 12)
+    assert len(body["trials"]) == 12
+    winner = body["winner"]
+    assert winner["feasible"] and winner["n_trades"] >= 3
+    assert 5 <= winner["values"]["fast"] <= 40 and winner["values"]["slow"] in (60, 80, 100, 120, 140, 160)
+    feasible = [t["objective"] for t in body["trials"] if t["feasible"]]
+    assert winner["objective"] == max(feasible), "the winner is the best feasible trial"
+    stats = body["statistics"]
+    assert stats["spread"]["count"] == 12 and stats["spread"]["best"] == pytest.approx(max(feasible))
+    assert stats["deflated_sharpe"]["n_trials"] == 12
+    assert 0.0 <= stats["deflated_sharpe"]["dsr"] <= 1.0
+    assert stats["pbo"] is not None and 0.0 <= stats["pbo"]["pbo"] <= 1.0
+    hood = stats["neighbourhood"]
+    assert (hood["x_param"], hood["y_param"]) == ("fast", "slow")
+    assert len(hood["z"]) == len(hood["y_values"]) and all(
+        len(row) == len(hood["x_values"]) for row in hood["z"]
+    )
+    assert (
+        body["verdict"]["level"] in ("credible", "doubtful", "likely_overfit") and body["verdict"]["reasons"]
+    )
+    curve = body["equity_curve"]
+    assert curve[-1]["equity"] == pytest.approx(winner["metrics"]["final_equity"])
+    listed = client.get("/api/optimizations", headers=AUTH, params={"symbol": "BTCUSDT"}).json()
+    assert listed["total"] == 1 and listed["optimizations"][0]["id"] == body["id"]
+
+
+def test_a_json_strategy_is_optimised_walk_forward_over_its_own_parameters(client: TestClient) -> None:
+    body = optimise(
+        client,
+        strategy=tunable_spec(),
+        space=None,
+        n_trials=6,
+        constraints={"min_trades": 1},
+        walk_forward={"mode": "anchored", "windows": 3},
+    )
+    assert (body["kind"], body["strategy_kind"]) == ("walk_forward", "inline")
+    wf = body["walk_forward"]
+    assert wf["mode"] == "anchored" and len(wf["windows"]) == 3
+    starts = [w["in_sample"]["start_time"] for w in wf["windows"]]
+    assert len(set(starts)) == 1, "anchored: every in-sample window starts at the first bar"
+    for window in wf["windows"]:
+        assert window["in_sample"]["end_time"] < window["out_of_sample"]["start_time"], "no overlap"
+        if window["winner"] is not None:
+            assert set(window["winner"]["values"]) == {"period", "low"}
+    curve = body["equity_curve"]
+    assert curve[0]["time"] == wf["windows"][0]["out_of_sample"]["start_time"], "out-of-sample bars only"
+    assert wf["oos_metrics"]["final_equity"] == pytest.approx(curve[-1]["equity"])
+    assert set(wf["stability"]["parameters"]) == {"period", "low"}
+    assert body["n_trials"] == 18
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"objective": "luck"}, "objective"),
+        ({"n_trials": 0}, "n_trials"),
+        ({"n_trials": 100_000}, "n_trials"),
+        ({"space": {"fast": {"type": "int", "low": 40, "high": 5}}}, "space.fast.high"),
+        ({"space": {"speed": {"type": "int", "low": 1, "high": 5}}}, "space.speed"),
+        ({"space": None}, "space"),
+        ({"space": {"fast": {"type": "float", "low": 5.0, "high": 40.0}}, "sampler": "grid"}, "sampler"),
+        ({"walk_forward": {"windows": 51}}, "walk_forward.windows"),
+        ({"walk_forward": {"windows": 3, "out_of_sample": 0.9}}, "walk_forward"),
+        ({"constraints": {"max_drawdown": 2}}, "constraints.max_drawdown"),
+        ({"params": {"fast": 10}}, "params.fast"),
+        ({"strategy": tunable_spec(), "space": SMA_SPACE}, "space"),
+    ],
+)
+def test_bad_requests_are_a_422_naming_the_field(
+    client: TestClient, changes: dict[str, Any], field: str
+) -> None:
+    response = client.post("/api/optimize", json={**BUILTIN, **changes}, headers=AUTH)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    details = error["details"]
+    # The project's body: a field from the service's checks, a list of fields from the schema's own.
+    named = (
+        [d["field"].removeprefix("body.") for d in details]
+        if isinstance(details, list)
+        else [details["field"]]
+    )
+    assert field in named, error
+    jobs = client.get("/api/jobs", headers=AUTH, params={"kind": "optimize"}).json()
+    assert jobs["total"] == 0, "a refused optimisation queues nothing"
+
+
+def test_a_tunable_parameter_the_spec_never_uses_is_refused(client: TestClient) -> None:
+    spec = tunable_spec()
+    spec["parameters"]["spare"] = {"type": "int", "low": 1, "high": 5}
+    response = client.post("/api/optimize", json={**BUILTIN, "strategy": spec, "space": None}, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"]["path"] == "parameters.spare"
+
+
+def test_a_cancelled_optimisation_stores_nothing(client: TestClient) -> None:
+    import optuna
+
+    ctx = ctx_of(client)
+    started = client.post(
+        "/api/optimize", json={**BUILTIN, "start": "2023-01-01", "n_trials": 2_000}, headers=AUTH
+    ).json()
+    study = started["params"]["optimization_id"]
+    storage = ctx.settings.storage.database_url
+
+    def running() -> bool:
+        job = client.get(f"/api/jobs/{started['id']}", headers=AUTH).json()
+        return bool(job["status"] == "running" and job["progress"] > 0.05)
+
+    from tests.support.server import wait_until
+
+    wait_until(running, timeout=300, what="some trials to be told")
+    assert client.post(f"/api/jobs/{started['id']}/cancel", headers=AUTH).status_code == 200
+    ended = wait_for_job(client, started, timeout=300)
+    assert (ended["status"], ended["result"]) == ("cancelled", None)
+    assert client.get("/api/optimizations", headers=AUTH).json()["total"] == 0
+    names = [
+        s.study_name
+        for s in optuna.get_all_study_summaries(service._storage(storage), include_best_trial=False)
+    ]
+    assert study not in names, "its study is removed too"
+
+
+def test_the_same_optimisation_on_a_dask_cluster_gives_the_same_result(
+    dask_cluster: DaskCluster, tmp_path: Path, client: TestClient
+) -> None:
+    local = optimise(client, n_trials=8)
+    settings = make_settings(tmp_path / "on-cluster", compute_scheduler=dask_cluster.address)
+    with TestClient(create_app(settings)) as on_cluster:
+        assert ctx_of(on_cluster).compute.name == "dask"
+        remote = optimise(on_cluster, n_trials=8)
+    keys = ("values", "objective", "feasible", "n_trades")
+    assert [{k: t[k] for k in keys} for t in remote["trials"]] == [
+        {k: t[k] for k in keys} for t in local["trials"]
+    ]
+    assert remote["winner"]["values"] == local["winner"]["values"]
+    assert remote["statistics"] == local["statistics"]
