@@ -222,7 +222,9 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
         events=events,
         timings=timings,
     )
-    agents = AgentService(sessions, market, jobs, settings.agents.models_dir, clock)
+    # Where sweeps, optimisation trials and multi-agent fits run: local processes or a Dask cluster.
+    compute = make_compute(settings.compute.scheduler, settings.compute.local_workers)
+    agents = AgentService(sessions, market, jobs, settings.agents.models_dir, clock, compute)
     strategies = StrategyStore(sessions, settings.storage.strategies_dir)
     trade_log = TradeLog.from_settings(settings.storage, settings.secret_values())
     locks = WriteLocks(engine=engine)  # write locks on the database, shared by every writer of this process
@@ -265,10 +267,10 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
         reconciler = PeriodicReconciler(reconcile_live, settings.live_reconcile_interval_seconds)
     # The work behind each job kind, so whichever process claims a job can run it (utils/jobs.py).
     jobs.register("train", agents.run_training_job)
+    jobs.register("train_many", agents.run_training_many_job)
     jobs.register("sync", sync_job(market))
     replay_deps = ReplayDeps(settings.paper, settings.risk, sessions, market, agents, strategies, jobs, clock)
     jobs.register("replay", replay_job(replay_deps))
-    compute = make_compute(settings.compute.scheduler, settings.compute.local_workers)
 
     def prepare(request: optimize_service.OptimizeRequest) -> optimize_service.Prepared:
         return strategy_registry.recipe_for(request.strategy, request.params, request.space, strategies)

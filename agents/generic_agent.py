@@ -262,7 +262,20 @@ class GenericAgent:
     ) -> TrainedModel:
         """Walk-forward train on the latest `train_bars` closed candles, then register the model;
         `on_register(session, saved)` commits with the registration (see ``save_model``)."""
-        fitted = fit_model(self.config, training_window(self.config, self._closed(candles)), progress)
+        fitted = fit_model(self.config, self.training_candles(candles), progress)
+        return self.register(fitted, on_register)
+
+    def training_candles(self, candles: Candles) -> Candles:
+        """The closed candles a training on `candles` fits on (the latest `train_bars`)."""
+        return training_window(self.config, self._closed(candles))
+
+    def register(
+        self,
+        fitted: FittedModel,
+        on_register: Callable[[Session, model_registry.SavedModel], None] | None = None,
+    ) -> TrainedModel:
+        """Register a model `fit_model` fitted (here or on a compute worker); `on_register(session,
+        saved)` commits with the registration (see ``save_model``)."""
         report = fitted.report
         assert report is not None  # fit_model always evaluates; only refits carry no report
         # What prediction depends on travels inside the checksummed artifact; the JSON beside it

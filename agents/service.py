@@ -17,12 +17,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from agents import btc_agent, eth_agent
-from agents.generic_agent import AgentConfig, GenericAgent, Prediction
+from agents.generic_agent import AgentConfig, FittedModel, GenericAgent, Prediction, fit_model
 from db.models import AgentRecord, Job, ModelVersion
 from db.storage import transaction
 from ml_engine import model_registry
-from utils.errors import Conflict, NotFound
+from utils.compute import Compute
+from utils.errors import Conflict, InvalidInput, NotFound
 from utils.jobs import JobBusy, JobCancelled, JobRunner, Report, keys_held
+from utils.market_data.candles import Candles
 from utils.market_data.market import MarketData
 
 DEFAULTS: tuple[Callable[[], AgentConfig], ...] = (btc_agent.default_config, eth_agent.default_config)
@@ -47,8 +49,10 @@ class AgentService:
         jobs: JobRunner,
         models_dir: Path,
         clock: Callable[[], int],
+        compute: Compute | None = None,
     ) -> None:
         self.sessions = sessions
+        self.compute = compute  # where multi-agent trainings fit their models
         self.market = market
         self.jobs = jobs
         self.models_dir = models_dir
@@ -130,12 +134,92 @@ class AgentService:
         """A background training job, run by whichever API process claims it; one at a time per symbol
         across every process (a second request is a 409 naming the live job)."""
         config = self.agent(symbol).config
+        for key in keys_held(self.sessions, "train_many:"):
+            if symbol in key.split(":", 1)[1].split(","):
+                raise Conflict(
+                    f"{symbol} is already training with other agents; wait for it.",
+                    code="training_in_progress",
+                    details={"symbol": symbol},
+                )
         try:
             return self.jobs.submit(
                 "train", {"symbol": symbol, "interval": config.interval}, exclusive_key=_train_key(symbol)
             )
         except JobBusy as busy:
             raise _training_in_progress(symbol, busy.job_id) from None
+
+    def start_training_many(self, symbols: Sequence[str]) -> Job:
+        """One job training several agents at once on the compute backend (a local process pool, or the
+        Dask cluster at COMPUTE_SCHEDULER): 409 when one of them is already training."""
+        unique = sorted(set(symbols))
+        for symbol in unique:
+            self.agent(symbol)  # 404 for an unknown agent, now rather than in the job
+        busy = sorted((self.training_symbols() | self._queued_symbols()) & set(unique))
+        if busy:
+            raise Conflict(
+                f"{busy[0]} is already training; wait for it.",
+                code="training_in_progress",
+                details={"symbol": busy[0]},
+            )
+        return self.jobs.submit(
+            "train_many", {"symbols": unique}, exclusive_key="train_many:" + ",".join(unique)
+        )
+
+    def run_training_many_job(self, params: dict[str, Any], report: Report) -> dict[str, Any]:
+        """The ``train_many`` job handler: the fits fan out to the compute workers (each gets its agent's
+        configuration and candles), then each model is registered and activated here, one commit per
+        agent. An agent whose training fails is reported and leaves its previous model active."""
+        if self.compute is None:
+            raise Conflict("No compute backend is configured for multi-agent training.", code="conflict")
+        symbols = [str(s) for s in params["symbols"]]
+        report(0.0, "loading candles")
+        items: list[tuple[AgentConfig, Candles]] = []
+        sources: dict[str, str] = {}
+        for symbol in symbols:
+            agent = self.agent(symbol)
+            answer = self.market.history(symbol, agent.config.interval, last_bars=agent.config.train_bars)
+            items.append((agent.config, agent.training_candles(answer.candles)))
+            sources[symbol] = answer.source
+        report(0.05, f"fitting {len(items)} agents on the workers")
+        fits = self.compute.map(
+            fit_task,
+            items,
+            None,
+            progress=lambda done, total: report(
+                0.05 + 0.85 * done / total, f"fitting: {done} of {total} done"
+            ),
+            should_stop=report.cancelled,
+        )
+        report(0.92, "registering the models")
+        results: list[dict[str, Any]] = []
+        for (config, _candles), fitted in zip(items, fits, strict=True):
+            symbol = config.symbol
+            if isinstance(fitted, str):
+                results.append({"symbol": symbol, "version": None, "error": fitted})
+                continue
+
+            def activate(session: Session, saved: model_registry.SavedModel, symbol: str = symbol) -> None:
+                row = session.get(AgentRecord, symbol, with_for_update=True)
+                if row is not None:
+                    row.active_version = saved.version
+
+            trained = self.agent(symbol).register(fitted, on_register=activate)
+            results.append(
+                {
+                    "symbol": symbol,
+                    "version": trained.version,
+                    "error": None,
+                    "data_source": sources[symbol],
+                    "chosen": trained.report.chosen,
+                    "metrics": trained.report.metrics_dict(),
+                }
+            )
+        return {"results": results}
+
+    def _queued_symbols(self) -> set[str]:
+        """Symbols a queued or running ``train`` or ``train_many`` job will train, in any process."""
+        held = keys_held(self.sessions, "train:") | keys_held(self.sessions, "train_many:")
+        return {s for key in held for s in key.split(":", 1)[1].split(",")}
 
     def run_training_job(self, params: dict[str, Any], report: Report) -> dict[str, Any]:
         """The ``train`` job handler: everything it needs is read again from the database."""
@@ -233,6 +317,15 @@ def _record(config: AgentConfig) -> AgentRecord:
         active_version=None,
         active=True,
     )
+
+
+def fit_task(_shared: None, item: tuple[AgentConfig, Candles]) -> FittedModel | str:
+    """One agent's walk-forward fit on a compute worker: the fitted model, or why it could not be."""
+    config, candles = item
+    try:
+        return fit_model(config, candles)
+    except InvalidInput as exc:
+        return exc.message
 
 
 def _train_key(symbol: str) -> str:

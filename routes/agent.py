@@ -181,6 +181,32 @@ def get_agent(ctx: Ctx, symbol: SymbolPath) -> AgentOut:
     return _agent_out(ctx.agents.view(symbol))
 
 
+class TrainManyBody(BaseModel):
+    symbols: list[Symbol] = Field(
+        min_length=1,
+        max_length=50,
+        description="Agents to train together.",
+        examples=[["BTCUSDT", "ETHUSDT"]],
+    )
+
+    model_config = {"json_schema_extra": {"examples": [{"symbols": ["BTCUSDT", "ETHUSDT"]}]}}
+
+
+@router.post(
+    "/train",
+    name="train_many",
+    response_model=JobOut,
+    status_code=202,
+    summary="Train several agents in one background job",
+    description="The fits run side by side on the compute backend (local worker processes, or the Dask "
+    "cluster at COMPUTE_SCHEDULER); each model is then registered and activated. One job, one result per "
+    "agent: an agent whose training fails keeps its previous model.",
+    responses=error_responses(401, 404, 409, 422),
+)
+def train_agents(ctx: Ctx, body: TrainManyBody) -> JobOut:
+    return job_out(ctx.agents.start_training_many(body.symbols))
+
+
 @router.post(
     "/{symbol}/train",
     name="train",

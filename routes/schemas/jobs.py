@@ -12,7 +12,7 @@ from routes.schemas.agents import ModelMetricsOut
 from routes.schemas.values import DecimalStr, EpochMs
 
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
-JobKind = Literal["train", "sync", "replay", "optimize"]
+JobKind = Literal["train", "train_many", "sync", "replay", "optimize"]
 
 
 class JobError(BaseModel):
@@ -59,6 +59,29 @@ class TrainJobOut(_JobBase):
     kind: Literal["train"]
     params: TrainParams
     result: TrainResult | None
+
+
+class TrainManyParams(BaseModel):
+    symbols: list[str]
+
+
+class AgentTrained(BaseModel):
+    symbol: str
+    version: str | None = Field(description="The model trained and activated; null when it failed.")
+    error: str | None = Field(description="Why this agent's training failed.")
+    data_source: Literal["binance", "cache", "file", "sample"] | None = None
+    chosen: str | None = None
+    metrics: ModelMetricsOut | None = None
+
+
+class TrainManyResult(BaseModel):
+    results: list[AgentTrained]
+
+
+class TrainManyJobOut(_JobBase):
+    kind: Literal["train_many"]
+    params: TrainManyParams
+    result: TrainManyResult | None
 
 
 class SyncParams(BaseModel):
@@ -154,7 +177,7 @@ class OptimizeJobOut(_JobBase):
     result: OptimizeResult | None
 
 
-AnyJob = TrainJobOut | SyncJobOut | ReplayJobOut | OptimizeJobOut
+AnyJob = TrainJobOut | TrainManyJobOut | SyncJobOut | ReplayJobOut | OptimizeJobOut
 JobOut = Annotated[AnyJob, Field(discriminator="kind")]
 _JOB: TypeAdapter[AnyJob] = TypeAdapter(JobOut)
 

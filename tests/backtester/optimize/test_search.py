@@ -104,7 +104,7 @@ def test_out_of_sample_scoring_never_reads_past_its_window(compute: Compute, tmp
     close = base.close.copy()
     close[2_000:] *= np.linspace(1.0, 3.0, 1_000)  # a different future
     future = make_candles(close)
-    values = {"fast": 8, "slow": 60}
+    values: dict[str, float] = {"fast": 8, "slow": 60}
     item = S.TrialInput(values, 1_500, 2_000, lead=61)
     a = S.evaluate_keeping_equity(
         S.Shared(base, S.Recipe(builtin="sma_crossover"), BacktestConfig(), "sharpe"), item
