@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import json
+import statistics
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Response
 from pydantic import BaseModel, Field
 
 import strategy_registry
+from backtester.optimize import service as optimize_service
 from routes.common import Ctx, Limit, Offset, error_responses
 from routes.schemas.json_schema import JsonSchemaDocument
 from routes.schemas.values import EpochMs
 from strategy_engine import service
 from strategy_engine.blocks_palette import BlocksPalette, palette
 from strategy_engine.json_strategy_parser import MAX_EDGES, MAX_NODES
-from strategy_engine.spec import StrategySpec, json_schema
+from strategy_engine.spec import StrategySpec, json_schema, validate_spec
 from strategy_engine.store import SavedStrategy
+from strategy_engine.strategy_health import OptimisationNote
+from utils.errors import Conflict, InvalidInput
 from utils.settings import PROJECT_ROOT
 
 router = APIRouter(prefix="/api/strategies", tags=["strategies"])
@@ -111,12 +115,40 @@ class HealthDataOut(BaseModel):
     bars: int
 
 
+class OptimisationNoteOut(BaseModel):
+    """What the optimisation a strategy was saved from (POST /api/strategies/from-optimization) said."""
+
+    optimization_id: str
+    verdict: Literal["credible", "doubtful", "likely_overfit"]
+    reasons: list[str]
+    n_trials: int
+    dsr: float | None = Field(description="Deflated Sharpe ratio of the winner, given every trial.")
+    pbo: float | None = Field(description="Probability of backtest overfitting (CSCV).")
+
+
 class HealthOut(BaseModel):
     score: int = Field(ge=0, le=100, description="0 with any error; see strategy_engine/strategy_health.py.")
     can_activate: bool = Field(description="False when any finding is an error.")
     findings: list[FindingOut]
     metrics: HealthMetricsOut
     data: HealthDataOut | None = Field(default=None, description="Which candles the health was measured on.")
+    optimisation: OptimisationNoteOut | None = Field(
+        default=None, description="Set for a strategy saved from an optimisation: its verdict counts here."
+    )
+
+
+class FromOptimizationBody(BaseModel):
+    optimization_id: str = Field(pattern=r"^[0-9a-f]{32}$", examples=["0123456789abcdef0123456789abcdef"])
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description='Default: the strategy\'s name + " (optimised)".',
+    )
+
+    model_config = {
+        "json_schema_extra": {"examples": [{"optimization_id": "0123456789abcdef0123456789abcdef"}]}
+    }
 
 
 class ParameterOut(BaseModel):
@@ -233,6 +265,51 @@ def list_strategies(ctx: Ctx, limit: Limit = 100, offset: Offset = 0) -> Strateg
 def create_strategy(ctx: Ctx, spec: SpecBody) -> SavedOut:
     saved, _ = service.save(ctx.strategies, ctx.market, spec)
     return _saved_out(saved)
+
+
+@router.post(
+    "/from-optimization",
+    name="from_optimization",
+    response_model=SavedOut,
+    status_code=201,
+    summary="Save the winner of an optimisation of a JSON strategy",
+    description="The strategy's spec with the winning values in place of its tunable parameters (in "
+    "walk-forward: the last window's winner), saved as a new strategy. Its health report carries the "
+    "optimisation's verdict (deflated Sharpe ratio, probability of overfitting, trials) as a finding.",
+    responses=error_responses(401, 404, 409, 422),
+)
+def from_optimization(ctx: Ctx, body: FromOptimizationBody) -> SavedOut:
+    run = optimize_service.get(ctx.sessions, body.optimization_id)
+    if run.strategy_kind == "builtin":
+        raise InvalidInput(
+            "A built-in strategy's winner is a set of parameters, not a JSON strategy: backtest it "
+            "with them.",
+            details={"field": "optimization_id"},
+        )
+    winner = run.result.get("winner")
+    if winner is None:
+        raise Conflict("This optimisation found no trial that met its constraints.", code="conflict")
+    request = optimize_service.OptimizeRequest.from_dict(run.request)
+    prepared = strategy_registry.recipe_for(request.strategy, None, None, ctx.strategies)
+    assert prepared.recipe.spec is not None
+    concrete = validate_spec(prepared.recipe.spec).bind(winner["values"]).to_dict()
+    concrete["name"] = body.name or f"{concrete['name'][:88]} (optimised)"
+    # One search's statistics; in walk-forward, the median over the windows (as its verdict used).
+    windows = (run.result.get("walk_forward") or {}).get("windows") or []
+    every = [run.result["statistics"]] if run.result.get("statistics") else [w["statistics"] for w in windows]
+    dsrs = [
+        s["deflated_sharpe"]["dsr"] for s in every if (s.get("deflated_sharpe") or {}).get("dsr") is not None
+    ]
+    pbos = [s["pbo"]["pbo"] for s in every if s.get("pbo")]
+    note = OptimisationNote(
+        run.id,
+        run.result["verdict"]["level"],
+        tuple(run.result["verdict"]["reasons"]),
+        int(run.result["n_trials"]),
+        statistics.median(dsrs) if dsrs else None,
+        statistics.median(pbos) if pbos else None,
+    )
+    return _saved_out(service.save_optimised(ctx.strategies, ctx.market, concrete, note))
 
 
 @router.post(

@@ -49,6 +49,14 @@ def save(store: StrategyStore, market: MarketData, raw: Mapping[str, Any]) -> tu
     return store.create(checked.spec, checked.health), checked
 
 
+def save_optimised(
+    store: StrategyStore, market: MarketData, raw: Mapping[str, Any], note: strategy_health.OptimisationNote
+) -> SavedStrategy:
+    """Save the winner of an optimisation (a concrete spec): its health carries the verdict."""
+    checked = check_spec(market, raw)
+    return store.create(checked.spec, strategy_health.with_optimisation(checked.health, note))
+
+
 def save_blocks(store: StrategyStore, market: MarketData, graph: Mapping[str, Any]) -> SavedStrategy:
     """Convert a block graph and save its spec; the stored health names the blocks of each finding,
     until a later version is saved as a JSON spec (with no blocks to name)."""

@@ -435,9 +435,7 @@ class StrategySpec(_Model):
 
 for _model in (AllCondition, AnyCondition, NotCondition, StrategySpec):
     _model.model_rebuild()
-_TUNABLES: TypeAdapter[dict[str, IntTunable | FloatTunable | ChoiceTunable]] = TypeAdapter(
-    dict[str, Tunable]
-)
+_TUNABLES: TypeAdapter[dict[str, IntTunable | FloatTunable | ChoiceTunable]] = TypeAdapter(dict[str, Tunable])
 
 
 def json_schema() -> dict[str, Any]:

@@ -497,3 +497,48 @@ def _risk(m: Metrics) -> list[Finding]:
     else:
         findings.append(Finding("info", "below_buy_and_hold", f"Does not beat buy and hold: {versus}."))
     return findings
+
+
+# --- a strategy saved from an optimisation ---------------------------------------------------------
+
+# Health points an optimisation's verdict costs: an optimised winner is judged by how it was found too.
+VERDICT_PENALTIES: dict[str, int] = {"credible": 0, "doubtful": 15, "likely_overfit": 30}
+
+
+@dataclass(frozen=True, slots=True)
+class OptimisationNote:
+    """What an optimisation said of the winner a strategy was saved from."""
+
+    optimization_id: str
+    level: str  # credible, doubtful or likely_overfit (backtester/optimize/statistics.verdict)
+    reasons: tuple[str, ...]
+    n_trials: int
+    dsr: float | None
+    pbo: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "optimization_id": self.optimization_id,
+            "verdict": self.level,
+            "reasons": list(self.reasons),
+            "n_trials": self.n_trials,
+            "dsr": self.dsr,
+            "pbo": self.pbo,
+        }
+
+
+def with_optimisation(health: Mapping[str, Any], note: OptimisationNote) -> dict[str, Any]:
+    """`health` (a HealthReport's dict) with the optimisation's verdict as a finding, its penalty taken
+    from the score, and the note itself under ``optimisation``. A verdict never blocks activation."""
+    severity: Severity = "info" if note.level == "credible" else "warning"
+    detail = f" (deflated Sharpe {note.dsr:.2f})" if note.dsr is not None else ""
+    message = (
+        f"Saved from optimisation {note.optimization_id}: {note.level.replace('_', ' ')} after "
+        f"{note.n_trials} trials{detail}. " + " ".join(note.reasons[:2])
+    ).strip()
+    finding = Finding(severity, "optimisation_verdict", message).to_dict()
+    findings = sorted([*health.get("findings", []), finding], key=lambda f: _SEVERITY_ORDER[f["severity"]])
+    score = int(health.get("score", 0))
+    if score > 0:
+        score = max(0, score - VERDICT_PENALTIES.get(note.level, 0))
+    return {**health, "score": score, "findings": findings, "optimisation": note.to_dict()}

@@ -205,3 +205,43 @@ def test_the_same_optimisation_on_a_dask_cluster_gives_the_same_result(
     ]
     assert remote["winner"]["values"] == local["winner"]["values"]
     assert remote["statistics"] == local["statistics"]
+
+
+def test_a_strategy_saved_from_an_optimisation_carries_its_verdict(client: TestClient) -> None:
+    from strategy_engine.strategy_health import VERDICT_PENALTIES
+
+    body = optimise(client, strategy=tunable_spec(), space=None, n_trials=6, constraints={"min_trades": 1})
+    saved = client.post(
+        "/api/strategies/from-optimization", json={"optimization_id": body["id"]}, headers=AUTH
+    )
+    assert saved.status_code == 201, saved.text
+    strategy = saved.json()
+    spec = strategy["spec"]
+    winner = body["winner"]["values"]
+    assert "parameters" not in spec and spec["name"] == "RSI dip, tunable (optimised)"
+    assert spec["entry"]["left"]["params"]["period"] == winner["period"]
+    assert spec["entry"]["right"] == winner["low"]
+    health = strategy["health"]
+    assert health["optimisation"]["optimization_id"] == body["id"]
+    assert health["optimisation"]["verdict"] == body["verdict"]["level"]
+    assert health["optimisation"]["n_trials"] == 6
+    assert health["optimisation"]["dsr"] == body["statistics"]["deflated_sharpe"]["dsr"]
+    codes = [f["code"] for f in health["findings"]]
+    assert "optimisation_verdict" in codes
+    plain = client.post("/api/strategies/validate", json=spec, headers=AUTH).json()["health"]
+    penalty = VERDICT_PENALTIES[body["verdict"]["level"]]
+    assert health["score"] == max(0, plain["score"] - penalty) if plain["score"] else health["score"] == 0
+
+
+def test_only_a_json_strategy_winner_can_be_saved(client: TestClient) -> None:
+    body = optimise(client, n_trials=4)
+    refused = client.post(
+        "/api/strategies/from-optimization", json={"optimization_id": body["id"]}, headers=AUTH
+    )
+    assert refused.status_code == 422 and refused.json()["error"]["details"]["field"] == "optimization_id"
+    unknown = client.post(
+        "/api/strategies/from-optimization", json={"optimization_id": "0" * 32}, headers=AUTH
+    )
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "optimization_not_found"
+    listed = client.get("/api/strategies", headers=AUTH).json()["strategies"]
+    assert not [s for s in listed if s["kind"] == "saved"], "nothing was saved"
