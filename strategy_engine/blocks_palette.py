@@ -35,7 +35,19 @@ from strategy_engine.json_strategy_parser import (
     PAIR_HANDLES,
     ROOT_COUNTS,
 )
-from strategy_engine.spec import MAX_COMPARISONS, MAX_DEPTH, MAX_OFFSET, PRICE_FIELDS, StrategySpec
+from strategy_engine.spec import (
+    MAX_COMPARISONS,
+    MAX_DEPTH,
+    MAX_OFFSET,
+    MAX_TUNABLES,
+    PARAM_NAME_PATTERN,
+    PRICE_FIELDS,
+    STOP_PARAM_FIELDS,
+    ChoiceTunable,
+    FloatTunable,
+    IntTunable,
+    StrategySpec,
+)
 
 __all__ = [
     "BlocksPalette",
@@ -46,10 +58,11 @@ __all__ = [
     "PaletteIndicator",
     "PaletteLimits",
     "PaletteRule",
+    "PaletteTunable",
     "palette",
 ]
 
-ValueType = Literal["string", "number", "integer", "params"]
+ValueType = Literal["string", "number", "integer", "params", "parameters"]
 WireType = Literal["number", "boolean"]
 Scalar = int | float | str | None
 # The handle name suggested where the converter accepts any targetHandle (logic blocks and roots).
@@ -78,7 +91,20 @@ class PaletteField(BaseModel):
     depends_on: str | None = Field(
         default=None, description="The field whose value decides this one's options (see `indicators`)."
     )
+    accepts_param: bool = Field(
+        default=False,
+        description='The value may be {"param": name}, a tunable parameter declared in meta.parameters '
+        "(for an indicator's params: each parameter's value).",
+    )
     description: str = ""
+
+
+class PaletteTunable(BaseModel):
+    """One kind of tunable parameter meta.parameters may declare (see `tunable_kinds`)."""
+
+    type: Literal["int", "float", "choice"]
+    fields: list[str] = Field(description="Its fields besides `type`; `default` and `step` are optional.")
+    description: str
 
 
 class PaletteHandle(BaseModel):
@@ -140,6 +166,7 @@ class PaletteLimits(BaseModel):
     max_comparisons: int = Field(description="Compare and cross blocks, counted per use, in entry and exit.")
     max_nodes: int
     max_edges: int
+    max_tunables: int = Field(description="Tunable parameters meta.parameters may declare.")
 
 
 class BlocksPalette(BaseModel):
@@ -150,6 +177,9 @@ class BlocksPalette(BaseModel):
     meta: list[PaletteField] = Field(description="The graph's `meta` object: the strategy's settings.")
     indicators: list[PaletteIndicator]
     limits: PaletteLimits
+    tunable_kinds: list[PaletteTunable] = Field(
+        description="What meta.parameters may declare (at most limits.max_tunables), for optimisation."
+    )
 
 
 _OFFSET = PaletteField(
@@ -168,7 +198,11 @@ _DATA: dict[str, list[PaletteField]] = {
         PaletteField(name="field", type="string", required=True, default="close", choices=list(PRICE_FIELDS)),
         _OFFSET,
     ],
-    "number": [PaletteField(name="value", type="number", required=True, default=0, description="Finite.")],
+    "number": [
+        PaletteField(
+            name="value", type="number", required=True, default=0, accepts_param=True, description="Finite."
+        )
+    ],
     "indicator": [
         PaletteField(name="name", type="string", required=True, default="sma", choices=sorted(INDICATORS)),
         PaletteField(
@@ -176,6 +210,7 @@ _DATA: dict[str, list[PaletteField]] = {
             type="params",
             required=False,
             depends_on="name",
+            accepts_param=True,
             description="The indicator's parameters (indicators[].params); omitted ones take their defaults.",
         ),
         PaletteField(
@@ -291,11 +326,39 @@ def _schema_field(name: str, schema: dict[str, Any], required: bool) -> PaletteF
 def _meta() -> list[PaletteField]:
     schema = StrategySpec.model_json_schema()
     required = set(schema.get("required", []))
-    return [
-        _schema_field(name, prop, name in required)
-        for name, prop in schema["properties"].items()
-        if name in META_FIELDS
-    ]
+    fields = []
+    for name, prop in schema["properties"].items():
+        if name == "parameters":
+            fields.append(
+                PaletteField(
+                    name="parameters",
+                    type="parameters",
+                    required=False,
+                    nullable=True,
+                    max_length=MAX_TUNABLES,
+                    pattern=PARAM_NAME_PATTERN,
+                    description="Tunable parameters: name (the pattern) -> one of tunable_kinds. Every one "
+                    'must be used, as {"param": name}, where a field accepts_param.',
+                )
+            )
+        elif name in META_FIELDS:
+            field = _schema_field(name, prop, name in required)
+            fields.append(field.model_copy(update={"accepts_param": name in STOP_PARAM_FIELDS}))
+    return fields
+
+
+def _tunable_kinds() -> list[PaletteTunable]:
+    kinds: list[PaletteTunable] = []
+    models: tuple[tuple[type[BaseModel], Literal["int", "float", "choice"]], ...] = (
+        (IntTunable, "int"),
+        (FloatTunable, "float"),
+        (ChoiceTunable, "choice"),
+    )
+    for model, kind in models:
+        names = [n for n in model.model_fields if n != "type"]
+        doc = (model.__doc__ or "").strip()
+        kinds.append(PaletteTunable(type=kind, fields=names, description=doc))
+    return kinds
 
 
 def _param(param: ParamSpec) -> PaletteField:
@@ -332,6 +395,11 @@ def palette() -> BlocksPalette:
         meta=_meta(),
         indicators=[_indicator(INDICATORS[name]) for name in sorted(INDICATORS)],
         limits=PaletteLimits(
-            max_depth=MAX_DEPTH, max_comparisons=MAX_COMPARISONS, max_nodes=MAX_NODES, max_edges=MAX_EDGES
+            max_depth=MAX_DEPTH,
+            max_comparisons=MAX_COMPARISONS,
+            max_nodes=MAX_NODES,
+            max_edges=MAX_EDGES,
+            max_tunables=MAX_TUNABLES,
         ),
+        tunable_kinds=_tunable_kinds(),
     )

@@ -8,8 +8,10 @@ The graph (React Flow style; other keys on the graph, its nodes and edges, such 
      "nodes": [{"id": "rsi", "type": "indicator", "data": {"name": "rsi", "params": {"period": 14}}}, ...],
      "edges": [{"source": "rsi", "target": "dip", "targetHandle": "left"}, ...]}
 
-``meta`` holds every spec field except the conditions (same names and rules as the spec). An edge carries
-its source block's output into one input (``targetHandle``) of its target block.
+``meta`` holds every spec field except the conditions (same names and rules as the spec), tunable
+``parameters`` included: a number block's ``value``, an indicator block's ``params`` values and the
+meta's stop fields may then be ``{"param": name}``. An edge carries its source block's output into one
+input (``targetHandle``) of its target block.
 
 Block vocabulary:
 
@@ -126,6 +128,7 @@ META_FIELDS = frozenset(
         "take_profit",
         "trailing_stop",
         "position_size",
+        "parameters",  # tunable parameters, as in the spec; blocks refer to them as {"param": name}
     }
 )
 

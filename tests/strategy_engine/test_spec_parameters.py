@@ -152,3 +152,58 @@ def test_too_many_parameters_are_refused() -> None:
     with pytest.raises(InvalidInput) as refused:
         validate_spec(data)
     assert refused.value.details["path"] == "parameters"
+
+
+def _graph(parameters: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "meta": {"name": "Blocks dip", "symbol": "BTCUSDT", "interval": "1h", "parameters": parameters},
+        "nodes": [
+            {
+                "id": "rsi",
+                "type": "indicator",
+                "data": {"name": "rsi", "params": {"period": {"param": "period"}}},
+            },
+            {"id": "level", "type": "number", "data": {"value": {"param": "low"}}},
+            {"id": "exit_level", "type": "number", "data": {"value": 70}},
+            {"id": "dip", "type": "compare", "data": {"op": "<"}},
+            {"id": "high", "type": "compare", "data": {"op": ">"}},
+            {"id": "entry", "type": "entry", "data": {}},
+            {"id": "exit", "type": "exit", "data": {}},
+        ],
+        "edges": [
+            {"source": "rsi", "target": "dip", "targetHandle": "left"},
+            {"source": "level", "target": "dip", "targetHandle": "right"},
+            {"source": "rsi", "target": "high", "targetHandle": "left"},
+            {"source": "exit_level", "target": "high", "targetHandle": "right"},
+            {"source": "dip", "target": "entry", "targetHandle": "in"},
+            {"source": "high", "target": "exit", "targetHandle": "in"},
+        ],
+    }
+
+
+def test_block_graphs_declare_and_use_tunable_parameters_as_the_palette_says() -> None:
+    from strategy_engine.blocks_palette import palette
+    from strategy_engine.json_strategy_parser import blocks_to_spec
+
+    described = palette()
+    meta = {f.name: f for f in described.meta}
+    assert meta["parameters"].type == "parameters" and meta["stop_loss"].accepts_param
+    number = next(f for f in _data_fields(described, "number") if f.name == "value")
+    assert number.accepts_param
+    assert {k.type for k in described.tunable_kinds} == {"int", "float", "choice"}
+    declared = {
+        "period": {"type": "int", "low": 7, "high": 21, "step": 7, "default": 14},
+        "low": {"type": "float", "low": 20, "high": 40, "step": 5},
+    }
+    spec = blocks_to_spec(_graph(declared))
+    assert spec.defaults() == {"period": 14, "low": 20.0}
+    data = spec.to_dict()
+    assert data["entry"]["left"]["params"]["period"] == {"param": "period"}
+    assert data["entry"]["right"] == {"param": "low"}
+    with pytest.raises(InvalidInput) as refused:
+        blocks_to_spec(_graph({**declared, "spare": {"type": "int", "low": 1, "high": 2}}))
+    assert refused.value.details["path"] == "meta.parameters.spare"
+
+
+def _data_fields(described: Any, kind: str) -> list[Any]:
+    return list(next(block for block in described.blocks if block.type == kind).data)
