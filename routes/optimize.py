@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
-from backtester.optimize import service
+from backtester.optimize import report, service
 from backtester.optimize.search import Constraints
 from backtester.runner import BacktestConfig
 from db.models import OptimizationRun
 from routes.common import Ctx, Limit, Offset, error_responses, parse_time
+from routes.html import html_page, html_responses
 from routes.schemas.jobs import JobOut, job_out
 from routes.schemas.optimize import OptimizationList, OptimizationOut, OptimizationSummaryOut, OptimizeBody
 from utils.errors import InvalidInput
@@ -132,3 +133,17 @@ def optimization_out(row: OptimizationRun) -> OptimizationOut:
             "objective": row.request["objective"],
         }
     )
+
+
+@router.get(
+    "/optimizations/{optimization_id}/report",
+    name="report",
+    response_class=HTMLResponse,
+    summary="One optimisation as an HTML report",
+    description="The verdict and the statistics behind it, the winner's neighbourhood as a heatmap, every "
+    "trial's objective, the winner's (or the stitched out-of-sample) equity, and the walk-forward windows. "
+    "Self-contained and offline.",
+    responses=html_responses("The report", 401, 404, 422),
+)
+def get_report(ctx: Ctx, optimization_id: OptimizationId) -> HTMLResponse:
+    return html_page(ctx, report.optimization_report_html(ctx.sessions, optimization_id, ctx.clock()))

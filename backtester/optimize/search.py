@@ -412,16 +412,21 @@ def _adjacent(value: float, tunable: AnyTunable, k: int) -> list[float]:
     return [v for v in found if low - 1e-9 <= v <= high + 1e-9]
 
 
+MAX_AXIS_GRID = 100_000  # beyond this a parameter's grid is described by its step (neighbours may leave it)
+
+
 def space_steps(space: Mapping[str, AnyTunable]) -> dict[str, Sequence[Any] | float]:
-    """The space as statistics.neighbourhood reads it: a grid where the parameter has one, else a step."""
+    """The space as statistics.neighbourhood reads it: the grid where the parameter has one (so the
+    heatmap stays inside the range), else a tenth of the range as the step."""
     out: dict[str, Sequence[Any] | float] = {}
     for name, tunable in space.items():
-        if isinstance(tunable, ChoiceTunable):
-            out[name] = sorted(tunable.choices)
-        elif tunable.step is not None:
+        count = tunable.count()
+        if count is not None and count <= MAX_AXIS_GRID:
+            out[name] = sorted(tunable.grid() or [])
+        elif isinstance(tunable, IntTunable | FloatTunable) and tunable.step is not None:
             out[name] = float(tunable.step)
         else:
-            out[name] = (tunable.high - tunable.low) / 10
+            out[name] = (tunable.extremes()[1] - tunable.extremes()[0]) / 10
     return out
 
 
@@ -431,6 +436,7 @@ def search_stats(
     neighbours: Sequence[TrialOutcome],
     space: Mapping[str, AnyTunable],
     *,
+    direction: Direction = "maximize",
     oos_sharpe: float | None = None,
 ) -> SearchStats:
     """Spread, deflated Sharpe ratio of the winner given every trial, PBO by CSCV over the feasible
@@ -455,9 +461,12 @@ def search_stats(
     hood = None
     if result.winner is not None and space:
         axes = list(space)[:2]
-        points = [(t.values, t.objective) for t in result.trials if t.feasible]
-        points += [(o.values, o.objective) for o in neighbours]
-        hood = stats.neighbourhood(points, space_steps(space), axes=axes)
+        # The heatmap reads "higher is better": a minimised objective is negated (its ratios are then
+        # undetermined, the winner's value being negative or zero).
+        sign = 1.0 if direction == "maximize" else -1.0
+        points = [(t.values, _signed(t.objective, sign)) for t in result.trials if t.feasible]
+        points += [(o.values, _signed(o.objective, sign)) for o in neighbours]
+        hood = stats.neighbourhood(points, space_steps(space), axes=axes, winner=result.winner.values)
     verdict = stats.verdict(
         dsr=None if dsr is None else dsr.dsr,
         pbo=None if pbo is None else pbo.pbo,
@@ -466,6 +475,10 @@ def search_stats(
         oos_sharpe=oos_sharpe,
     )
     return SearchStats(spread, dsr, pbo, pbo_error, hood, verdict)
+
+
+def _signed(value: float | None, sign: float) -> float | None:
+    return None if value is None else sign * value
 
 
 # --- walk-forward ---------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -184,7 +184,8 @@ def _candles(market: MarketData, request: OptimizeRequest) -> Candles:
             code="not_enough_candles",
             details={"needed": MIN_BARS, "available": len(answer.candles)},
         )
-    return answer.candles
+    # Where they came from (binance, cache, file, sample) travels with them into the result.
+    return replace(answer.candles, source=answer.source)
 
 
 # --- running --------------------------------------------------------------------------------------
@@ -275,7 +276,7 @@ def _single(
         neighbours = mapper.map(
             S.evaluate_trial, [S.TrialInput(v, 0, n) for v in fresh], shared, should_stop=report.cancelled
         )
-    summary = S.search_stats(result, winner_returns, neighbours, prepared.space)
+    summary = S.search_stats(result, winner_returns, neighbours, prepared.space, direction=request.direction)
     curve = None
     if winner_curve is not None:
         points = downsample(shared.candles.open_time, winner_curve, shared.config.initial_capital)

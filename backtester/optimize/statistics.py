@@ -486,6 +486,7 @@ def neighbourhood(
     *,
     axes: Sequence[str] | None = None,
     k: int = 1,
+    winner: Mapping[str, Any] | None = None,
 ) -> Neighbourhood:
     """The winner's neighbourhood over two parameters (``axes``, default the first two of ``space``).
 
@@ -508,7 +509,15 @@ def neighbourhood(
     defined = [(p, float(v)) for p, v in trials if v is not None and math.isfinite(v)]
     if not defined:
         raise ValueError("no trial has a defined metric: there is no winner")
-    w_params, w_metric = max(defined, key=lambda t: t[1])  # max keeps the first of ties
+    if winner is None:
+        w_params, w_metric = max(defined, key=lambda t: t[1])  # max keeps the first of ties
+    else:
+        # The search's own winner (chosen under its constraints): the grid centres on it even when a
+        # neighbour scores higher, which is itself worth seeing.
+        chosen = [(p, v) for p, v in defined if all(_same(p.get(n), winner[n]) for n in winner)]
+        if not chosen:
+            raise ValueError("the given winner is not among the trials with a defined metric")
+        w_params, w_metric = chosen[0]
     axis_values = [_axis_values(name, space[name], w_params, k) for name in names]
     xs = axis_values[0]
     ys: list[Any] = axis_values[1] if len(names) == 2 else [None]

@@ -86,6 +86,11 @@ def test_a_built_in_optimisation_carries_its_statistics(client: TestClient) -> N
     assert len(hood["z"]) == len(hood["y_values"]) and all(
         len(row) == len(hood["x_values"]) for row in hood["z"]
     )
+    assert all(5 <= x <= 40 for x in hood["x_values"]) and all(60 <= y <= 160 for y in hood["y_values"])
+    row = hood["y_values"].index(winner["values"]["slow"])
+    column = hood["x_values"].index(winner["values"]["fast"])
+    assert hood["z"][row][column] == pytest.approx(winner["objective"]), "centred on the search's winner"
+    assert hood["winner_metric"] == pytest.approx(winner["objective"])
     assert (
         body["verdict"]["level"] in ("credible", "doubtful", "likely_overfit") and body["verdict"]["reasons"]
     )

@@ -43,6 +43,17 @@ REPLAY = {
     "risk": {"min_confidence": 0.0},  # costs and floor off: the sample's small edges trade
 }
 BACKTEST = {"symbol": "BTCUSDT", "strategy": "sma_crossover", "stop_loss": 0.02, "take_profit": 0.04}
+OPTIMIZE = {
+    "symbol": "BTCUSDT",
+    "strategy": "sma_crossover",
+    "space": {
+        "fast": {"type": "int", "low": 5, "high": 40, "step": 5},
+        "slow": {"type": "int", "low": 60, "high": 160, "step": 20},
+    },
+    "n_trials": 12,
+    "start": SAMPLE_START,
+    "end": SAMPLE_START + 4000 * H,
+}
 # Per report: each chart's key and the traces it must hold (type, name), each with points in it.
 EXPECTED: dict[str, dict[str, set[tuple[str, str]]]] = {
     "backtest": {
@@ -94,6 +105,11 @@ EXPECTED: dict[str, dict[str, set[tuple[str, str]]]] = {
             ("scatter", "drawdown"),
         },
     },
+    "optimization": {
+        "neighbourhood": {("heatmap", "objective")},
+        "trials": {("scatter", "feasible")},
+        "equity": {("scatter", "equity"), ("scatter", "drawdown")},
+    },
 }
 
 
@@ -105,6 +121,7 @@ class Served:
     backtest: dict[str, Any]
     replay: dict[str, Any]
     model: dict[str, Any]
+    optimization: dict[str, Any]
 
     @property
     def paths(self) -> dict[str, str]:
@@ -112,6 +129,7 @@ class Served:
             "backtest": f"/api/backtest/{self.backtest['id']}/report",
             "replay": f"/api/mother-ai/replays/{self.replay['id']}/report",
             "model": f"/api/agents/BTCUSDT/models/{self.model['version']}/report",
+            "optimization": f"/api/optimizations/{self.optimization['id']}/report",
         }
 
 
@@ -130,7 +148,13 @@ def served(tmp_path_factory: pytest.TempPathFactory, trained_install: TrainedIns
         assert job["status"] == "done", job
         replay = http.get(f"/api/mother-ai/replays/{job['result']['replay_id']}").json()
         model = http.get("/api/agents/BTCUSDT/models").json()["models"][0]
-        yield Served(url, app, http, backtest.json(), replay, model)
+        optimizing = http.post("/api/optimize", json=OPTIMIZE)
+        assert optimizing.status_code == 202, optimizing.text
+        ctx.jobs.wait(optimizing.json()["id"], timeout=600)
+        optimized = http.get(f"/api/jobs/{optimizing.json()['id']}").json()
+        assert optimized["status"] == "done", optimized
+        optimization = http.get(f"/api/optimizations/{optimized['result']['optimization_id']}").json()
+        yield Served(url, app, http, backtest.json(), replay, model, optimization)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +166,7 @@ def browser() -> Iterator[Browser]:
 # --- in the browser ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["backtest", "replay", "model"])
+@pytest.mark.parametrize("kind", ["backtest", "replay", "model", "optimization"])
 def test_each_report_draws_every_chart_with_data_offline_and_without_errors(
     served: Served, browser: Browser, kind: str
 ) -> None:
@@ -260,6 +284,8 @@ def test_report_headers_allow_framing_by_this_server_and_the_dashboards_only(ser
         ("/api/agents/BTCUSDT/models/20200101T000000000000Z/report", 404, "model_not_found"),
         ("/api/agents/NOSUCHUSDT/models/20200101T000000000000Z/report", 404, "agent_not_found"),
         ("/api/agents/BTCUSDT/models/latest/report", 422, "validation_error"),
+        ("/api/optimizations/" + "0" * 32 + "/report", 404, "optimization_not_found"),
+        ("/api/optimizations/not-hex/report", 422, "validation_error"),
     ],
 )
 def test_unknown_or_malformed_ids_are_the_usual_error_body(
@@ -270,7 +296,7 @@ def test_unknown_or_malformed_ids_are_the_usual_error_body(
     assert answer.json()["error"]["code"] == code and answer.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("kind", ["backtest", "replay", "model"])
+@pytest.mark.parametrize("kind", ["backtest", "replay", "model", "optimization"])
 def test_a_report_needs_the_api_key(served: Served, kind: str) -> None:
     for headers in ({}, {"Authorization": "Bearer wrong-key"}):
         answer = httpx.get(served.url + served.paths[kind], headers=headers, timeout=30)
@@ -284,6 +310,7 @@ def test_openapi_documents_each_report_as_html_with_json_errors(served: Served) 
         "/api/backtest/{backtest_id}/report": "backtests_report",
         "/api/mother-ai/replays/{replay_id}/report": "replays_report",
         "/api/agents/{symbol}/models/{version}/report": "agents_model_report",
+        "/api/optimizations/{optimization_id}/report": "optimizations_report",
     }
     for path, operation_id in operations.items():
         operation = spec["paths"][path]["get"]
