@@ -246,15 +246,34 @@ def sweep(
             "No combination in the grid is valid for this strategy.", details={"field": "grid"}
         )
     candles, source, _ = load_candles(market, request, max(s.warmup for s in valid))
-    results = compute.map(
-        _sweep_one, [dict(s.params) for s in valid], SweepShared(strategy_for, candles, request.config)
-    )
+    results = run_combinations(compute, strategy_for, [s.params for s in valid], candles, request.config)
     by_strategy = iter(results)
     rows = [
         SweepRow(combo, None, s) if isinstance(s, str) else SweepRow(dict(s.params), next(by_strategy), None)
         for combo, s in zip(combos, strategies, strict=True)
     ]
     return _ranked(rows, rank_by), source, len(candles)
+
+
+def run_combinations(
+    compute: Compute,
+    strategy_for: SignalFactory,
+    combinations: Sequence[Mapping[str, Any]],
+    candles: Candles,
+    config: BacktestConfig,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """The metrics of each parameter combination (each valid for `strategy_for`) backtested on the same
+    candles, in order, on `compute`: the sweep's work (bench/research_bench.py times it)."""
+    return compute.map(
+        _sweep_one,
+        [dict(params) for params in combinations],
+        SweepShared(strategy_for, candles, config),
+        progress=progress,
+        should_stop=should_stop,
+    )
 
 
 def _sweep_one(shared: SweepShared, params: dict[str, Any]) -> dict[str, Any]:

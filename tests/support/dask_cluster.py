@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from utils.compute import ALLOCATOR_ENV
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MISSING = "Dask's distributed is not installed (pip install -r requirements-distributed.txt)"
 _START_TIMEOUT_S = 90.0  # a worker imports numpy and friends under the nanny: seconds on a loaded 2-core CI
@@ -69,7 +71,12 @@ def dask_cluster(n_workers: int = 2, *, memory_limit: str = "1GB") -> Iterator[D
     folder = Path(tempfile.mkdtemp(prefix="test-dask-"))
     port = _free_port()
     cluster = DaskCluster(f"tcp://127.0.0.1:{port}", folder)
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}  # the workers import this project's code
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(PROJECT_ROOT),  # the workers import this project's code
+        # The allocator settings the README gives cluster workers (the nannies set them in each worker).
+        "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON": repr(ALLOCATOR_ENV),
+    }
     try:
         cluster.processes.append(
             _start(
