@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import orjson
 from fastapi import APIRouter, Path, Query, Response
@@ -25,7 +25,7 @@ from routes.common import (
     parse_time,
 )
 from routes.html import html_page, html_responses
-from routes.schemas.values import EpochMs
+from routes.schemas.values import EpochMs, StrategyRefIn
 from strategy_engine.strategy_parser import STOP_FIELDS, backtest_config
 from utils.errors import InvalidInput
 from utils.gc_pause import gc_paused
@@ -39,11 +39,7 @@ Number = StrictInt | StrictFloat
 class BacktestBody(BaseModel):
     symbol: Symbol
     interval: Interval = "1h"
-    strategy: (
-        Annotated[str, Field(min_length=1, max_length=100)]
-        | Annotated[int, Field(ge=1, le=2**31 - 1)]
-        | dict[str, Any]
-    ) = Field(
+    strategy: StrategyRefIn = Field(
         description="A built-in name (e.g. sma_crossover), a saved strategy's id, or an inline strategy spec "
         "(see GET /api/strategies/schema)."
     )

@@ -20,7 +20,7 @@ from backtester.optimize import search as S
 from backtester.optimize import statistics as stats
 from backtester.optimize.windows import MAX_WINDOWS, walk_forward_windows
 from backtester.runner import BacktestConfig
-from backtester.service import RANK_METRICS, downsample
+from backtester.service import RANK_METRICS, RankMetric, downsample
 from db.models import Job, OptimizationRun
 from db.storage import transaction
 from strategy_engine.spec import ChoiceTunable
@@ -34,7 +34,9 @@ from utils.market_data.market import MarketData
 MAX_GRID = S.MAX_TRIALS
 MIN_BARS = 100
 LOWER_IS_BETTER = frozenset({"max_drawdown", "max_drawdown_duration"})
-OBJECTIVES: tuple[str, ...] = (*RANK_METRICS, "final_equity")
+# Any backtest metric (the sweep's ranking metrics and the final equity).
+Objective = Literal[RankMetric, "final_equity"]
+OBJECTIVES: tuple[Objective, ...] = (*RANK_METRICS, "final_equity")
 
 
 @dataclass(frozen=True, slots=True)

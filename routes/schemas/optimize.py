@@ -4,34 +4,18 @@ verdict and walk-forward windows."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field, StrictFloat, StrictInt
 
 from backtester.optimize.search import MAX_TRIALS
-from backtester.optimize.service import OBJECTIVES
+from backtester.optimize.service import Objective
 from backtester.optimize.windows import MAX_WINDOWS
 from routes.common import Interval, MetricsOut, Symbol
-from routes.schemas.values import EpochMs
+from routes.schemas.values import EpochMs, StrategyRefIn
 from strategy_engine.spec import Tunable
 
 Number = StrictInt | StrictFloat
-Objective = Literal[
-    "total_return",
-    "cagr",
-    "sharpe",
-    "sortino",
-    "calmar",
-    "win_rate",
-    "profit_factor",
-    "expectancy",
-    "avg_trade_return",
-    "max_drawdown",
-    "n_trades",
-    "exposure",
-    "final_equity",
-]
-assert set(Objective.__args__) == set(OBJECTIVES)  # type: ignore[attr-defined]  # one vocabulary
 VerdictLevel = Literal["credible", "doubtful", "likely_overfit"]
 
 
@@ -61,11 +45,7 @@ class WalkForwardIn(BaseModel):
 class OptimizeBody(BaseModel):
     symbol: Symbol
     interval: Interval = "1h"
-    strategy: (
-        Annotated[str, Field(min_length=1, max_length=100)]
-        | Annotated[int, Field(ge=1, le=2**31 - 1)]
-        | dict[str, Any]
-    ) = Field(
+    strategy: StrategyRefIn = Field(
         description="A built-in name (with `space`), a saved strategy's id, or an inline spec; a JSON "
         "strategy's own `parameters` are the search space."
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
 
@@ -58,3 +58,10 @@ DecimalStr = Annotated[
         examples=["0.00123"],
     ),
 ]
+
+# How a request names a strategy: a built-in's name, a saved strategy's id, or an inline spec.
+StrategyRefIn = (
+    Annotated[str, Field(min_length=1, max_length=100)]
+    | Annotated[int, Field(ge=1, le=2**31 - 1)]
+    | dict[str, Any]
+)
