@@ -2,13 +2,16 @@
 
 Run from the project root: ``.venv/bin/python bench/research_bench.py`` (``--help`` for sizes; needs the dev
 requirements, which include requirements-distributed.txt). It prints one table; every time is the median of
-``--runs`` runs in this one process, after one untimed warm-up run per backend (a backend's pool or cluster
-is started once and kept, as the app keeps it).
+``--runs`` runs in this one process, after two untimed warm-up runs per backend (a backend's pool or cluster
+is started once and kept, as the app keeps it; "first run" is the first of those, pool start included).
 
 * The sweep: the built-in ``sma_crossover`` over a 16 x 16 grid of fast x slow (256 combinations, all valid),
   each combination a full backtest (indicators, signals, engine, metrics) on ``--bars`` 1-minute bars: the
   work of ``POST /api/backtest/sweep`` (``backtester.service.run_combinations``, on the same data).
   - this process, serially: the reference without any pool (what one core does);
+  - 2 serial processes at once: the combinations split over two plain processes started together, no pool
+    and no cluster: what this machine's two cores give this work at best (its ceiling; memory traffic,
+    not Python, bounds a backtest of 1,000,000 bars, so two cores share more than their clocks);
   - 1 local worker, 2 local workers: ``utils.compute.LocalCompute`` (spawned processes);
   - 2 Dask workers: a real local cluster, a scheduler and two single-threaded workers as separate
     processes on 127.0.0.1 (tests/support/dask_cluster.py), through ``utils.compute.DaskCompute``.
@@ -19,6 +22,10 @@ is started once and kept, as the app keeps it).
 * Optimiser trials per second (``optimiser_trials_per_second``): the optimiser's search
   (backtester/optimize/search.py) over the same strategy on ``--opt-bars`` bars, TPE, its study in a
   temporary SQLite database as the app keeps it, on 2 local workers.
+
+Every process here (the references too) runs with the allocator settings utils/compute.py gives its
+workers (``tune_allocator``), so the rows differ by where the work runs alone. The load average before and
+after is printed: on a shared 2-core machine another process's work shows up in every ratio.
 
 Data: 1-minute bars from ../shared/data when it holds enough (a ``BTC_USDT_1m.csv`` there); otherwise the
 project's deterministic sample generator (utils/market_data/sample.py, the BTCUSDT profile, synthetic). The
@@ -53,7 +60,7 @@ import strategy_registry  # noqa: E402
 from backtester.runner import BacktestConfig  # noqa: E402
 from backtester.service import SignalFactory, run_combinations  # noqa: E402
 from tests.support.dask_cluster import dask_cluster  # noqa: E402
-from utils.compute import Compute, make_compute  # noqa: E402
+from utils.compute import Compute, make_compute, tune_allocator  # noqa: E402
 from utils.market_data.candles import Candles  # noqa: E402
 from utils.market_data.sample import PROFILES, generate  # noqa: E402
 
@@ -143,6 +150,9 @@ def measure(
     start = time.perf_counter()
     rows = sweep_once(compute, candles)
     first = time.perf_counter() - start
+    # One more untimed run: a worker's heap grows to its working set over its first tasks (page faults
+    # the runs after it no longer pay).
+    sweep_once(compute, candles)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
@@ -178,6 +188,7 @@ def _local_worker_pids() -> list[int]:
 
 def _half_sweep(bars: int, half: int, ready: Any, seconds: Any) -> None:
     """In a fresh process: half the combinations, serially, started with the other half's process."""
+    tune_allocator()
     candles, _ = bench_candles(bars)
     items = combinations()[half::2]
     run_combinations(InProcess(), STRATEGY, items[:2], candles, CONFIG)  # imports, numba's cache
@@ -267,6 +278,8 @@ def main() -> None:
     parser.add_argument("--opt-trials", type=int, default=64)
     args = parser.parse_args()
 
+    # The references run with the allocator settings the workers get, so they differ by the pool alone.
+    tune_allocator()
     load_before = os.getloadavg()[0]
     candles, data_note = bench_candles(args.bars)
     serial, reference = measure("this process, serially", InProcess(), candles, args.runs, None, list)

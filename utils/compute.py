@@ -133,7 +133,7 @@ ALLOCATOR_ENV = {
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
 
 
-def _tune_allocator() -> None:
+def tune_allocator() -> None:
     """The local pool's worker initializer: ALLOCATOR_ENV's settings, set through mallopt (glibc only)."""
     if not sys.platform.startswith("linux"):
         return
@@ -296,7 +296,7 @@ class LocalCompute:
                 self._pool = ProcessPoolExecutor(
                     max_workers=self._workers,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_tune_allocator,
+                    initializer=tune_allocator,
                 )
             return self._pool
 
