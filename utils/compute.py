@@ -5,7 +5,9 @@ same large input (the candles) and a small item each (one parameter combination)
 backend: a Dask cluster when COMPUTE_SCHEDULER names its scheduler, else a pool of local processes.
 
 Both backends keep the same promises, so a caller never knows which one ran its work:
-- `shared` crosses to each worker once per `map` call (scattered), never once per task;
+- `shared` crosses to each worker once per `map` call (scattered), never once per task; passing the very
+  same object to the next call (an optimiser's batches) reuses what the workers hold already, so `shared`
+  is read-only: never change it in place between calls;
 - results come back in the order of the items, and equal a one-process run bit for bit (pickled floats);
 - the first exception `fn` raises propagates, and the outstanding tasks are cancelled;
 - `should_stop` is polled while waiting: True cancels what is outstanding and raises `ComputeCancelled`;
@@ -36,6 +38,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -67,6 +70,9 @@ _POLL_S = 0.1  # how often should_stop is asked while tasks run
 # per map call: an item that kills its worker every time (a crash in native code, the OOM killer) must end
 # the call with an error, not loop for ever.
 _MAX_POOL_LOSSES = 3
+# The last shared objects published (a pickle file, a scattered future), kept by identity so repeated
+# calls with one object send it once; the backend holds a reference to each until it is evicted.
+_KEEP_SHARED = 2
 _CONNECT_TIMEOUT_S = 5.0  # a scheduler that does not answer by then is reported (a 503), not waited for
 
 
@@ -168,6 +174,17 @@ def _local_task(fn: Callable[[Any, Any], Any], token: str, path: Path, item: Any
     return fn(_shared_of(token, path), item)
 
 
+@dataclass
+class _Published:
+    """One shared object written for the workers: its file, and the map calls reading it right now."""
+
+    shared: object
+    token: str
+    path: Path
+    users: int = 0
+    evicted: bool = False
+
+
 class LocalCompute:
     """`workers` processes of this machine, spawned on the first `map` and kept for the app's life.
 
@@ -184,6 +201,7 @@ class LocalCompute:
         self._lock = threading.Lock()  # map calls of several threads (jobs, requests) share one pool
         self._pool: ProcessPoolExecutor | None = None
         self._folder: Path | None = None
+        self._published: list[_Published] = []  # most recent last
         self._closed = False
 
     @property
@@ -206,10 +224,8 @@ class LocalCompute:
         items = list(items)
         if not items:
             return []
-        token = uuid.uuid4().hex
-        path = self._shared_folder() / f"{token}.pickle"
-        with path.open("wb") as file:
-            pickle.dump(shared, file, protocol=5)
+        published = self._publish(shared)
+        token, path = published.token, published.path
         results: dict[int, R] = {}
         try:
             for _ in range(_MAX_POOL_LOSSES + 1):
@@ -229,7 +245,37 @@ class LocalCompute:
                 code="compute_unavailable",
             )
         finally:
-            path.unlink(missing_ok=True)
+            self._unpublish(published)
+
+    def _publish(self, shared: object) -> _Published:
+        """The file the workers load `shared` from: the one written for this very object lately, or new."""
+        with self._lock:
+            for entry in self._published:
+                if entry.shared is shared:
+                    entry.users += 1
+                    self._published.remove(entry)
+                    self._published.append(entry)
+                    return entry
+        token = uuid.uuid4().hex
+        path = self._shared_folder() / f"{token}.pickle"
+        with path.open("wb") as file:
+            pickle.dump(shared, file, protocol=5)
+        entry = _Published(shared, token, path, users=1)
+        with self._lock:
+            self._published.append(entry)
+            while len(self._published) > _KEEP_SHARED:
+                old = self._published.pop(0)
+                old.evicted = True
+                if old.users == 0:
+                    old.path.unlink(missing_ok=True)
+        return entry
+
+    def _unpublish(self, entry: _Published) -> None:
+        with self._lock:
+            entry.users -= 1
+            if entry.evicted and entry.users == 0:
+                # Gone from disk: a worker drops its copy when it next loads another call's data.
+                entry.path.unlink(missing_ok=True)
 
     def _round(
         self,
@@ -323,6 +369,7 @@ class LocalCompute:
             self._closed = True
             pool, self._pool = self._pool, None
             folder, self._folder = self._folder, None
+            self._published = []
         if pool is not None:
             for process in list((pool._processes or {}).values()):
                 process.kill()
@@ -381,6 +428,7 @@ class DaskCompute:
         self._address = address
         self._lock = threading.Lock()
         self._client: distributed.Client | None = None
+        self._scattered: list[tuple[object, distributed.Future[Any]]] = []  # most recent last
         self._closed = False
 
     @property
@@ -428,9 +476,7 @@ class DaskCompute:
             return []
         client = self._connect()
         token = uuid.uuid4().hex
-        # In a list of one: scatter would split a list or dict into one future per element. hash=False: a
-        # fresh key per call, so two calls never share (and release) each other's data.
-        (shared_future,) = client.scatter([shared], broadcast=True, hash=False)
+        shared_future = self._scatter(client, shared)
         name = _task_name(fn)
         size = -(-len(items) // min(len(items), _TASKS_PER_WORKER * self.workers))
         starts = list(range(0, len(items), size))
@@ -468,16 +514,43 @@ class DaskCompute:
                     progress(len(results), len(items))
             return [results[i] for i in range(len(items))]
         finally:
-            # Results and the scattered data are released on the cluster; unfinished tasks stop.
-            client.cancel([f for f in futures if not f.done()])
-            for future in futures:
-                future.release()
-            shared_future.release()
+            # Results are released on the cluster and unfinished tasks stop (a running one ends on its
+            # worker, its result dropped). Cleaning up must not hide why the call ended (a lost client).
+            try:
+                client.cancel([f for f in futures if not f.done()])
+                for future in futures:
+                    future.release()
+            except Exception as exc:  # the original exception, if any, matters more
+                log.warning("releasing a compute call's tasks on %s failed: %s", self._address, exc)
+
+    def _scatter(self, client: distributed.Client, shared: object) -> distributed.Future[Any]:
+        """`shared` on every worker: the future scattered for this very object lately, or a new one."""
+        with self._lock:
+            for entry in self._scattered:
+                obj, future = entry
+                if obj is shared and future.client is client and future.status == "finished":
+                    self._scattered.remove(entry)
+                    self._scattered.append(entry)
+                    return future
+        # In a list of one: scatter would split a list or dict into one future per element. hash=False: a
+        # fresh key, never another call's data. Broadcast: every worker holds a copy, so one that dies
+        # leaves its tasks' input on the others.
+        scattered: list[distributed.Future[Any]] = client.scatter([shared], broadcast=True, hash=False)
+        future = scattered[0]
+        with self._lock:
+            self._scattered.append((shared, future))
+            evicted = self._scattered[:-_KEEP_SHARED]
+            del self._scattered[:-_KEEP_SHARED]
+        # The scheduler keeps an evicted key while tasks of a call still running depend on it.
+        for _, old in evicted:
+            old.release()
+        return future
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             client, self._client = self._client, None
+            self._scattered = []
         if client is not None:
             client.close()
 

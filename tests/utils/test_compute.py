@@ -58,6 +58,17 @@ def test_shared_data_reaches_each_worker_once_per_call(compute: Compute) -> None
         assert 1 <= len({o.pid for o in outcomes}) <= compute.workers
 
 
+def test_the_same_shared_object_again_is_not_sent_again(compute: Compute) -> None:
+    """An optimiser maps batch after batch over one shared object: the workers keep what they hold."""
+    shared = payload(delay_s=0.01)
+    for _ in range(3):
+        assert {o.loads for o in compute.map(task, list(range(20)), shared)} == {1}
+    # Only the last few objects are kept: after two others, the first one is sent anew.
+    for _ in range(2):
+        compute.map(task, list(range(20)), payload(delay_s=0.01))
+    assert max(o.loads for o in compute.map(task, list(range(20)), shared)) == 2
+
+
 def test_progress_counts_results_as_they_arrive(compute: Compute) -> None:
     seen: list[tuple[int, int]] = []
     compute.map(task, list(range(12)), payload(), progress=lambda done, total: seen.append((done, total)))
@@ -74,7 +85,8 @@ def test_no_more_tasks_run_at_once_than_workers(compute: Compute) -> None:
     most = max(sum(1 for o in outcomes if o.start <= t.start < o.end) for t in outcomes)
     assert most <= compute.workers
     if compute.workers > 1:
-        assert most > 1, "two workers never ran at the same time"
+        spans = sorted((round(o.start, 2), round(o.end, 2), o.pid) for o in outcomes)
+        assert most > 1, f"two workers never ran at the same time: {spans}"
 
 
 def test_should_stop_cancels_the_outstanding_tasks(compute: Compute) -> None:
