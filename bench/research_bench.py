@@ -21,7 +21,7 @@ is started once and kept, as the app keeps it; "first run" is the first of those
   interpreter, numpy, pandas, numba and (on Dask) the worker's own machinery included. Target < 1 GB.
 * Optimiser trials per second (``optimiser_trials_per_second``): the optimiser's search
   (backtester/optimize/search.py) over the same strategy on ``--opt-bars`` bars, TPE, its study in a
-  temporary SQLite database as the app keeps it, on 2 local workers.
+  temporary SQLite database as the app keeps it, on 2 local workers and on the 2 Dask workers.
 
 Every process here (the references too) runs with the allocator settings utils/compute.py gives its
 workers (``tune_allocator``), so the rows differ by where the work runs alone. The load average before and
@@ -263,8 +263,7 @@ def optimiser_trials_per_second(
             )
             if run:
                 rates.append(trials / (time.perf_counter() - start))
-    note = f"{trials} TPE trials per run, study in SQLite, on {compute.workers} local workers"
-    return statistics.median(rates), note
+    return statistics.median(rates), f"{trials} TPE trials per run, the study in SQLite"
 
 
 # --- the table ------------------------------------------------------------------------------------------
@@ -289,15 +288,15 @@ def main() -> None:
         one, _ = measure("1 local worker", compute, candles, args.runs, reference, _local_worker_pids)
     with local(2) as compute:
         two, _ = measure("2 local workers", compute, candles, args.runs, reference, _local_worker_pids)
-        opt_rate, opt_note = optimiser_trials_per_second(
-            compute, bench_candles(args.opt_bars)[0], args.opt_trials, args.runs
-        )
+        opt_candles = bench_candles(args.opt_bars)[0]
+        opt_local, opt_note = optimiser_trials_per_second(compute, opt_candles, args.opt_trials, args.runs)
     # Workers given room above what they use, so the memory they report is theirs, not Dask's spilling.
     with dask_cluster(2, memory_limit="4GB") as cluster:
         compute = make_compute(cluster.address, 1)
         try:
             pids = lambda: list(cluster.worker_pids().values())  # noqa: E731
             dask, _ = measure("2 Dask workers (local cluster)", compute, candles, args.runs, reference, pids)
+            opt_dask, _ = optimiser_trials_per_second(compute, opt_candles, args.opt_trials, args.runs)
         finally:
             compute.close()
     load_after = os.getloadavg()[0]
@@ -320,9 +319,11 @@ def main() -> None:
             f"| {m.label:<36} | {m.seconds:8.2f} | {one.seconds / m.seconds:9.2f}x | {first} | "
             f"{'yes' if m.identical else 'NO':>9} | {peaks:<22} |"
         )
-    rate = "-" if opt_rate != opt_rate else f"{opt_rate:.1f}"
-    print(f"| {'optimiser, trials per second':<36} | {rate:>8} | {'':>10} | {'':>9} | {'':>9} | {'':<22} |")
-    print(f"optimiser: {opt_note}, {args.opt_bars:,} bars")
+    for label, rate in (("2 local workers", opt_local), ("2 Dask workers", opt_dask)):
+        shown = "-" if rate != rate else f"{rate:.1f}"
+        row = f"optimiser, trials/s, {label}"
+        print(f"| {row:<36} | {shown:>8} | {'':>10} | {'':>9} | {'':>9} | {'':<22} |")
+    print(f"optimiser: {opt_note}, {args.opt_bars:,} bars of the same data (trials/s in the seconds column)")
     print()
     for m in (two, dask):
         ratio = one.seconds / m.seconds
