@@ -174,7 +174,7 @@ def _local_task(fn: Callable[[Any, Any], Any], token: str, path: Path, item: Any
     return fn(_shared_of(token, path), item)
 
 
-@dataclass
+@dataclass(eq=False)  # identity: list.remove must not compare the shared objects (numpy arrays inside)
 class _Published:
     """One shared object written for the workers: its file, and the map calls reading it right now."""
 
