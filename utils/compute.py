@@ -22,6 +22,7 @@ scheduler is configured.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import importlib.util
@@ -73,6 +74,12 @@ _MAX_POOL_LOSSES = 3
 # The last shared objects published (a pickle file, a scattered future), kept by identity so repeated
 # calls with one object send it once; the backend holds a reference to each until it is evicted.
 _KEEP_SHARED = 2
+# A task the cluster cancels because its shared data was lost is submitted again at most this many times (a
+# cluster that keeps losing workers ends the call with compute_unavailable instead of looping for ever).
+_MAX_RESUBMITS = 3
+# How long data waits for a worker to take it: a cluster whose workers restart (a nanny after a crash) has
+# none for a few seconds, longer on a loaded machine.
+_WORKER_WAIT_S = 60.0
 _CONNECT_TIMEOUT_S = 5.0  # a scheduler that does not answer by then is reported (a 503), not waited for
 
 
@@ -420,6 +427,10 @@ class DaskCompute:
     others their copy, so its tasks can run on them), the items run as independent futures of a few items
     each (`_TASKS_PER_WORKER`), and results are fetched as they finish. A worker that dies mid-task is
     the scheduler's business: it reruns the task elsewhere (up to its allowed-failures, 3 by default).
+    The shared data can still be lost with it: the scheduler's active memory manager drops the extra
+    replicas of a broadcast a few seconds in, and a worker that held the last copy takes it along, so
+    the scheduler cancels the tasks that needed it ("lost dependencies"). Those are submitted again with
+    the data scattered afresh from this process, at most `_MAX_RESUBMITS` times per task.
     An exception of `fn` is not retried (retries=0): it is the task's deterministic answer, and it
     propagates as on the local pool.
     """
@@ -474,14 +485,17 @@ class DaskCompute:
         items = list(items)
         if not items:
             return []
+        from distributed.client import FutureCancelledError
+
         client = self._connect()
         token = uuid.uuid4().hex
         shared_future = self._scatter(client, shared)
         name = _task_name(fn)
         size = -(-len(items) // min(len(items), _TASKS_PER_WORKER * self.workers))
         starts = list(range(0, len(items), size))
+        chunk = functools.partial(_dask_chunk, fn)
         futures = client.map(
-            functools.partial(_dask_chunk, fn),
+            chunk,
             [items[start : start + size] for start in starts],
             shared=shared_future,
             key=[f"{name}-{token}-{start}" for start in starts],
@@ -489,9 +503,11 @@ class DaskCompute:
             retries=0,
         )
         start_of = {future.key: start for start, future in zip(starts, futures, strict=True)}
+        input_of = {future.key: shared_future for future in futures}  # the scattered data each task read
         finished: queue.SimpleQueue[distributed.Future[list[R]]] = queue.SimpleQueue()
         for future in futures:
             future.add_done_callback(finished.put)  # called on a client thread: the queue hands it over
+        resubmits: dict[int, int] = {}
         results: dict[int, R] = {}
         try:
             while len(results) < len(items):
@@ -501,14 +517,46 @@ class DaskCompute:
                     future = finished.get(timeout=_POLL_S)
                 except queue.Empty:
                     continue
-                if future.cancelled():
-                    raise ComputeUnavailable(
-                        f"The Dask cluster at {self._address} dropped a task ({future.key}); "
-                        "the scheduler may have restarted or the connection was lost.",
-                        code="compute_unavailable",
-                    )
                 start = start_of[future.key]
-                for offset, result in enumerate(future.result()):  # fn's exception is raised here
+                chunk_results: list[R] | None = None
+                if not future.cancelled():
+                    # A finished task's result can still be lost with its worker and be impossible to rebuild
+                    # (its input went too): result() then raises as for a cancelled one.
+                    with contextlib.suppress(FutureCancelledError):
+                        chunk_results = future.result()  # fn's exception is raised here
+                if chunk_results is None:
+                    tries = resubmits.get(start, 0) + 1
+                    if client.status != "running" or tries > _MAX_RESUBMITS:
+                        raise ComputeUnavailable(
+                            f"The Dask cluster at {self._address} dropped a task ({future.key}); "
+                            "the scheduler may have restarted or the connection was lost.",
+                            code="compute_unavailable",
+                        )
+                    resubmits[start] = tries
+                    log.warning(
+                        "the Dask cluster at %s dropped task %s (its shared data was lost with a worker); "
+                        "submitting it again (%d of %d)",
+                        self._address,
+                        future.key,
+                        tries,
+                        _MAX_RESUBMITS,
+                    )
+                    if input_of[future.key] is shared_future:  # once per loss, not once per cancelled task
+                        shared_future = self._scatter(client, shared, fresh=True)
+                    again: distributed.Future[list[R]] = client.submit(
+                        chunk,
+                        items[start : start + size],
+                        shared=shared_future,
+                        key=f"{name}-{token}-{start}-again-{tries}",
+                        pure=False,
+                        retries=0,
+                    )
+                    start_of[again.key] = start
+                    input_of[again.key] = shared_future
+                    futures.append(again)
+                    again.add_done_callback(finished.put)
+                    continue
+                for offset, result in enumerate(chunk_results):
                     results[start + offset] = result
                 if progress is not None:
                     progress(len(results), len(items))
@@ -523,21 +571,35 @@ class DaskCompute:
             except Exception as exc:  # the original exception, if any, matters more
                 log.warning("releasing a compute call's tasks on %s failed: %s", self._address, exc)
 
-    def _scatter(self, client: distributed.Client, shared: object) -> distributed.Future[Any]:
-        """`shared` on every worker: the future scattered for this very object lately, or a new one."""
+    def _scatter(
+        self, client: distributed.Client, shared: object, *, fresh: bool = False
+    ) -> distributed.Future[Any]:
+        """`shared` on every worker: the future scattered for this very object lately, or a new one (always
+        a new one when `fresh`: the cluster lost the last copy, though the client may not know it yet)."""
         with self._lock:
             for entry in self._scattered:
                 obj, future = entry
-                if obj is shared and future.client is client and future.status == "finished":
+                if obj is shared and future.client is client and future.status == "finished" and not fresh:
                     self._scattered.remove(entry)
                     self._scattered.append(entry)
                     return future
         # In a list of one: scatter would split a list or dict into one future per element. hash=False: a
         # fresh key, never another call's data. Broadcast: every worker holds a copy, so one that dies
         # leaves its tasks' input on the others.
-        scattered: list[distributed.Future[Any]] = client.scatter([shared], broadcast=True, hash=False)
+        try:
+            scattered: list[distributed.Future[Any]] = client.scatter(
+                [shared], broadcast=True, hash=False, timeout=_WORKER_WAIT_S
+            )
+        except TimeoutError:
+            raise ComputeUnavailable(
+                f"No worker of the Dask cluster at {self._address} took the job's data within "
+                f"{_WORKER_WAIT_S:.0f} s; is any worker running?",
+                code="compute_unavailable",
+            ) from None
         future = scattered[0]
         with self._lock:
+            if fresh:  # the lost copy is of no further use
+                self._scattered = [entry for entry in self._scattered if entry[0] is not shared]
             self._scattered.append((shared, future))
             evicted = self._scattered[:-_KEEP_SHARED]
             del self._scattered[:-_KEEP_SHARED]
@@ -553,4 +615,3 @@ class DaskCompute:
             self._scattered = []
         if client is not None:
             client.close()
-

@@ -152,6 +152,34 @@ def test_a_dask_worker_killed_from_outside_mid_call_loses_no_result(dask_cluster
         dask_cluster.wait_for_workers(2)
 
 
+def test_a_dask_call_whose_shared_data_dies_with_every_worker_still_completes(
+    dask_cluster: DaskCluster,
+) -> None:
+    """Every worker killed at once takes every copy of the scattered data along: the scheduler cancels the
+    tasks that needed it ("lost dependencies"), and the call sends the data again and resubmits them. (The
+    same happens with one killed worker once the scheduler has dropped the other replicas.)"""
+    compute = make_compute(dask_cluster.address, local_workers=1)
+    try:
+        victims = list(dask_cluster.worker_pids().values())
+        killed: list[int] = []
+
+        def kill_all(done: int, _total: int) -> None:
+            if done == 3 and not killed:
+                for pid in victims:
+                    os.kill(pid, signal.SIGKILL)
+                killed.extend(victims)
+
+        shared = payload(delay_s=0.1)
+        outcomes: list[Outcome] = compute.map(task, list(range(20)), shared, progress=kill_all)
+        assert killed == victims
+        assert [o.value for o in outcomes] == [value_of(shared, i) for i in range(20)]
+        late = {o.pid for o in outcomes[-4:]}
+        assert not late & set(victims), "the last results came from the killed workers"
+    finally:
+        compute.close()
+        dask_cluster.wait_for_workers(2)
+
+
 def test_a_scheduler_without_the_distributed_package_is_refused_with_the_fix(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
