@@ -4,7 +4,9 @@ close, and clients that read slowly or vanish never holding anyone up."""
 
 from __future__ import annotations
 
+import functools
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -221,9 +223,30 @@ def test_a_client_that_stops_reading_holds_up_neither_writers_nor_other_readers(
             reader = SseReader(response)
             opened(reader)
             total = 12_000  # ~9 MB of events: more than the stuck client's socket buffers, and the ring
-            for i in range(total):
-                ctx.events.publish("kill_switch", "halted", HaltState(True, f"{i} {reason}", None))
-            got = reader.events(total)
+            got: list[SseEvent] = []
+
+            def read() -> None:
+                while len(got) < total:
+                    got.extend(reader.events(1))
+
+            # The reading client reads while events are published, as a live dashboard does; batches well
+            # under the ring's size keep a slow test machine from pushing it out of the ring meanwhile.
+            reading = threading.Thread(target=read, daemon=True)
+            reading.start()
+
+            def caught_up(end: int) -> bool:
+                return len(got) >= end or not reading.is_alive()
+
+            batch = 1_000
+            for start in range(0, total, batch):
+                for i in range(start, start + batch):
+                    ctx.events.publish("kill_switch", "halted", HaltState(True, f"{i} {reason}", None))
+                wait_until(
+                    functools.partial(caught_up, start + batch),
+                    timeout=60,
+                    what="the reading client to get the events published so far",
+                )
+            reading.join(timeout=60)
             assert [int(e.data["kill_switch"]["reason"].split()[0]) for e in got] == list(range(total))
         # The stuck client now reads. It gets every event in order, or (had it fallen out of the ring
         # the server keeps) a resync in their place; then the events after, like any other client.
