@@ -14,8 +14,13 @@ from utils.market_data.candles import Candles
 def backtesting_py_sma_cross(candles: Candles, fast: int, slow: int, fee: float) -> pd.Series:
     """The SMA crossover (long on the cross up, flat on the cross down) in backtesting.py: its stats,
     with the trades under ``"_trades"`` and the final equity under ``"Equity Final [$]"``."""
+    import backtesting.backtesting
     from backtesting import Strategy
     from backtesting.lib import FractionalBacktest
+
+    # No progress bar (backtesting.py draws one whenever tqdm is installed, as optuna brings it): drawing it
+    # is terminal output, not the engine's work, and would flatter every ratio against this reference.
+    backtesting.backtesting._tqdm = lambda seq, **_: seq
 
     def sma(values: np.ndarray, n: int) -> np.ndarray:
         return pd.Series(values).rolling(n).mean().to_numpy()

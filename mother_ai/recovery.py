@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
+import msgspec
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -192,8 +192,8 @@ def _lines(path: Path) -> Iterator[dict[str, Any]]:
     with handle:
         for line in handle:
             try:
-                record = orjson.loads(line)  # at every start, over every rotated file: the fast parser
-            except orjson.JSONDecodeError:
+                record = msgspec.json.decode(line)  # at every start, over every rotated file: a fast parser
+            except msgspec.DecodeError:
                 continue
             data = record.get("data") if isinstance(record, dict) else None
             if isinstance(data, dict):
