@@ -171,7 +171,8 @@ class CandleStore:
         start_ms: int | None = None,
         end_ms: int | None = None,
     ) -> Candles:
-        """Stored candles with start_ms <= open_time <= end_ms (empty if none)."""
+        """Stored candles with start_ms <= open_time <= end_ms (empty if none): read-only views of the
+        cached columns (copy one to change it)."""
         table, _ = self._read(partition, symbol, interval)
         open_time = table.column("open_time").to_numpy()
         lo = 0 if start_ms is None else int(np.searchsorted(open_time, start_ms, side="left"))
@@ -240,7 +241,9 @@ class CandleStore:
             if hit is not None and hit[0] == version:
                 self._cache.move_to_end(path)
                 return hit[1], copy.deepcopy(hit[2])  # callers may edit the metadata they get
-        table = pq.read_table(path)
+        # One chunk per column: every later load hands out views of the cached columns (read-only numpy
+        # arrays, shared by every reader) instead of concatenating the file's row groups again.
+        table = pq.read_table(path).combine_chunks()
         raw = (table.schema.metadata or {}).get(_META_KEY)
         meta = json.loads(raw) if raw else {}
         with self._cache_lock:
