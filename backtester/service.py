@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Literal, Protocol, TypeVar, get_args
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,11 +23,13 @@ from backtester.columnar import pack_curve, pack_trades, unpack_curve, unpack_tr
 from backtester.metrics import drawdown_series
 from backtester.runner import BacktestConfig, BacktestResult, Trade, TradeColumns, run_backtest
 from db import storage
-from db.models import BacktestRun
+from db.models import BacktestRun, utcnow
 from utils.compute import Compute
 from utils.errors import InvalidInput, NotFound
 from utils.market_data.candles import Candles
 from utils.market_data.market import MarketData
+
+R = TypeVar("R")
 
 MAX_CURVE_POINTS = 2000
 MAX_SWEEP_COMBINATIONS = 256
@@ -109,11 +112,53 @@ def run_and_store(
     market: MarketData, sessions: sessionmaker[Session], strategy: SignalSource, request: BacktestRequest
 ) -> StoredBacktest:
     """Run one backtest and store it; the stored row is what every later read returns."""
+    stored = _run(market, strategy, request)
+    _save(sessions, stored)
+    return stored
+
+
+def run_store_and_render(
+    market: MarketData,
+    sessions: sessionmaker[Session],
+    strategy: SignalSource,
+    request: BacktestRequest,
+    render: Callable[[StoredBacktest], R],
+) -> R:
+    """`run_and_store`, with `render(stored)` (a response body) made while the row is written.
+
+    Packing the blobs and the commit spend most of their time outside the GIL (Parquet's encoders and
+    zstd, SQLite's write), so on two cores the body costs little extra time. The answer is returned
+    only once the row is committed: a failed write raises and the rendered body is dropped. `render`
+    may read the row's columns and the stored arrays, never the row's blobs (being written meanwhile).
+    """
+    stored = _run(market, strategy, request)
+    failure: list[BaseException] = []
+
+    def save() -> None:
+        try:
+            _save(sessions, stored)
+        except BaseException as exc:  # handed to the caller's thread below
+            failure.append(exc)
+
+    saving = threading.Thread(target=save, name="backtest-save")
+    saving.start()
+    try:
+        rendered = render(stored)
+    finally:
+        saving.join()  # the row is committed (or not) before anything is answered
+    if failure:
+        raise failure[0]
+    return rendered
+
+
+def _run(market: MarketData, strategy: SignalSource, request: BacktestRequest) -> StoredBacktest:
+    """The backtest and its row, every column set but the blobs (`_save` packs them)."""
     candles, source, _stale = load_candles(market, request, strategy.warmup)
     entries, exits = strategy.signals(candles)
     result = run_backtest(candles, entries, exits, request.config)
     run = BacktestRun(
         id=uuid.uuid4().hex,
+        created_at=utcnow(),  # set here, not at the flush: a body may be rendered before it
         symbol=request.symbol,
         interval=request.interval,
         strategy=strategy.name,
@@ -128,13 +173,16 @@ def run_and_store(
         end_time=int(candles.open_time[-1]),
         n_bars=len(candles),
         metrics=metrics_dict(result),
-        trades=pack_trades(result.trade_columns),
         open_trade=_trade(result.open_trade) if result.open_trade else None,
-        equity_blob=pack_curve(candles.open_time, result.equity),
     )
-    storage.save_backtest(sessions, run)
     # The columns in hand are what the blobs hold (tests/backtester/test_columnar.py): no read back.
     return StoredBacktest(run, candles.open_time, result.equity, result.trade_columns)
+
+
+def _save(sessions: sessionmaker[Session], stored: StoredBacktest) -> None:
+    stored.run.trades = pack_trades(stored.trades)
+    stored.run.equity_blob = pack_curve(stored.times, stored.equity)
+    storage.save_backtest(sessions, stored.run)
 
 
 def get_stored(sessions: sessionmaker[Session], backtest_id: str) -> StoredBacktest:

@@ -260,8 +260,13 @@ FullQuery = Annotated[bool, Query(description="Return every point of the equity 
 )
 def post_backtest(ctx: Ctx, body: BacktestBody, full: FullQuery = False) -> Response:
     strategy = strategy_registry.resolve(body.strategy, body.params, ctx.strategies)
-    stored = service.run_and_store(ctx.market, ctx.sessions, strategy, body.to_request(strategy))
-    return _response(stored, full, status_code=201)
+    return service.run_store_and_render(
+        ctx.market,
+        ctx.sessions,
+        strategy,
+        body.to_request(strategy),
+        functools.partial(_response, full=full, status_code=201),
+    )
 
 
 @router.get(
