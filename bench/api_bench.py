@@ -14,7 +14,9 @@ Rows:
 
 * POST /api/backtest over HTTP: the built-in sma_crossover (``--fast``/``--slow``, 10/20: about 5,500
   trades on the synthetic series), fee 0.001 per side, full trade list and a 2,000-point curve in the
-  body; from the request sent to the body's last byte received, median of ``--runs``.
+  body; from the request sent to the body's last byte received. Every timed contender below runs in
+  ``--rounds`` interleaved rounds (backtesting.py once per round, each of ours ``--runs`` times), so a
+  shared machine's drifting speed hits both sides of each ratio alike; each figure is a median.
 * backtesting.py: FractionalBacktest running the same crossover in this process on the same candles
   (its trades' entry and exit bars are checked equal to ours; exit status 1 if they differ). Target:
   at least 50x the HTTP time.
@@ -289,13 +291,14 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=200_000)
     parser.add_argument("--fast", type=int, default=10)
     parser.add_argument("--slow", type=int, default=20)
-    parser.add_argument("--runs", type=int, default=7, help="runs per HTTP and in-process median")
-    parser.add_argument("--bt-runs", type=int, default=3, help="runs of backtesting.py (seconds each)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds; backtesting.py runs once per round")
+    parser.add_argument("--runs", type=int, default=3, help="runs per round of each of ours")
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--requests", type=int, default=60, help="requests per load thread")
     parser.add_argument("--install", type=Path, help="copy of a trained install to start from")
     args = parser.parse_args()
     runs = max(args.runs, 1)
+    rounds = max(args.rounds, 1)
 
     with tempfile.TemporaryDirectory(prefix="api-bench-") as tmp:
         install = Path(tmp) / "install"
@@ -326,10 +329,8 @@ def main() -> None:
             }
             first = ok(http.post("/api/backtest", json=body), 201)  # warm: numba, caches, connections
             n_bars, n_trades = first["n_bars"], len(first["trades"])
-            t_http = median_ms(lambda: expect(http.post("/api/backtest", json=body), 201), runs)
             posted = http.post("/api/backtest", json=body)
             size_mb = len(posted.content) / 1e6
-            t_get = median_ms(lambda: expect(http.get(f"/api/backtest/{first['id']}")), runs)
 
             # In this process, on the same install: the service call the route makes.
             ctx: AppContext = create_app(load_settings(**install_values(install))).state.ctx
@@ -337,13 +338,22 @@ def main() -> None:
             strategy = strategy_registry.resolve(request_body.strategy, request_body.params, ctx.strategies)
             request = request_body.to_request(strategy)
             stored = service.run_and_store(ctx.market, ctx.sessions, strategy, request)
-            t_local = median_ms(
-                lambda: service.run_and_store(ctx.market, ctx.sessions, strategy, request), runs
-            )
-
             candles = ctx.market.store.load("file", SYMBOL, "1m")
             theirs = backtesting_py(candles, args.fast, args.slow)
-            t_bt = median_ms(lambda: backtesting_py(candles, args.fast, args.slow), max(args.bt_runs, 1))
+
+            # Interleaved rounds: a shared VM's speed drifts over seconds, and a ratio of two medians taken
+            # a minute apart would measure the drift. Each round times every contender once.
+            samples: dict[str, list[float]] = {"http": [], "get": [], "local": [], "bt": []}
+            contenders: dict[str, Callable[[], object]] = {
+                "http": lambda: expect(http.post("/api/backtest", json=body), 201),
+                "get": lambda: expect(http.get(f"/api/backtest/{first['id']}")),
+                "local": lambda: service.run_and_store(ctx.market, ctx.sessions, strategy, request),
+                "bt": lambda: backtesting_py(candles, args.fast, args.slow),
+            }
+            for _ in range(rounds):
+                for name, fn in contenders.items():
+                    samples[name] += [median_ms(fn, 1) for _ in range(1 if name == "bt" else runs)]
+            t_http, t_get, t_local, t_bt = (statistics.median(samples[k]) for k in samples)
             ours_bars = (stored.trades.entry_bar.tolist(), stored.trades.exit_bar.tolist())
             # backtesting.py closes a position still open at the end as one more trade; ours reports it apart.
             theirs_bars = (theirs["EntryBar"].tolist()[:n_trades], theirs["ExitBar"].tolist()[:n_trades])
@@ -366,10 +376,16 @@ def main() -> None:
     )
     print()
     rows: list[tuple[str, str, str, str, str]] = [
-        (f"POST /api/backtest over HTTP ({n_trades:,} trades)", f"{runs}", f"{t_http:.1f}", "", ""),
+        (
+            f"POST /api/backtest over HTTP ({n_trades:,} trades)",
+            f"{len(samples['http'])}",
+            f"{t_http:.1f}",
+            "",
+            "",
+        ),
         (
             "backtesting.py in-process, same backtest",
-            f"{max(args.bt_runs, 1)}",
+            f"{len(samples['bt'])}",
             f"{t_bt:.1f}",
             "",
             f"{ratio_bt:.0f}x the HTTP time (target >= {TARGET_VS_BACKTESTING_PY:.0f}x): "
@@ -377,13 +393,13 @@ def main() -> None:
         ),
         (
             "engine + store in-process (run_and_store)",
-            f"{runs}",
+            f"{len(samples['local'])}",
             f"{t_local:.1f}",
             "",
             f"HTTP is {ratio_local:.2f}x it (target <= {TARGET_VS_IN_PROCESS:.0f}x): "
             + ("pass" if ratio_local <= TARGET_VS_IN_PROCESS else "FAIL"),
         ),
-        ("GET /api/backtest/{id} over HTTP", f"{runs}", f"{t_get:.1f}", "", ""),
+        ("GET /api/backtest/{id} over HTTP", f"{len(samples['get'])}", f"{t_get:.1f}", "", ""),
     ]
     for name, values in load.latencies.items():
         p50, p99 = np.percentile(values, [50, 99])
