@@ -4,9 +4,11 @@ browser's EventSource opens it with (POST /api/stream/token)."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
@@ -88,7 +90,16 @@ def _authenticate(
         raise Unauthorized("Invalid or expired stream token: ask POST /api/stream/token for a new one.")
 
 
-async def events(
+@dataclass(frozen=True, slots=True)
+class _Subscription:
+    """What one stream reads, and its registration with the event log."""
+
+    wanted: frozenset[EventKind]
+    keys: frozenset[str]  # the watched candles' keys
+    ready: asyncio.Event
+
+
+async def _subscribe(
     ctx: Ctx,
     _auth: Annotated[None, Depends(_authenticate)],
     kinds: Annotated[
@@ -99,14 +110,30 @@ async def events(
         Query(max_length=20, description="Watch these symbols' candles (repeat the parameter)."),
     ] = None,
     interval: Interval = "1h",
-    last_event_id: Annotated[str | None, Query(max_length=64)] = None,
-    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[_Subscription]:
+    """Registers the stream for the life of the request. A dependency, not the stream's own generator,
+    owns this: FastAPI cancels the generator's producer task wherever it waits when the client goes,
+    and a generator cancelled outside itself runs its `finally` only once garbage collected, so a
+    vanished client would stay registered (and its candles watched) for an unbounded time."""
     wanted = frozenset(kinds or EVENT_KINDS)
     pairs: list[tuple[str, str]] = (
         [(s, interval) for s in dict.fromkeys(symbols or [])] if "candle" in wanted else []
     )
-    async for event in _stream(ctx, wanted, pairs, last_event_id_header or last_event_id):
+    ctx.candle_watcher.watch(pairs)
+    try:
+        with ctx.events.subscribe() as ready:
+            yield _Subscription(wanted, frozenset(watch_key(s, i) for s, i in pairs), ready)
+    finally:
+        ctx.candle_watcher.unwatch(pairs)
+
+
+async def events(
+    ctx: Ctx,
+    subscription: Annotated[_Subscription, Depends(_subscribe)],
+    last_event_id: Annotated[str | None, Query(max_length=64)] = None,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    async for event in _stream(ctx, subscription, last_event_id_header or last_event_id):
         yield event
 
 
@@ -135,33 +162,26 @@ router.add_api_route(
 
 
 async def _stream(
-    ctx: AppContext,
-    wanted: frozenset[EventKind],
-    pairs: list[tuple[str, str]],
-    resume_after: str | None,
+    ctx: AppContext, subscription: _Subscription, resume_after: str | None
 ) -> AsyncIterator[ServerSentEvent]:
-    keys = {watch_key(s, i) for s, i in pairs}
     log_ = ctx.events
     start = log_.position(resume_after)
-    ctx.candle_watcher.watch(pairs)
-    try:
-        yield ServerSentEvent(retry=RETRY_MS, comment="stream open")
-        if isinstance(start, Missed):
-            yield _resync(ctx, start, "unknown event id: the server restarted, or it is too old")
-            start = start.resume_seq
-        async for batch in log_.follow(start, idle_s=IDLE_S):
-            if batch is None:
-                continue  # idle: FastAPI's keep-alive comment holds the connection
-            if isinstance(batch, Missed):
-                yield _resync(ctx, batch, "this client fell behind the events the server keeps")
-                continue
-            for event in batch:
-                if event.kind in wanted and (event.kind != "candle" or event.key in keys):
-                    sse = _render(event)
-                    if sse is not None:
-                        yield sse
-    finally:
-        ctx.candle_watcher.unwatch(pairs)
+    yield ServerSentEvent(retry=RETRY_MS, comment="stream open")
+    if isinstance(start, Missed):
+        yield _resync(ctx, start, "unknown event id: the server restarted, or it is too old")
+        start = start.resume_seq
+    wanted, keys = subscription.wanted, subscription.keys
+    async for batch in log_.follow(start, idle_s=IDLE_S, subscription=subscription.ready):
+        if batch is None:
+            continue  # idle: FastAPI's keep-alive comment holds the connection
+        if isinstance(batch, Missed):
+            yield _resync(ctx, batch, "this client fell behind the events the server keeps")
+            continue
+        for event in batch:
+            if event.kind in wanted and (event.kind != "candle" or event.key in keys):
+                sse = _render(event)
+                if sse is not None:
+                    yield sse
 
 
 def _resync(ctx: AppContext, missed: Missed, reason: str) -> ServerSentEvent:

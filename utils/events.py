@@ -117,7 +117,11 @@ class EventLog:
         return [e for e in events if e is not None]
 
     @contextmanager
-    def _waiter(self) -> Iterator[asyncio.Event]:
+    def subscribe(self) -> Iterator[asyncio.Event]:
+        """Register a reader in the running loop for as long as the block lasts; the event it yields is
+        set by each publish. A stream registers here, in a scope it owns, rather than inside `follow`:
+        an async generator left suspended at a yield is closed only when it is garbage collected, which
+        would keep a vanished client counted (and woken) for an unbounded time."""
         ready = asyncio.Event()
         entry = (asyncio.get_running_loop(), ready)
         with self._lock:
@@ -128,23 +132,36 @@ class EventLog:
             with self._lock:
                 self._waiters.discard(entry)
 
-    async def follow(self, seq: int, idle_s: float) -> AsyncGenerator[list[Event] | Missed | None, None]:
+    async def follow(
+        self, seq: int, idle_s: float, subscription: asyncio.Event | None = None
+    ) -> AsyncGenerator[list[Event] | Missed | None, None]:
         """From `seq` on, forever: each batch of new events as it arrives, Missed when the reader fell
         out of the ring (it then goes on from the end), and None after `idle_s` without events (so the
-        caller can check on its client). Cancelling the iteration unregisters the reader."""
-        with self._waiter() as ready:
-            while True:
-                ready.clear()  # before reading: an event published after the read sets it again
-                batch = self.after(seq)
-                if isinstance(batch, Missed):
-                    seq = batch.resume_seq
-                    yield batch
-                    continue
-                if batch:
-                    seq = batch[-1].seq
-                    yield batch
-                    continue
-                try:
-                    await asyncio.wait_for(ready.wait(), timeout=idle_s)
-                except TimeoutError:
-                    yield None
+        caller can check on its client). Waits on `subscription` (from `subscribe`) when given, else
+        registers for the life of the iteration."""
+        if subscription is not None:
+            async for item in self._follow(seq, idle_s, subscription):
+                yield item
+            return
+        with self.subscribe() as ready:
+            async for item in self._follow(seq, idle_s, ready):
+                yield item
+
+    async def _follow(
+        self, seq: int, idle_s: float, ready: asyncio.Event
+    ) -> AsyncGenerator[list[Event] | Missed | None, None]:
+        while True:
+            ready.clear()  # before reading: an event published after the read sets it again
+            batch = self.after(seq)
+            if isinstance(batch, Missed):
+                seq = batch.resume_seq
+                yield batch
+                continue
+            if batch:
+                seq = batch[-1].seq
+                yield batch
+                continue
+            try:
+                await asyncio.wait_for(ready.wait(), timeout=idle_s)
+            except TimeoutError:
+                yield None

@@ -5,7 +5,9 @@ close, and clients that read slowly or vanish never holding anyone up."""
 from __future__ import annotations
 
 import functools
+import gc
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -273,3 +275,34 @@ def test_a_vanished_client_leaves_the_log(quiet_app: FastAPI) -> None:
         wait_until(lambda: ctx.events.readers == 0, timeout=30, what="closed streams to leave the log")
         ctx.events.publish("kill_switch", "running", HaltState(False, "", None))
         assert ctx.events.readers == 0
+
+
+def test_a_client_gone_while_its_stream_is_backed_up_leaves_the_log_and_its_watches(
+    quiet_app: FastAPI,
+) -> None:
+    """The client vanishes while the server is still blocked writing its backlog: the stream's code is
+    then suspended outside the generator, which Python closes only when it is garbage collected. With
+    the collector off, only a registration the request itself owns is certain to be released."""
+    ctx = quiet_app.state.ctx
+    reason = "r" * 2_000
+    with serve(quiet_app) as base, httpx.Client(base_url=base, timeout=TIMEOUT) as http:
+        token = token_of(http)
+        port = int(base.rsplit(":", 1)[1])
+        gone = socket.create_connection(("127.0.0.1", port))
+        gone.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        query = f"token={token}&kinds=kill_switch&kinds=candle&symbols=BTCUSDT"
+        gone.sendall(f"GET /api/stream?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        wait_until(lambda: ctx.events.readers == 1, timeout=10, what="the stream to open")
+        assert ctx.candle_watcher.watched() == [("BTCUSDT", "1h")]
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for i in range(2_000):  # ~4 MB: far more than the socket buffers hold unread
+                ctx.events.publish("kill_switch", "halted", HaltState(True, f"{i} {reason}", None))
+            gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            gone.close()  # a reset, as a vanished client's kernel sends
+            wait_until(lambda: ctx.events.readers == 0, timeout=30, what="the gone stream to leave the log")
+            assert ctx.candle_watcher.watched() == []
+        finally:
+            if collecting:
+                gc.enable()
