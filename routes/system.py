@@ -86,6 +86,20 @@ class AgentDataOut(BaseModel):
     fresh: bool = Field(description="Stored up to the latest closed candle.")
 
 
+class ComputeOut(BaseModel):
+    """Where sweeps, optimisations and multi-agent training run (COMPUTE_SCHEDULER)."""
+
+    backend: Literal["local", "dask"] = Field(description="local: this machine's processes; dask: a cluster.")
+    address: str | None = Field(description="The Dask scheduler's address (null for local).")
+    connected: bool = Field(
+        description="dask: this process has a connection to the scheduler now (an attempt starts in the "
+        "background when it has not); local: always true."
+    )
+    workers: int | None = Field(description="Worker processes (dask: as last reported by the scheduler).")
+    threads: int | None = Field(description="Tasks that run at once.")
+    error: str | None = Field(description="Why the last connection to the scheduler failed.")
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok", "degraded"] = Field(description="degraded when the database does not answer.")
     version: str = Field(examples=[VERSION])
@@ -98,6 +112,7 @@ class HealthResponse(BaseModel):
     binance: BinanceOut
     kill_switch: KillSwitchStateOut | None = Field(description="null when the database does not answer.")
     scheduler: SchedulerOut
+    compute: ComputeOut
     agents: list[AgentDataOut] = Field(
         description="Each agent with an active model and the freshness of its data (empty when the "
         "database does not answer)."
@@ -129,6 +144,7 @@ def health(ctx: Ctx) -> HealthResponse:
         ),
         kill_switch=_kill_switch(ctx) if db_ok else None,
         scheduler=_scheduler(ctx),
+        compute=ComputeOut.model_validate(ctx.compute.status(), from_attributes=True),
         agents=_agents(ctx) if db_ok else [],
     )
 

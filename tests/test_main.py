@@ -86,8 +86,17 @@ def test_health_is_public_and_reports_state(client: TestClient) -> None:
             "next_run_at": None,
             "last_run": None,
         },
+        "compute": {
+            "backend": "local",
+            "address": None,
+            "connected": True,
+            "workers": body["compute"]["workers"],
+            "threads": body["compute"]["workers"],
+            "error": None,
+        },
         "agents": [],
     }
+    assert body["compute"]["workers"] == ctx_of(client).settings.compute.local_workers
     assert re.fullmatch(r"\d+\.\d+\.\d+", body["version"])
 
 

@@ -34,6 +34,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -41,7 +42,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from utils.errors import ComputeUnavailable
 
@@ -81,10 +82,23 @@ _MAX_RESUBMITS = 3
 # none for a few seconds, longer on a loaded machine.
 _WORKER_WAIT_S = 60.0
 _CONNECT_TIMEOUT_S = 5.0  # a scheduler that does not answer by then is reported (a 503), not waited for
+_STATUS_RETRY_S = 10.0  # how often a status read may start a connection attempt in the background
 
 
 class ComputeCancelled(Exception):
     """`should_stop` answered True: the outstanding tasks were cancelled and the results dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeStatus:
+    """Where the research work runs, as last known (reading it never waits on the network)."""
+
+    backend: Literal["local", "dask"]
+    address: str | None  # the scheduler's (dask)
+    connected: bool  # local: always; dask: a client is connected to the scheduler now
+    workers: int | None  # worker processes (dask: as the scheduler last reported; None before it has)
+    threads: int | None  # tasks run at once
+    error: str | None  # why the last connection attempt failed
 
 
 class Compute(Protocol):
@@ -105,6 +119,8 @@ class Compute(Protocol):
         progress: Progress | None = None,
         should_stop: ShouldStop | None = None,
     ) -> list[R]: ...
+
+    def status(self) -> ComputeStatus: ...
 
     def close(self) -> None: ...
 
@@ -218,6 +234,9 @@ class LocalCompute:
     @property
     def workers(self) -> int:
         return self._workers
+
+    def status(self) -> ComputeStatus:
+        return ComputeStatus("local", None, True, self._workers, self._workers, None)
 
     def map(
         self,
@@ -435,9 +454,14 @@ class DaskCompute:
     propagates as on the local pool.
     """
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._address = address
+        self._monotonic = monotonic
         self._lock = threading.Lock()
+        self._error: str | None = None  # the last failed connection's reason (cleared on success)
+        self._status_lock = threading.Lock()  # never held across the network, unlike `_lock`
+        self._connecting = False
+        self._attempted_at: float | None = None
         self._client: distributed.Client | None = None
         self._scattered: list[tuple[object, distributed.Future[Any]]] = []  # most recent last
         self._closed = False
@@ -464,14 +488,58 @@ class DaskCompute:
                 return self._client
             from distributed import Client  # the extra: imported only when a scheduler is configured
 
+            self._attempted_at = self._monotonic()
             try:
                 self._client = Client(self._address, timeout=_CONNECT_TIMEOUT_S, set_as_default=False)
             except (OSError, TimeoutError) as exc:
+                self._error = f"{type(exc).__name__}: {exc}"[:300]
                 raise ComputeUnavailable(
                     f"The Dask scheduler at {self._address} (COMPUTE_SCHEDULER) could not be reached: {exc}",
                     code="compute_unavailable",
                 ) from None
+            self._error = None
             return self._client
+
+    def status(self) -> ComputeStatus:
+        """Never waits on the network. Connected, the counts are the client's cached copy of the
+        scheduler's identity, which distributed refreshes itself every couple of seconds
+        (``scheduler-info-interval``); ``scheduler_info()`` on a synchronous client would ask the
+        scheduler instead. Not connected, one attempt starts in the background (at most every
+        `_STATUS_RETRY_S`), so a cluster that comes up after the app shows up without a job."""
+        client = self._client
+        if client is not None and client.status == "running":
+            info = getattr(client, "_scheduler_identity", None) or {}
+            workers, threads = info.get("n_workers"), info.get("total_threads")
+            return ComputeStatus(
+                "dask",
+                self._address,
+                True,
+                workers if isinstance(workers, int) else None,
+                threads if isinstance(threads, int) else None,
+                None,
+            )
+        self._connect_soon()
+        return ComputeStatus("dask", self._address, False, None, None, self._error)
+
+    def _connect_soon(self) -> None:
+        with self._status_lock:
+            recent = (
+                self._attempted_at is not None and self._monotonic() - self._attempted_at < _STATUS_RETRY_S
+            )
+            if self._connecting or self._closed or recent:
+                return
+            self._connecting = True
+            self._attempted_at = self._monotonic()
+
+        def attempt() -> None:
+            try:
+                with contextlib.suppress(ComputeUnavailable):
+                    self._connect()
+            finally:
+                with self._status_lock:
+                    self._connecting = False
+
+        threading.Thread(target=attempt, name="dask-connect", daemon=True).start()
 
     def map(
         self,

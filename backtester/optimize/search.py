@@ -1,5 +1,5 @@
 """Strategy optimisation: the search space, one trial's backtest, Optuna's ask/tell over a compute backend,
-walk-forward optimisation, and the statistics every result carries (statistics.py computes them).
+and the statistics every search carries (statistics.py computes them; walk_forward.py runs windows).
 
 A trial is a backtest of a *recipe* (a built-in strategy's name and fixed parameters, or a JSON spec with
 tunable parameters) at chosen values, on one slice of the candles. Trials run wherever the compute backend
@@ -11,11 +11,6 @@ optimisation's id: a run interrupted (a killed process, a restart) resumes from 
 and several processes can tell one study. Trials left running by a dead run are marked failed and asked
 again. Limits: at most ``MAX_TRIALS`` trials per search (per window in walk-forward) and the window cap of
 ``windows.MAX_WINDOWS``.
-
-Honesty rules: in walk-forward, a window's winner is chosen on its in-sample bars only and scored on the
-out-of-sample bars that follow (signals there see only the past: each out-of-sample backtest is given the
-``warmup`` bars before its start to compute indicators, and trades only inside the window); the stitched
-out-of-sample curve is made of those scores alone.
 """
 
 from __future__ import annotations
@@ -23,15 +18,13 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
-from backtester.metrics import compute_metrics
 from backtester.optimize import statistics as stats
-from backtester.optimize.windows import Window
 from backtester.runner import BacktestConfig, run_backtest
 from backtester.strategies import BUILTINS
 from strategy_engine import strategy_parser
@@ -177,6 +170,12 @@ def _metrics(result: Any) -> dict[str, Any]:
     return asdict(result.metrics)
 
 
+def simple_returns(equity: np.ndarray, initial: float) -> np.ndarray:
+    """Per-bar simple returns of an equity curve that starts from `initial`."""
+    returns: np.ndarray = np.expm1(_log_returns(equity, initial))
+    return returns
+
+
 def _log_returns(equity: np.ndarray, initial: float) -> np.ndarray:
     curve = np.concatenate(([initial], np.asarray(equity, dtype=np.float64)))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -254,6 +253,20 @@ def _typed(values: Mapping[str, float], space: Mapping[str, AnyTunable]) -> dict
     return {name: (int(v) if isinstance(space[name], IntTunable) else float(v)) for name, v in values.items()}
 
 
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """One search's bars [start, end) and the study its trials are told to."""
+
+    start: int
+    end: int
+    study_name: str
+
+
+# What a running search hands its driver: the trials to evaluate next; what it is sent back: their
+# outcomes, in order; what it returns: the finished search.
+Steps = Generator[list[TrialInput], list[TrialOutcome], SearchResult]
+
+
 def search(
     mapper: Mapper,
     shared: Shared,
@@ -261,21 +274,88 @@ def search(
     *,
     start: int,
     end: int,
+    study_name: str,
+    progress: Callable[[int, int], None] | None = None,
+    **common: Any,
+) -> SearchResult:
+    """One search on the bars [start, end): `search_many` with one slice."""
+    return search_many(mapper, shared, space, [Slice(start, end, study_name)], progress=progress, **common)[0]
+
+
+def search_many(
+    mapper: Mapper,
+    shared: Shared,
+    space: Mapping[str, AnyTunable],
+    slices: Sequence[Slice],
+    *,
     n_trials: int,
     sampler: Sampler,
     direction: Direction,
     constraints: Constraints,
     storage: Any,
-    study_name: str,
     seed: int,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> SearchResult:
-    """`n_trials` trials of the recipe on the bars [start, end), told to the study `study_name` in
-    `storage` (resumed when it exists); batches of about twice the workers run at once."""
+) -> list[SearchResult]:
+    """`n_trials` trials of the recipe on each slice, told to that slice's study in `storage` (resumed
+    when it exists). The searches advance in lockstep: each round asks about twice the workers' worth of
+    trials from every study and evaluates them all in one ``map``, so walk-forward windows share the
+    workers instead of queueing behind one another. Each study sees the same asks and tells, in the same
+    order, as it would searched alone: the results do not depend on how many run together."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    batch = max(1, 2 * mapper.workers)
+    runs = [
+        _steps(
+            _open_study(storage, part.study_name, space, sampler, direction, seed),
+            space,
+            part,
+            n_trials,
+            batch,
+            constraints,
+            direction,
+        )
+        for part in slices
+    ]
+    pending: dict[int, list[TrialInput]] = {}
+    finished: dict[int, SearchResult] = {}
+    evaluated = [0] * len(runs)
+
+    def advance(index: int, outcomes: list[TrialOutcome] | None) -> None:
+        try:
+            pending[index] = next(runs[index]) if outcomes is None else runs[index].send(outcomes)
+        except StopIteration as stop:
+            finished[index] = stop.value
+            pending.pop(index, None)
+
+    for index in range(len(runs)):
+        advance(index, None)
+    total = n_trials * len(runs)
+    while pending:
+        order = list(pending)
+        items = [item for index in order for item in pending[index]]
+        outcomes = mapper.map(evaluate_trial, items, shared, should_stop=should_stop)
+        offset = 0
+        for index in order:
+            count = len(pending[index])
+            evaluated[index] += count
+            advance(index, outcomes[offset : offset + count])
+            offset += count
+        if progress is not None:
+            progress(sum(min(n_trials, done) for done in evaluated), total)
+    return [finished[index] for index in range(len(runs))]
+
+
+def _open_study(
+    storage: Any,
+    study_name: str,
+    space: Mapping[str, AnyTunable],
+    sampler: Sampler,
+    direction: Direction,
+    seed: int,
+) -> Any:
+    import optuna
 
     # A grid is enqueued trial by trial (Optuna's GridSampler stops the study itself, which ask/tell does
     # not allow); the random sampler never decides anything then, every trial comes from the queue.
@@ -292,32 +372,37 @@ def search(
         for combo in itertools.product(*(space[name].grid() or [] for name in names)):
             study.enqueue_trial(dict(zip(names, combo, strict=True)))
         study.set_user_attr("grid_enqueued", True)
+    return study
+
+
+def _steps(
+    study: Any,
+    space: Mapping[str, AnyTunable],
+    bars: Slice,
+    n_trials: int,
+    batch: int,
+    constraints: Constraints,
+    direction: Direction,
+) -> Steps:
+    """One study's search, as steps its driver evaluates (see `Steps`)."""
+    import optuna
+
+    start, end = bars.start, bars.end
     _fail_abandoned(study)
     told = _told(study)
     # Resuming: the per-trial returns are not stored in the study, so the trials told before are
     # evaluated again (deterministic) rather than left out of the statistics.
     outcomes: dict[int, TrialOutcome] = {}
     if told:
-        redo = mapper.map(
-            evaluate_trial,
-            [TrialInput(_typed(t.params, space), start, end) for t in told],
-            shared,
-            should_stop=should_stop,
-        )
+        redo = yield [TrialInput(_typed(t.params, space), start, end) for t in told]
         outcomes.update({t.number: o for t, o in zip(told, redo, strict=True)})
     done = len(told)
-    batch = max(1, 2 * mapper.workers)
     while done < n_trials:
         asked = [study.ask() for _ in range(min(batch, n_trials - done))]
         values = [
             {name: _suggest(trial, name, tunable) for name, tunable in space.items()} for trial in asked
         ]
-        results = mapper.map(
-            evaluate_trial,
-            [TrialInput(_typed(v, space), start, end) for v in values],
-            shared,
-            should_stop=should_stop,
-        )
+        results = yield [TrialInput(_typed(v, space), start, end) for v in values]
         for trial, outcome in zip(asked, results, strict=True):
             violations = constraints.violations(outcome.metrics)
             trial.set_user_attr("constraints", violations)
@@ -333,8 +418,15 @@ def search(
                 study.tell(trial, outcome.objective)
             outcomes[trial.number] = outcome
         done += len(asked)
-        if progress is not None:
-            progress(done, n_trials)
+    return _result(outcomes, space, constraints, direction)
+
+
+def _result(
+    outcomes: Mapping[int, TrialOutcome],
+    space: Mapping[str, AnyTunable],
+    constraints: Constraints,
+    direction: Direction,
+) -> SearchResult:
     trials = [
         Trial(
             number,
@@ -479,87 +571,3 @@ def search_stats(
 
 def _signed(value: float | None, sign: float) -> float | None:
     return None if value is None else sign * value
-
-
-# --- walk-forward ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class WindowResult:
-    window: Window
-    search: SearchResult
-    stats: SearchStats
-    oos: TrialOutcome | None  # the winner scored on the window's out-of-sample bars
-
-
-@dataclass(frozen=True, slots=True)
-class WalkForwardResult:
-    windows: list[WindowResult]
-    oos_equity: np.ndarray  # stitched: each window's out-of-sample curve, compounded onto the last
-    oos_times: np.ndarray
-    oos_metrics: dict[str, Any] | None
-    stability: dict[str, Any]
-    verdict: stats.Verdict
-
-
-def stitch(
-    shared: Shared, windows: Sequence[WindowResult]
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None]:
-    """The out-of-sample curves end to end, each one scaled to start where the previous ended; the
-    metrics of that curve (trades counted per window)."""
-    capital = shared.config.initial_capital
-    curves: list[np.ndarray] = []
-    times: list[np.ndarray] = []
-    level = capital
-    n_trades = 0
-    for result in windows:
-        if result.oos is None or result.oos.equity is None:
-            continue
-        curve = result.oos.equity / capital * level
-        curves.append(curve)
-        times.append(shared.candles.open_time[result.window.oos_start : result.window.oos_end])
-        level = float(curve[-1])
-        n_trades += int((result.oos.metrics or {}).get("n_trades") or 0)
-    if not curves:
-        return np.empty(0), np.empty(0, dtype=np.int64), None
-    equity, open_time = np.concatenate(curves), np.concatenate(times)
-    close = shared.candles.close[np.searchsorted(shared.candles.open_time, open_time)]
-    metrics = compute_metrics(
-        equity=equity,
-        initial_capital=capital,
-        open_time=open_time,
-        interval=shared.candles.interval,
-        close=close,
-        trade_pnl=np.zeros(0),
-        trade_returns=np.zeros(0),
-        bars_in_position=0,
-    )
-    out = asdict(metrics)
-    # Trade-based metrics are per window; the curve-based ones above are what the stitched curve says.
-    for key in ("win_rate", "profit_factor", "expectancy", "avg_trade_return", "exposure"):
-        out[key] = None
-    out["n_trades"] = n_trades
-    out["final_equity"] = level
-    return equity, open_time, out
-
-
-def stability(windows: Sequence[WindowResult], space: Mapping[str, AnyTunable]) -> dict[str, Any]:
-    """How much the winners move between windows: per parameter the winners, how many distinct, and their
-    spread as a fraction of the range; the share of windows whose winner is the most common one."""
-    winners = [w.search.winner.values for w in windows if w.search.winner is not None]
-    per_param: dict[str, Any] = {}
-    for name, tunable in space.items():
-        values = [float(v[name]) for v in winners]
-        low, high = tunable.extremes()
-        width = high - low
-        per_param[name] = {
-            "winners": values,
-            "distinct": len(set(values)),
-            "relative_spread": (float(np.std(values)) / width) if values and width > 0 else None,
-        }
-    keys = [tuple(sorted(v.items())) for v in winners]
-    modal = max((keys.count(k) for k in set(keys)), default=0)
-    share = modal / len(keys) if keys else None
-    spreads = [p["relative_spread"] for p in per_param.values() if p["relative_spread"] is not None]
-    stable = bool(keys) and ((share is not None and share >= 0.5) or (bool(spreads) and max(spreads) <= 0.25))
-    return {"parameters": per_param, "modal_share": share, "stable": stable}

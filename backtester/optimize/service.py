@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backtester.optimize import search as S
 from backtester.optimize import statistics as stats
+from backtester.optimize import walk_forward as W
 from backtester.optimize.windows import MAX_WINDOWS, walk_forward_windows
 from backtester.runner import BacktestConfig
 from backtester.service import RANK_METRICS, RankMetric, downsample
@@ -270,7 +271,7 @@ def _single(
         scored = S.evaluate_keeping_equity(shared, S.TrialInput(result.winner.values, 0, n))
         if scored.equity is not None:
             winner_curve = scored.equity
-            winner_returns = np.expm1(S._log_returns(scored.equity, shared.config.initial_capital))
+            winner_returns = S.simple_returns(scored.equity, shared.config.initial_capital)
         axes = list(prepared.space)[:2]
         asked = S.neighbour_values(result.winner.values, prepared.space, axes)
         known = {tuple(sorted(t.values.items())) for t in result.trials}
@@ -319,45 +320,22 @@ def _walk_forward(
         out_of_sample=wf.out_of_sample,
         gap=wf.gap,
     )
-    results: list[S.WindowResult] = []
-    share = 1 / len(windows)
-    for index, window in enumerate(windows):
-
-        def progress(done: int, total: int, index: int = index) -> None:
-            report(
-                0.05 + 0.9 * share * (index + done / total), f"window {index + 1}: trial {done} of {total}"
-            )
-
-        found = S.search(
-            mapper,
-            shared,
-            prepared.space,
-            start=window.is_start,
-            end=window.is_end,
-            study_name=f"{optimization_id}-w{index}",
-            progress=progress,
-            **common,
-        )
-        oos, returns = None, None
-        if found.winner is not None:
-            _signals, warmup, _spec = prepared.recipe.concrete(found.winner.values)
-            # The out-of-sample window trades alone; the bars before it only feed its indicators.
-            oos = S.evaluate_keeping_equity(
-                shared, S.TrialInput(found.winner.values, window.oos_start, window.oos_end, lead=warmup + 1)
-            )
-            is_run = S.evaluate_keeping_equity(
-                shared, S.TrialInput(found.winner.values, window.is_start, window.is_end)
-            )
-            if is_run.equity is not None:
-                returns = np.expm1(S._log_returns(is_run.equity, shared.config.initial_capital))
-        summary = S.search_stats(found, returns, [], {})
-        results.append(S.WindowResult(window, found, summary, oos))
-    equity, times, oos_metrics = S.stitch(shared, results)
+    results = W.run_windows(
+        mapper,
+        shared,
+        prepared.recipe,
+        prepared.space,
+        windows,
+        study_prefix=optimization_id,
+        progress=lambda done, total: report(
+            0.05 + 0.9 * done / total, f"trial {done} of {total} across {len(windows)} windows"
+        ),
+        **common,
+    )
+    equity, times, oos_metrics = W.stitch(shared, results)
     oos_sharpe = None
     if len(equity) >= 2:
-        oos_sharpe = stats.sharpe_stats(
-            np.expm1(S._log_returns(equity, shared.config.initial_capital))
-        ).sharpe
+        oos_sharpe = stats.sharpe_stats(S.simple_returns(equity, shared.config.initial_capital)).sharpe
     dsrs = [w.stats.dsr.dsr for w in results if w.stats.dsr is not None and w.stats.dsr.dsr is not None]
     pbos = [w.stats.pbo.pbo for w in results if w.stats.pbo is not None]
     verdict = stats.verdict(
@@ -370,7 +348,7 @@ def _walk_forward(
     if len(equity):
         points = downsample(times, equity, shared.config.initial_capital)
         curve = [{"time": t, "equity": e, "drawdown": d} for t, e, d in points]
-    stable = S.stability(results, prepared.space)
+    stable = W.stability(results, prepared.space)
     return {
         "kind": "walk_forward",
         "n_trials": sum(len(w.search.trials) for w in results),
@@ -394,7 +372,7 @@ def _walk_forward(
     }
 
 
-def _window(shared: S.Shared, result: S.WindowResult) -> dict[str, Any]:
+def _window(shared: S.Shared, result: W.WindowResult) -> dict[str, Any]:
     w = result.window
     times = shared.candles.open_time
     return {

@@ -10,8 +10,10 @@ from fastapi.testclient import TestClient
 from main import create_app
 from tests.fakes.fake_binance import FakeBinance
 from tests.support.clock import Clock
+from tests.support.dask_cluster import DaskCluster
 from tests.support.http import AUTH, ctx_of
 from tests.support.install import TrainedInstall
+from tests.support.server import wait_until
 from tests.support.settings import API_KEY, make_settings
 from utils.exchange_probe import DEFAULT_TTL_MS
 from utils.market_data.sample import SAMPLE_BARS, SAMPLE_START_MS
@@ -119,3 +121,49 @@ def test_the_scheduler_reports_its_thread_its_next_run_and_its_last_run(tmp_path
         last = health(client)["scheduler"]["last_run"]
         assert last["status"] == "failed" and last["close_time"] == LAST_SAMPLE + 2 * HOUR
         assert "BTCUSDT" in last["message"]
+
+
+def test_local_compute_reports_its_processes_without_starting_them(tmp_path: Path) -> None:
+    with TestClient(create_app(make_settings(tmp_path, compute_local_workers=3))) as client:
+        compute = health(client)["compute"]
+        assert compute == {
+            "backend": "local",
+            "address": None,
+            "connected": True,
+            "workers": 3,
+            "threads": 3,
+            "error": None,
+        }
+
+
+def test_a_cluster_shows_its_workers_once_connected_without_any_job(
+    dask_cluster: DaskCluster, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, compute_scheduler=dask_cluster.address)
+    with TestClient(create_app(settings)) as client:
+        first = health(client)["compute"]
+        assert (first["backend"], first["address"]) == ("dask", dask_cluster.address)
+        # The first read starts a connection in the background rather than waiting for it.
+        last: dict = {}
+
+        def connected() -> bool:
+            last.update(health(client)["compute"])
+            return bool(last["connected"]) and last["workers"] == 2
+
+        wait_until(connected, timeout=60, what="health to report the cluster's two workers")
+        assert (last["threads"], last["error"]) == (2, None)  # two single-threaded workers
+
+
+def test_an_unreachable_cluster_is_reported_not_waited_for(tmp_path: Path) -> None:
+    address = "tcp://127.0.0.1:9"  # discard: nothing listens there
+    with TestClient(create_app(make_settings(tmp_path, compute_scheduler=address))) as client:
+        first = health(client)["compute"]
+        assert (first["connected"], first["workers"]) == (False, None)
+        last: dict = {}
+
+        def failed() -> bool:
+            last.update(health(client)["compute"])
+            return last["error"] is not None
+
+        wait_until(failed, timeout=60, what="the failed connection to be reported")
+        assert last["connected"] is False and "127.0.0.1:9" in last["error"]

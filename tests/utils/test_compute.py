@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +17,15 @@ import pytest
 
 from tests.support.compute_tasks import Outcome, Payload, task, value_of
 from tests.support.dask_cluster import DaskCluster
-from utils.compute import Compute, ComputeCancelled, ComputeUnavailable, make_compute
+from tests.support.server import wait_until
+from utils.compute import (
+    Compute,
+    ComputeCancelled,
+    ComputeStatus,
+    ComputeUnavailable,
+    DaskCompute,
+    make_compute,
+)
 from utils.errors import InvalidInput
 
 BACKENDS = ["local-1", "local-2", "dask"]
@@ -193,5 +202,26 @@ def test_an_unreachable_scheduler_is_compute_unavailable() -> None:
     try:
         with pytest.raises(ComputeUnavailable, match="could not be reached"):
             compute.map(task, [1], payload())
+    finally:
+        compute.close()
+
+
+def test_a_status_read_tries_to_connect_in_the_background_at_most_every_few_seconds() -> None:
+    now = [0.0]
+    compute = DaskCompute("tcp://127.0.0.1:9", monotonic=lambda: now[0])  # discard: nothing listens
+
+    def attempts() -> int:
+        return sum(t.name == "dask-connect" for t in threading.enumerate())
+
+    try:
+        assert compute.status() == ComputeStatus("dask", "tcp://127.0.0.1:9", False, None, None, None)
+        assert attempts() == 1, "the first read starts an attempt and returns at once"
+        wait_until(lambda: attempts() == 0, timeout=30, what="the background attempt to fail")
+        failed = compute.status()
+        assert failed.connected is False and failed.error is not None and "127.0.0.1:9" in failed.error
+        assert attempts() == 0, "a read right after a failed attempt starts none"
+        now[0] += 10.0
+        compute.status()
+        assert attempts() == 1, "a read after the retry interval tries again"
     finally:
         compute.close()

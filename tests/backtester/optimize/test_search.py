@@ -4,14 +4,16 @@ out of sample, studies resume, constraints hold, and out-of-sample scoring never
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from backtester.optimize import search as S
 from backtester.optimize import service
+from backtester.optimize import walk_forward as W
 from backtester.optimize.windows import walk_forward_windows
 from backtester.runner import BacktestConfig
 from strategy_engine.spec import IntTunable
@@ -29,6 +31,22 @@ def compute() -> Iterator[Compute]:
     backend = make_compute(None, 2)
     yield backend
     backend.close()
+
+
+class Recording:
+    """The real compute backend, remembering the items of each map call."""
+
+    def __init__(self, inner: Compute) -> None:
+        self.inner = inner
+        self.calls: list[list[S.TrialInput]] = []
+
+    @property
+    def workers(self) -> int:
+        return self.inner.workers
+
+    def map(self, fn: Any, items: Sequence[Any], shared: Any, **options: Any) -> list[Any]:
+        self.calls.append(list(items))
+        return self.inner.map(fn, items, shared, **options)
 
 
 def _storage(tmp_path: Path) -> str:
@@ -74,24 +92,22 @@ def test_a_planted_trend_keeps_a_positive_out_of_sample_result(compute: Compute,
     candles = random_candles(6_000, seed=5, drift=0.0015, vol=0.01)
     shared = S.Shared(candles, S.Recipe(builtin="sma_crossover"), BacktestConfig(fee_rate=0.0005), "sharpe")
     windows = walk_forward_windows(len(candles), 3, mode="rolling")
-    results = []
-    for window in windows:
-        found = _search(
-            compute,
-            shared,
-            tmp_path,
-            f"trend-{window.index}",
-            start=window.is_start,
-            end=window.is_end,
-            n_trials=16,
-        )
-        assert found.winner is not None
-        warmup = found.winner.values["slow"]
-        oos = S.evaluate_keeping_equity(
-            shared, S.TrialInput(found.winner.values, window.oos_start, window.oos_end, lead=int(warmup) + 1)
-        )
-        results.append(S.WindowResult(window, found, S.search_stats(found, None, [], {}), oos))
-    equity, times, metrics = S.stitch(shared, results)
+    results = W.run_windows(
+        compute,
+        shared,
+        shared.recipe,
+        SPACE,
+        windows,
+        study_prefix="trend",
+        n_trials=16,
+        sampler="tpe",
+        direction="maximize",
+        constraints=S.Constraints(min_trades=5),
+        storage=_storage(tmp_path),
+        seed=7,
+    )
+    assert all(w.search.winner is not None for w in results)
+    equity, times, metrics = W.stitch(shared, results)
     assert metrics is not None and metrics["total_return"] > 0 and metrics["sharpe"] > 0
     assert len(equity) == sum(w.oos_bars for w in windows) and np.all(np.diff(times) > 0)
     assert all((w.oos.metrics or {})["total_return"] > 0 for w in results if w.oos is not None)
@@ -134,6 +150,46 @@ def test_an_interrupted_study_resumes_from_the_trials_already_told(compute: Comp
     states = [t.state for t in optuna.load_study(study_name="resume", storage=_storage(tmp_path)).trials]
     assert states.count(optuna.trial.TrialState.RUNNING) == 0
     assert states.count(optuna.trial.TrialState.FAIL) >= 1, "the abandoned trial was failed"
+
+
+def test_searches_run_together_find_what_each_finds_alone(compute: Compute, tmp_path: Path) -> None:
+    """Walk-forward windows share the workers (one map per round over every study); each study must
+    still see its own asks and tells in order, so the results are those of searching it alone. One of
+    the studies is resumed, so it takes a re-scoring step the others do not."""
+    candles = random_candles(4_000, seed=5)
+    shared = S.Shared(candles, S.Recipe(builtin="sma_crossover"), BacktestConfig(), "sharpe")
+    slices = [(0, 2_000), (1_000, 3_000), (2_000, 4_000)]
+    for folder in ("alone", "together"):
+        (tmp_path / folder).mkdir()
+        _search(compute, shared, tmp_path / folder, "w1", start=1_000, end=3_000, n_trials=5)
+    alone = [
+        _search(compute, shared, tmp_path / "alone", f"w{i}", start=a, end=b, n_trials=12)
+        for i, (a, b) in enumerate(slices)
+    ]
+    seen = Recording(compute)
+    together = S.search_many(
+        seen,
+        shared,
+        SPACE,
+        [S.Slice(a, b, f"w{i}") for i, (a, b) in enumerate(slices)],
+        n_trials=12,
+        sampler="tpe",
+        direction="maximize",
+        constraints=S.Constraints(min_trades=5),
+        storage=_storage(tmp_path / "together"),
+        seed=7,
+    )
+    for one, other in zip(alone, together, strict=True):
+        assert [(t.values, t.objective) for t in one.trials] == [
+            (t.values, t.objective) for t in other.trials
+        ]
+        assert one.winner == other.winner
+    assert all(len(r.trials) == 12 for r in together)
+    # Every round evaluates the three studies' trials in one map: the resumed one's re-scoring first.
+    slices_of = [sorted({(item.start, item.end) for item in items}) for items in seen.calls]
+    assert slices_of[0] == sorted(slices) and len(seen.calls[0]) == 2 * 4 + 5
+    assert all(s == sorted(slices) for s in slices_of[:2])
+    assert [t.objective for t in alone[0].trials] != [t.objective for t in alone[2].trials], "slices differ"
 
 
 def test_the_winner_meets_the_constraints(compute: Compute, tmp_path: Path) -> None:
