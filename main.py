@@ -405,7 +405,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        # A status without its own code still answers one of the documented codes.
+        code = _STATUS_CODES.get(
+            exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error"
+        )
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
         if exc.status_code == 400 and message == "There was an error parsing the body":
             # Undecodable bodies are invalid input like any other: one status (422) for all of it.

@@ -31,6 +31,10 @@ Action = Literal["buy", "sell", "hold"]
 Progress = Callable[[float, str], None]
 
 
+# Which defaults an agent started from.
+AgentKind = Literal["generic", "btc", "eth"]
+
+
 @dataclass(frozen=True, slots=True)
 class AgentConfig:
     """Everything that defines an agent; stored as JSON, so a new symbol needs no code."""
@@ -38,7 +42,7 @@ class AgentConfig:
     symbol: str
     interval: str = "1h"
     horizon: int = 4  # bars ahead the model predicts
-    kind: str = "generic"  # which defaults it started from: generic, btc, eth
+    kind: AgentKind = "generic"
     feature_set: str = "default"  # a key of ml_engine.feature_extractor.FEATURE_SETS
     buy_threshold: float = 0.55  # P(up) above this: buy
     sell_threshold: float = 0.45  # P(up) below this: sell

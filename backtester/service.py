@@ -26,7 +26,7 @@ from db import storage
 from db.models import BacktestRun, utcnow
 from utils.compute import Compute
 from utils.errors import InvalidInput, NotFound
-from utils.market_data.candles import Candles
+from utils.market_data.candles import Candles, DataSource
 from utils.market_data.market import MarketData
 
 R = TypeVar("R")
@@ -93,7 +93,9 @@ class StoredBacktest:
     trades: TradeColumns
 
 
-def load_candles(market: MarketData, request: BacktestRequest, warmup: int) -> tuple[Candles, str, bool]:
+def load_candles(
+    market: MarketData, request: BacktestRequest, warmup: int
+) -> tuple[Candles, DataSource, bool]:
     answer = market.history(
         request.symbol, request.interval, start_ms=request.start_ms, end_ms=request.end_ms
     )
@@ -256,7 +258,7 @@ def sweep(
     grid: Mapping[str, Sequence[Any]],
     request: BacktestRequest,
     rank_by: str,
-) -> tuple[list[SweepRow], str, int]:
+) -> tuple[list[SweepRow], DataSource, int]:
     """Every combination of `grid` over `base_params`, run on `compute` and ranked by `rank_by`.
 
     Combinations the strategy rejects (say fast >= slow) are reported with their reason rather

@@ -10,14 +10,16 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from agents import model_report
-from agents.generic_agent import AgentConfig
+from agents.generic_agent import AgentConfig, AgentKind
 from agents.service import AgentView
 from ml_engine.feature_extractor import FeatureSetName
-from routes.common import Ctx, Interval, Limit, Offset, Symbol, error_responses
+from routes.common import Ctx, Limit, Offset, Symbol, error_responses
 from routes.html import html_page, html_responses
 from routes.schemas.agents import ModelMetricsOut
 from routes.schemas.jobs import JobOut, job_out
 from routes.schemas.values import EpochMs
+from utils.intervals import Interval
+from utils.market_data.candles import DataSource
 from utils.symbols import SYMBOL_PATTERN
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
@@ -28,8 +30,8 @@ VersionPath = Annotated[str, Path(pattern=r"^[0-9]{8}T[0-9]{12}Z$", examples=["2
 
 class AgentOut(BaseModel):
     symbol: str
-    kind: str = Field(description="Which defaults it started from: btc, eth or generic.")
-    interval: str
+    kind: AgentKind = Field(description="Which defaults it started from: btc, eth or generic.")
+    interval: Interval
     horizon: int = Field(description="Bars ahead the model predicts.")
     feature_set: str
     buy_threshold: float
@@ -69,7 +71,7 @@ class FeatureOut(BaseModel):
 
 class PredictionOut(BaseModel):
     symbol: str
-    interval: str
+    interval: Interval
     horizon: int
     action: Literal["buy", "sell", "hold"]
     prob_up: float
@@ -80,15 +82,13 @@ class PredictionOut(BaseModel):
     stale: bool
     stale_reason: str | None
     top_features: list[FeatureOut]
-    data_source: Literal["binance", "cache", "file", "sample"] = Field(
-        description="Where the candles came from."
-    )
+    source: DataSource = Field(description="Where the candles came from.")
     data_stale: bool = Field(description="Binance was unreachable; stored candles were used.")
 
 
 class ModelOut(BaseModel):
     version: str
-    interval: str
+    interval: Interval
     horizon: int
     trained_at: EpochMs
     sha256: str
@@ -228,7 +228,8 @@ def train_agent(ctx: Ctx, symbol: SymbolPath) -> JobOut:
     responses=error_responses(401, 404, 409, 422, 502, 503),
 )
 def predict(ctx: Ctx, symbol: SymbolPath) -> PredictionOut:
-    return PredictionOut(**asdict(ctx.agents.predict(symbol)))
+    prediction = asdict(ctx.agents.predict(symbol))
+    return PredictionOut(source=prediction.pop("data_source"), **prediction)
 
 
 @router.get(

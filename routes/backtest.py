@@ -15,7 +15,6 @@ from backtester import report, service
 from db.models import BacktestRun
 from routes.common import (
     Ctx,
-    Interval,
     Limit,
     MetricsOut,
     Offset,
@@ -29,6 +28,8 @@ from routes.schemas.values import EpochMs, StrategyRefIn
 from strategy_engine.strategy_parser import STOP_FIELDS, backtest_config
 from utils.errors import InvalidInput
 from utils.gc_pause import gc_paused
+from utils.intervals import Interval
+from utils.market_data.candles import DataSource
 from utils.symbols import SYMBOL_PATTERN
 
 router = APIRouter(prefix="/api/backtest", tags=["backtest"])
@@ -138,7 +139,7 @@ class BacktestSummary(BaseModel):
     id: str
     created_at: EpochMs
     symbol: str
-    interval: str
+    interval: Interval
     strategy: str = Field(
         description="Display name: a built-in's name, or a saved strategy's name, id, version."
     )
@@ -149,9 +150,7 @@ class BacktestSummary(BaseModel):
     strategy_version: int | None
     params: dict[str, float | int | str | bool]
     config: BacktestConfigOut
-    source: Literal["binance", "cache", "file", "sample"] = Field(
-        description="Where the candles came from: binance, cache, file or sample."
-    )
+    source: DataSource = Field(description="Where the candles came from: binance, cache, file or sample.")
     start_time: EpochMs = Field(description="Open time of the first candle.")
     end_time: EpochMs = Field(description="Open time of the last candle.")
     n_bars: int
@@ -181,9 +180,9 @@ class SweepResult(BaseModel):
 
 class SweepResponse(BaseModel):
     strategy: str
-    rank_by: str
+    rank_by: service.RankMetric
     combinations: int
-    source: str
+    source: DataSource
     n_bars: int
     results: list[SweepResult]
 

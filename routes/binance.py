@@ -10,12 +10,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from db.models import Job
-from routes.common import Ctx, Interval, IntervalQuery, Symbol, SymbolQuery, error_responses, parse_time
+from routes.common import Ctx, IntervalQuery, Symbol, SymbolQuery, error_responses, parse_time
 from routes.schemas.jobs import GapOut, JobOut, job_out
-from routes.schemas.values import EpochMs
+from routes.schemas.values import DecimalStr, EpochMs
 from strategy_engine import indicator_series
 from utils.exchange import SymbolFilters
-from utils.market_data.candles import Gap
+from utils.intervals import Interval, as_interval
+from utils.market_data.candles import DataSource, Gap
 from utils.market_data.market import request_sync
 
 router = APIRouter(prefix="/api/binance", tags=["market data"])
@@ -34,8 +35,8 @@ class CandleOut(BaseModel):
 
 class CandlesResponse(BaseModel):
     symbol: str = Field(examples=["BTCUSDT"])
-    interval: str = Field(examples=["1h"])
-    source: Literal["binance", "cache", "file", "sample"] = Field(
+    interval: Interval = Field(examples=["1h"])
+    source: DataSource = Field(
         description="binance: fetched now; cache: stored from Binance; file: imported CSV; "
         "sample: generated synthetic data (never real)."
     )
@@ -48,9 +49,9 @@ class CandlesResponse(BaseModel):
 class PriceResponse(BaseModel):
     symbol: str
     price: float
-    source: Literal["binance", "cache", "file", "sample"]
+    source: DataSource
     stale: bool
-    as_of: int | None = Field(
+    as_of: EpochMs | None = Field(
         description="Open time of the candle whose close is the price, when not a live ticker."
     )
 
@@ -60,11 +61,11 @@ class SymbolOut(BaseModel):
     status: str
     base_asset: str
     quote_asset: str
-    tick_size: str = Field(description="PRICE_FILTER tickSize (decimal string).")
-    step_size: str = Field(description="LOT_SIZE stepSize (decimal string).")
-    min_qty: str
-    max_qty: str
-    min_notional: str = Field(description="NOTIONAL / MIN_NOTIONAL minNotional (decimal string).")
+    tick_size: DecimalStr = Field(description="PRICE_FILTER tickSize.")
+    step_size: DecimalStr = Field(description="LOT_SIZE stepSize.")
+    min_qty: DecimalStr = Field(description="LOT_SIZE minQty.")
+    max_qty: DecimalStr = Field(description="LOT_SIZE maxQty.")
+    min_notional: DecimalStr = Field(description="NOTIONAL / MIN_NOTIONAL minNotional.")
 
 
 class SymbolsResponse(BaseModel):
@@ -89,7 +90,7 @@ class SyncRequest(BaseModel):
 
 class SyncResponse(BaseModel):
     symbol: str
-    interval: str
+    interval: Interval
     start: int
     end: int
     added: int = Field(description="Candles that were not stored before.")
@@ -100,7 +101,7 @@ class SyncResponse(BaseModel):
 
 class ImportResponse(BaseModel):
     symbol: str
-    interval: str
+    interval: Interval
     layout: Literal["binance", "plain"]
     rows: int
     added: int
@@ -268,10 +269,8 @@ class IndicatorsResponse(BaseModel):
     the k-th output on that candle (zip them for a chart: one line per series)."""
 
     symbol: str = Field(examples=["BTCUSDT"])
-    interval: str = Field(examples=["1h"])
-    source: Literal["binance", "cache", "file", "sample"] = Field(
-        description="Where the candles come from, as for /api/binance/candles."
-    )
+    interval: Interval = Field(examples=["1h"])
+    source: DataSource = Field(description="Where the candles come from, as for /api/binance/candles.")
     stale: bool = Field(description="True when Binance was unreachable and stored candles were used.")
     indicator: str = Field(description="The indicator's name.", examples=["macd"])
     params: dict[str, int | float] = Field(
@@ -368,7 +367,7 @@ def get_indicators(
     )
     return IndicatorsResponse(
         symbol=answer.symbol,
-        interval=answer.interval,
+        interval=as_interval(answer.interval),
         source=answer.source,
         stale=answer.stale,
         indicator=answer.indicator,

@@ -39,6 +39,7 @@ from utils.errors import (
 from utils.events import EventLog
 from utils.exchange import Clock
 from utils.exchange_probe import ExchangeProbe
+from utils.intervals import Interval
 from utils.jobs import JobRunner
 from utils.market_data.market import MarketData
 from utils.market_data.watcher import CandleWatcher
@@ -46,9 +47,6 @@ from utils.settings import Settings
 from utils.symbols import SYMBOL_PATTERN
 
 _YEAR_3000_MS = 32_503_680_000_000
-Interval = Literal[
-    "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M"
-]
 Symbol = Annotated[
     str,
     Field(

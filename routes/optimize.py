@@ -16,6 +16,7 @@ from routes.html import html_page, html_responses
 from routes.schemas.jobs import JobOut, job_out
 from routes.schemas.optimize import OptimizationList, OptimizationOut, OptimizationSummaryOut, OptimizeBody
 from utils.errors import InvalidInput
+from utils.intervals import as_interval
 from utils.symbols import SYMBOL_PATTERN
 
 router = APIRouter(prefix="/api", tags=["optimisation"])
@@ -94,7 +95,7 @@ def list_optimizations(
                 job_id=row.job_id,
                 created_at=row.created_at,  # type: ignore[arg-type]  # EpochMs converts datetimes
                 symbol=row.symbol,
-                interval=row.interval,
+                interval=as_interval(row.interval),
                 strategy=row.strategy,
                 kind=row.result["kind"],
                 n_trials=row.result["n_trials"],

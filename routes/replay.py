@@ -12,11 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mother_ai import replay_report, replay_service
 from mother_ai.replay_service import ReplayDeps, ReplayRequest
-from routes.common import Ctx, Interval, Limit, MetricsOut, Offset, Symbol, error_responses, parse_time
+from routes.common import Ctx, Limit, MetricsOut, Offset, Symbol, error_responses, parse_time
 from routes.html import html_page, html_responses
 from routes.schemas.agents import ModelMetricsOut
 from routes.schemas.decisions import StepOut
 from routes.schemas.jobs import JobOut, job_out
+from routes.schemas.values import DecimalStr, EpochMs
+from utils.intervals import Interval
+from utils.market_data.candles import DataSource
 
 router = APIRouter(prefix="/api/mother-ai", tags=["mother ai replay"])
 
@@ -180,12 +183,12 @@ class FillOut(BaseModel):
     side: Literal["BUY", "SELL"]
     status: Literal["FILLED"]
     fill_time: int = Field(description="Open time (epoch ms) of the candle whose open filled the order.")
-    reference_price: str
-    price: str
-    quantity: str
-    notional: str
-    fee: str
-    realised_pnl: str
+    reference_price: DecimalStr
+    price: DecimalStr
+    quantity: DecimalStr
+    notional: DecimalStr
+    fee: DecimalStr
+    realised_pnl: DecimalStr
 
 
 class VoterSeriesOut(BaseModel):
@@ -206,10 +209,10 @@ class SeriesOut(BaseModel):
 
 class ReplayRequestOut(BaseModel):
     symbols: list[str]
-    interval: str
+    interval: Interval
     start: int
     end: int
-    initial_balance: str
+    initial_balance: DecimalStr
     retrain_every: int
     warmup: int
     include_strategies: list[int]
@@ -222,11 +225,11 @@ class ReplayRequestOut(BaseModel):
 class ReplayListItem(BaseModel):
     id: str
     job_id: str
-    created_at: int = Field(description="Epoch ms.")
+    created_at: EpochMs
     symbols: list[str]
-    interval: str
-    start_time: int
-    end_time: int
+    interval: Interval
+    start_time: EpochMs
+    end_time: EpochMs
     n_steps: int
     sample_data: bool
     final_equity: float
@@ -250,7 +253,7 @@ class ReplayOut(ReplayListItem):
     timings: TimingsOut
     costs: CostsOut
     limits: LimitsOut
-    data_sources: dict[str, str]
+    sources: dict[str, DataSource] = Field(description="Per symbol, where its candles came from.")
     counts: CountsOut
     notes: list[str]
     series: SeriesOut | None = Field(
@@ -345,7 +348,7 @@ def replay(ctx: Ctx, replay_id: ReplayId, series: bool = False) -> ReplayOut:
         timings=TimingsOut(**summary["timings"]),
         costs=CostsOut(**summary["costs"]),
         limits=LimitsOut(**summary["limits"]),
-        data_sources=summary["data_sources"],
+        sources=summary["data_sources"],
         counts=CountsOut(**summary["counts"]),
         notes=summary["notes"],
         series=SeriesOut(**replay_service.replay_series(row)) if series else None,

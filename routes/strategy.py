@@ -21,6 +21,8 @@ from strategy_engine.spec import StrategySpec, json_schema, validate_spec
 from strategy_engine.store import SavedStrategy
 from strategy_engine.strategy_health import OptimisationNote
 from utils.errors import Conflict, InvalidInput
+from utils.intervals import Interval
+from utils.market_data.candles import DataSource
 from utils.settings import PROJECT_ROOT
 
 router = APIRouter(prefix="/api/strategies", tags=["strategies"])
@@ -111,7 +113,7 @@ class HealthMetricsOut(BaseModel):
 
 
 class HealthDataOut(BaseModel):
-    source: Literal["binance", "cache", "file", "sample"]
+    source: DataSource
     bars: int
 
 
@@ -164,7 +166,7 @@ class StrategyListItem(BaseModel):
     parameters: list[ParameterOut]
     id: int | None
     symbol: str | None
-    interval: str | None
+    interval: Interval | None
     version: int | None
     health_score: int | None
     can_activate: bool | None
@@ -175,7 +177,7 @@ class SavedOut(BaseModel):
     name: str
     slug: str
     symbol: str
-    interval: str
+    interval: Interval
     version: int = Field(description="The version shown.")
     latest_version: int
     created_at: EpochMs

@@ -19,7 +19,7 @@ from pydantic import RootModel
 from db.models import Job
 from mother_ai.decision import Decision
 from mother_ai.orders import HaltState, OrderResult, Portfolio
-from routes.common import AppContext, Ctx, Interval, error_responses, require_api_key
+from routes.common import AppContext, Ctx, error_responses, require_api_key
 from routes.schemas.decisions import DecisionOut
 from routes.schemas.events import (
     CandleEvent,
@@ -39,6 +39,7 @@ from routes.schemas.trading import halt_out, order_out, portfolio_out
 from utils import stream_tokens
 from utils.errors import Unauthorized
 from utils.events import EVENT_KINDS, Event, EventKind, Missed
+from utils.intervals import Interval
 from utils.market_data.watcher import ClosedCandle, watch_key
 from utils.symbols import SYMBOL_PATTERN
 

@@ -13,6 +13,7 @@ from routes.schemas.jobs import JobKind, JobOut, JobStatus, job_out
 from routes.schemas.values import EpochMs
 from utils.errors import Conflict, NotFound
 from utils.exchange_probe import ProbeStatus
+from utils.intervals import Interval, as_interval
 from utils.market_data.drop_folder import DropFolderStatus
 
 VERSION = "0.1.0"
@@ -66,7 +67,7 @@ class SchedulerOut(BaseModel):
         description="Whether this process holds the scheduler's lease: with several API processes on one "
         "database only the leader runs the scheduled decisions."
     )
-    interval: str | None
+    interval: Interval | None
     symbols: list[str]
     execute: bool
     next_run_at: EpochMs | None
@@ -75,7 +76,7 @@ class SchedulerOut(BaseModel):
 
 class AgentDataOut(BaseModel):
     symbol: str = Field(examples=["BTCUSDT"])
-    interval: str = Field(examples=["1h"])
+    interval: Interval = Field(examples=["1h"])
     model_version: str
     model_stale: bool = Field(description="The model is older than the agent's max_model_age_hours.")
     source: Literal["binance", "file", "sample"] | None = Field(
@@ -162,7 +163,7 @@ def _scheduler(ctx: AppContext) -> SchedulerOut:
         enabled=settings.enabled,
         running=scheduler is not None and scheduler.running,
         leader=scheduler is not None and scheduler.running and scheduler.leader,
-        interval=settings.interval if settings.enabled else None,
+        interval=as_interval(settings.interval) if settings.enabled else None,
         symbols=list(settings.symbols) if settings.enabled else [],
         execute=settings.enabled and settings.execute,
         next_run_at=scheduler.next_due_ms() if scheduler is not None else None,
@@ -182,7 +183,7 @@ def _agents(ctx: AppContext) -> list[AgentDataOut]:
         out.append(
             AgentDataOut(
                 symbol=config.symbol,
-                interval=config.interval,
+                interval=as_interval(config.interval),
                 model_version=view.active_version,
                 model_stale=view.stale,
                 source=data.source,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal, get_args
+from typing import Literal, TypeGuard, get_args
 
 # The Literal is the one list: INTERVALS is read from it, so the two never disagree.
 Interval = Literal[
@@ -50,8 +50,15 @@ _YEAR_MS = 365 * 1440 * _MINUTE  # crypto trades every day: a 365-day calendar
 _WEEK_OFFSET_MS = 4 * 1440 * _MINUTE
 
 
-def is_interval(value: str) -> bool:
+def is_interval(value: str) -> TypeGuard[Interval]:
     return value in INTERVALS
+
+
+def as_interval(value: str) -> Interval:
+    """`value` typed as an interval; a ValueError when it is none (a stored row always holds one)."""
+    if not is_interval(value):
+        raise ValueError(f"not a kline interval: {value!r}")
+    return value
 
 
 def interval_ms(interval: str) -> int:

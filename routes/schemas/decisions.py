@@ -7,8 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from routes.schemas.trading import DailyLossOut, OrderOut
+from routes.schemas.trading import DailyLossOut, OrderOut, OrderStatus
 from routes.schemas.values import DecimalStr, EpochMs
+from utils.intervals import Interval
 
 Action = Literal["buy", "sell", "hold"]
 
@@ -27,10 +28,10 @@ class VoteOut(BaseModel):
     agent: str = Field(description="The voter: an agent's symbol, or strategy:<id>.")
     kind: Literal["agent", "strategy"]
     symbol: str
-    interval: str
+    interval: Interval
     horizon: int
     model_version: str
-    action: str
+    action: Action
     prob_up: float
     confidence: float
     expected_return: float
@@ -128,7 +129,7 @@ class _DecisionCore(BaseModel):
     executed: bool
     client_order_id: str | None
     order_id: int | None
-    order_status: str | None
+    order_status: OrderStatus | None
     halted: bool
     votes: list[VoteOut]
     ignored: list[IgnoredOut]

@@ -11,6 +11,7 @@ from routes.schemas.decisions import DecisionOut
 from routes.schemas.jobs import AnyJob
 from routes.schemas.trading import HaltOut, OrderOut, PortfolioOut
 from routes.schemas.values import EpochMs
+from utils.intervals import Interval
 
 
 class StreamTokenOut(BaseModel):
@@ -53,7 +54,7 @@ class KillSwitchEvent(_EventBase):
 
 class CandleEventOut(BaseModel):
     symbol: str = Field(examples=["BTCUSDT"])
-    interval: str = Field(examples=["1h"])
+    interval: Interval = Field(examples=["1h"])
     open_time: EpochMs
     open: float
     high: float

@@ -8,8 +8,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, TypeAdapter, field_validator
 
 from db.models import Job
+from routes.common import ErrorCode
 from routes.schemas.agents import ModelMetricsOut
-from routes.schemas.values import DecimalStr, EpochMs
+from routes.schemas.values import DecimalStr, EpochMs, source_field
+from utils.intervals import Interval
+from utils.market_data.candles import DataSource
 
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 JobKind = Literal["train", "train_many", "sync", "replay", "optimize"]
@@ -18,7 +21,7 @@ JobKind = Literal["train", "train_many", "sync", "replay", "optimize"]
 class JobError(BaseModel):
     """Why a failed job failed: the same code and message an endpoint would have answered with."""
 
-    code: str = Field(examples=["no_data"])
+    code: ErrorCode = Field(examples=["no_data"])
     message: str
     details: dict[str, str | int | float | bool | list[str] | None] | None = None
 
@@ -44,13 +47,13 @@ class _JobBase(BaseModel):
 
 class TrainParams(BaseModel):
     symbol: str
-    interval: str | None = None  # absent from jobs stored before it was recorded
+    interval: Interval | None = None  # absent from jobs stored before it was recorded
 
 
 class TrainResult(BaseModel):
     symbol: str
     version: str = Field(description="The model trained and activated.")
-    data_source: Literal["binance", "cache", "file", "sample"]
+    source: DataSource = source_field()
     chosen: str = Field(description="The model family walk-forward selection chose.")
     metrics: ModelMetricsOut
 
@@ -69,7 +72,7 @@ class AgentTrained(BaseModel):
     symbol: str
     version: str | None = Field(description="The model trained and activated; null when it failed.")
     error: str | None = Field(description="Why this agent's training failed.")
-    data_source: Literal["binance", "cache", "file", "sample"] | None = None
+    source: DataSource | None = source_field(optional=True)
     chosen: str | None = None
     metrics: ModelMetricsOut | None = None
 
@@ -86,7 +89,7 @@ class TrainManyJobOut(_JobBase):
 
 class SyncParams(BaseModel):
     symbol: str
-    interval: str
+    interval: Interval
     start: EpochMs
     end: EpochMs
 
@@ -99,7 +102,7 @@ class GapOut(BaseModel):
 
 class SyncResult(BaseModel):
     symbol: str
-    interval: str
+    interval: Interval
     start: EpochMs
     end: EpochMs
     added: int
@@ -117,7 +120,7 @@ class SyncJobOut(_JobBase):
 class ReplayParams(BaseModel):
     replay_id: str
     symbols: list[str]
-    interval: str
+    interval: Interval
     start: EpochMs
     end: EpochMs
     initial_balance: DecimalStr
@@ -148,7 +151,7 @@ class ReplayJobOut(_JobBase):
 class OptimizeParams(BaseModel):
     optimization_id: str = Field(description="Read it with GET /api/optimizations/{optimization_id}.")
     symbol: str
-    interval: str
+    interval: Interval
     strategy: str | int = Field(description='A built-in name or a saved id as given; "inline" for a spec.')
     objective: str
     n_trials: int

@@ -11,9 +11,11 @@ from pydantic import BaseModel, Field, StrictFloat, StrictInt
 from backtester.optimize.search import MAX_TRIALS
 from backtester.optimize.service import Objective
 from backtester.optimize.windows import MAX_WINDOWS
-from routes.common import Interval, MetricsOut, Symbol
-from routes.schemas.values import EpochMs, StrategyRefIn
+from routes.common import MetricsOut, Symbol
+from routes.schemas.values import EpochMs, StrategyRefIn, source_field
 from strategy_engine.spec import Tunable
+from utils.intervals import Interval
+from utils.market_data.candles import DataSource
 
 Number = StrictInt | StrictFloat
 VerdictLevel = Literal["credible", "doubtful", "likely_overfit"]
@@ -232,7 +234,7 @@ class OptimizationOut(BaseModel):
     job_id: str
     created_at: EpochMs
     symbol: str
-    interval: str
+    interval: Interval
     strategy: str
     strategy_kind: Literal["builtin", "saved", "inline"]
     strategy_id: int | None
@@ -244,7 +246,7 @@ class OptimizationOut(BaseModel):
     n_bars: int
     start_time: EpochMs
     end_time: EpochMs
-    data_source: str
+    source: DataSource = source_field()
     winner: WinnerOut | None
     trials: list[TrialOut]
     statistics: StatisticsOut | None
@@ -260,7 +262,7 @@ class OptimizationSummaryOut(BaseModel):
     job_id: str
     created_at: EpochMs
     symbol: str
-    interval: str
+    interval: Interval
     strategy: str
     kind: Literal["search", "walk_forward"]
     n_trials: int

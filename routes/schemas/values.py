@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import AliasChoices, BeforeValidator, Field
 
 
 def to_epoch_ms(value: object) -> object:
@@ -41,6 +41,16 @@ def canonical_decimal(value: object) -> object:
         text = format(value.normalize(), "f")
         return "0" if text in ("-0", "") else text
     return value
+
+
+def source_field(*, optional: bool = False) -> Any:
+    """The `source` field (where the candles came from) of a result stored as JSON when the field was
+    named `data_source`: both names read, one written."""
+    return Field(
+        None if optional else ...,
+        description="Where the candles came from.",
+        validation_alias=AliasChoices("source", "data_source"),
+    )
 
 
 DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"

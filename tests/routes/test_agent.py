@@ -47,7 +47,7 @@ def test_train_predict_history_and_activation(
     first = client.get(f"/api/jobs/{trained_install.jobs['BTCUSDT']['id']}", headers=AUTH).json()
     assert first["status"] == "done", first
     assert first["progress"] == 1.0
-    assert first["result"]["data_source"] == "sample"
+    assert first["result"]["source"] == "sample"
     metrics = first["result"]["metrics"]
     assert {
         "oos_accuracy",

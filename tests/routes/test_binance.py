@@ -15,6 +15,7 @@ from main import create_app
 from tests.fakes.fake_binance import FakeBinance
 from tests.support.clock import RecordedSleeps
 from tests.support.http import AUTH, ctx_of
+from tests.support.server import wait_until
 from tests.support.settings import make_settings
 
 HOUR = 3_600_000
@@ -143,6 +144,35 @@ def test_large_sync_runs_as_a_job(online_app: Callable[..., FastAPI]) -> None:
         assert done["result"]["added"] == 181 * 24
         listed = client.get("/api/jobs", headers=AUTH).json()
         assert [j["id"] for j in listed["jobs"]] == [job["id"]]
+        assert len(stored(client, "ETHUSDT")) == 181 * 24
+
+
+def test_a_cancelled_sync_keeps_whole_pages_and_the_next_fetches_only_the_rest(
+    online_app: Callable[..., FastAPI], fake_binance: FakeBinance
+) -> None:
+    # The fake answers each page after 0.3 s, so the cancel lands while the sync is between pages.
+    fake_binance.add_fault(KLINES, "slow", delay=0.3, times=10)
+    with TestClient(online_app(sync_inline_max_candles=1000)) as client:
+        body = {"symbol": "ETHUSDT", "interval": "1h", "start": "2023-01-01", "end": "2023-06-30T23:00:00Z"}
+        job = client.post("/api/binance/sync", json=body, headers=AUTH).json()
+        wait_until(lambda: len(fake_binance.requests_to(KLINES)) >= 2, timeout=60, what="the second page")
+        asked = client.post(f"/api/jobs/{job['id']}/cancel", headers=AUTH)
+        assert asked.status_code == 200 and asked.json()["cancel_requested"] is True, asked.text
+        ctx_of(client).jobs.wait(job["id"], timeout=60)
+        ended = client.get(f"/api/jobs/{job['id']}", headers=AUTH).json()
+        assert (ended["status"], ended["result"]) == ("cancelled", None), ended
+        kept = stored(client, "ETHUSDT")
+        assert 0 < len(kept) < 181 * 24, "stopped part way"
+        # What it kept is whole: a run of consecutive candles from the start, no hole, nothing past it.
+        assert kept[0] == 1_672_531_200_000 and set(np.diff(kept)) == {HOUR}
+        asked_before = len(fake_binance.requests_to(KLINES))
+        again = client.post("/api/binance/sync", json=body, headers=AUTH).json()
+        ctx_of(client).jobs.wait(again["id"], timeout=60)
+        done = client.get(f"/api/jobs/{again['id']}", headers=AUTH).json()
+        assert done["status"] == "done", done
+        assert done["result"]["added"] == 181 * 24 - len(kept), "the kept candles count as covered"
+        first_asked = fake_binance.requests_to(KLINES)[asked_before]
+        assert int(first_asked.params["startTime"]) > kept[-1], "the second sync skips what the first kept"
         assert len(stored(client, "ETHUSDT")) == 181 * 24
 
 

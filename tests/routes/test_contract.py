@@ -104,6 +104,120 @@ def test_the_walker_does_catch_a_free_form_field() -> None:
     assert _loose_spots({"type": "array", "items": {}}, {}, "op", frozenset()) == ["op[]: no type"]
 
 
+def _response_models(spec: dict[str, Any]) -> set[str]:
+    """The components a success body reaches, through any depth of references."""
+    components = spec["components"]["schemas"]
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref")  # the JSON-schema model has a field named "$ref" too
+            if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+                name = ref.rsplit("/", 1)[-1]
+                if name not in found:
+                    found.add(name)
+                    walk(components[name])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for _, _, op in _operations(spec):
+        for status, response in op["responses"].items():
+            if status.startswith("2"):
+                walk(response.get("content", {}))
+    return found
+
+
+def _leaves(schema: dict[str, Any], components: dict[str, Any]) -> list[dict[str, Any]]:
+    """The non-null alternatives of a field's schema, arrays looked into (a list of times is times)."""
+    if "$ref" in schema:
+        return [components[schema["$ref"].rsplit("/", 1)[-1]]]
+    if any(key in schema for key in COMBINATORS):
+        subs = [sub for key in COMBINATORS for sub in schema.get(key, [])]
+        return [leaf for sub in subs if sub.get("type") != "null" for leaf in _leaves(sub, components)]
+    if schema.get("type") == "array":
+        return _leaves(schema.get("items", {}), components)
+    return [schema]
+
+
+TIME_FIELD = re.compile(r"(_time|_times|_at)$|^as_of$")
+MONEY_FIELD = re.compile(
+    r"(price|quantity|qty|notional|fee|amount|balance|pnl|cash|cost_basis|market_value|equity|size_quote"
+    r"|tick_size|step_size)$"
+)
+# Models of what the account holds and trades: their money is never a binary float.
+TRADING_MODEL = re.compile(
+    r"^(Order|Balance|Portfolio|Position|Fill|ReplayOrder|Symbol|Held|SizedAgainst|DailyLoss)"
+)
+VOCABULARY_FIELD = {"interval", "source", "side", "status", "order_status", "action", "kind", "mode", "code"}
+# Open-ended on purpose: names of palette node types, Binance's symbol status passed through as Binance
+# writes it, and the reasons a health finding or an ignored vote gives (described in the README).
+OPEN_ENDED = {("PaletteConnection", "source"), ("SymbolOut", "status"), ("FindingOut", "code")}
+OPEN_ENDED |= {("IgnoredOut", "code")}
+
+
+def _convention_breaks(spec: dict[str, Any]) -> list[str]:
+    components = spec["components"]["schemas"]
+    breaks = []
+    for model in sorted(_response_models(spec)):
+        for field, schema in (components[model].get("properties") or {}).items():
+            leaves = _leaves(schema, components)
+            where = f"{model}.{field}"
+            if TIME_FIELD.search(field) and any(leaf.get("type") != "integer" for leaf in leaves):
+                breaks.append(f"{where}: a time that is not integer epoch milliseconds")
+            if MONEY_FIELD.search(field):
+                # An enum is a name (a spec's price operand "close"), not an amount.
+                amounts = [leaf for leaf in leaves if not {"enum", "const"} & set(leaf)]
+                if any(leaf.get("type") == "string" and leaf.get("format") != "decimal" for leaf in amounts):
+                    breaks.append(f"{where}: a money string without format decimal")
+                if TRADING_MODEL.match(model) and any(leaf.get("type") == "number" for leaf in leaves):
+                    breaks.append(f"{where}: money of the account as a number")
+            vocabulary = field in VOCABULARY_FIELD and (model, field) not in OPEN_ENDED
+            free = [
+                leaf for leaf in leaves if leaf.get("type") == "string" and not {"enum", "const"} & set(leaf)
+            ]
+            if vocabulary and free:
+                breaks.append(f"{where}: a vocabulary typed as any string")
+    return breaks
+
+
+def test_every_body_follows_the_time_money_and_vocabulary_conventions(client: TestClient) -> None:
+    assert _convention_breaks(_spec(client)) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "schema", "expected"),
+    [
+        ("created_at", {"type": "string"}, "a time that is not integer epoch milliseconds"),
+        ("step_times", {"type": "array", "items": {"type": "number"}}, "a time that is not integer"),
+        ("fee", {"anyOf": [{"type": "string"}, {"type": "null"}]}, "a money string without format decimal"),
+        ("quantity", {"type": "number"}, "money of the account as a number"),
+        ("interval", {"type": "string"}, "a vocabulary typed as any string"),
+    ],
+)
+def test_the_convention_walker_catches_each_break(field: str, schema: dict[str, Any], expected: str) -> None:
+    spec = {
+        "paths": {
+            "/x": {
+                "get": {
+                    "responses": {
+                        "200": {
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/OrderOut"}}
+                            }
+                        }
+                    }
+                }
+            }
+        },
+        "components": {"schemas": {"OrderOut": {"type": "object", "properties": {field: schema}}}},
+    }
+    breaks = _convention_breaks(spec)
+    assert len(breaks) == 1 and breaks[0].startswith(f"OrderOut.{field}: {expected}"), breaks
+
+
 def test_operation_ids_are_short_stable_and_unique(client: TestClient) -> None:
     ids = [op["operationId"] for _, _, op in _operations(_spec(client))]
     assert len(ids) == len(set(ids))

@@ -110,7 +110,7 @@ def test_a_replay_never_touches_the_running_account(replayed: Replayed) -> None:
 def test_the_offline_sample_replay_trades_resolves_and_moves_weights(replayed: Replayed) -> None:
     replay, steps = replayed.replay, replayed.steps
     assert replay["n_steps"] == len(steps) == STEPS + 1  # the range's candles after the warm-up
-    assert replay["sample_data"] is True and set(replay["data_sources"].values()) == {"sample"}
+    assert replay["sample_data"] is True and set(replay["sources"].values()) == {"sample"}
     assert replay["counts"]["fills"] > 0 and {"buy", "sell"} <= {s["action"] for s in steps}
     assert [s["step"] for s in steps] == list(range(len(steps)))
     assert all(b["time"] - a["time"] == H for a, b in pairwise(steps))
