@@ -401,7 +401,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         ]
         first = problems[0] if problems else {"field": "request", "message": "invalid"}
         message = f"Invalid {first['field']}: {first['message']}."
-        return _error(422, "validation_error", message, problems)
+        return _error(422, "validation_error", message, {"field": first["field"], "errors": problems})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

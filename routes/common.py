@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -172,10 +172,35 @@ ErrorCode = Literal[
 ]
 
 
+class ProblemOut(BaseModel):
+    """One problem validation found: in a request field, or at a path inside a strategy spec."""
+
+    field: str | None = Field(default=None, description="The request field, as `query.limit` or `body.grid`.")
+    path: str | None = Field(default=None, description="Where in a strategy spec, as `entry.all.0.left`.")
+    message: str
+
+
+# A named value of an error's context: a symbol, a job id, a limit, a count, the symbols missing.
+ContextValue = str | int | float | bool | list[str] | list[int] | None
+
+
+class ErrorContext(BaseModel):
+    """What an error is about, for a client to point at it: the request field or spec path at fault,
+    every problem when validation found several (the first is `field` or `path`), and named values
+    (`symbol`, `interval`, `job`, `limit`, `available`, `binance_code`, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, ContextValue]
+
+    field: str | None = Field(default=None, description="The request field at fault.")
+    path: str | None = Field(default=None, description="The path at fault inside a strategy spec.")
+    errors: list[ProblemOut] | None = Field(default=None, description="Every problem found, first first.")
+
+
 class ErrorDetail(BaseModel):
     code: ErrorCode = Field(description="Machine-readable error code.", examples=["invalid_input"])
     message: str = Field(description="What went wrong, in a sentence.")
-    details: Any | None = Field(default=None, description="Optional structured context.")
+    details: ErrorContext | None = Field(default=None, description="Structured context, when there is any.")
 
 
 class ErrorBody(BaseModel):

@@ -130,7 +130,8 @@ def test_validation_errors_name_the_field(client: TestClient) -> None:
     error = response.json()["error"]
     assert error["code"] == "validation_error"
     assert "limit" in error["message"]
-    assert error["details"][0]["field"] == "query.limit"
+    assert error["details"]["field"] == "query.limit"
+    assert [e["field"] for e in error["details"]["errors"]] == ["query.limit"]
 
 
 def test_unexpected_errors_are_500_without_a_stack_trace(settings: Settings) -> None:

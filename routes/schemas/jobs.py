@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, TypeAdapter, field_validator
 
 from db.models import Job
-from routes.common import ErrorCode
+from routes.common import ErrorCode, ErrorContext
 from routes.schemas.agents import ModelMetricsOut
 from routes.schemas.values import DecimalStr, EpochMs, source_field
 from utils.intervals import Interval
@@ -23,7 +23,7 @@ class JobError(BaseModel):
 
     code: ErrorCode = Field(examples=["no_data"])
     message: str
-    details: dict[str, str | int | float | bool | list[str] | None] | None = None
+    details: ErrorContext | None = None
 
 
 class _JobBase(BaseModel):

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from main import create_app
-from routes.common import ErrorCode
+from routes.common import ErrorBody, ErrorCode
 from tests.support.http import AUTH
 from tests.support.settings import make_settings
 
@@ -289,6 +289,7 @@ def test_each_real_error_is_documented_and_shaped_as_documented(
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"error"} and body["error"]["code"] in get_args(ErrorCode)
+    ErrorBody.model_validate(body)  # details included: the documented ErrorContext
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     spec = _spec(client)
     template = next(

@@ -114,8 +114,7 @@ def test_null_only_where_the_stored_series_is_too_short(client: TestClient) -> N
 
 
 def field_of(error: dict[str, Any]) -> Any:
-    details = error["details"]
-    return details[0]["field"] if isinstance(details, list) else details.get("field")
+    return error["details"].get("field")
 
 
 # (query, status, code, the field the error names)
