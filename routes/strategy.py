@@ -7,13 +7,14 @@ import statistics
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypeAliasType
 
 import strategy_registry
 from backtester.optimize import service as optimize_service
 from routes.common import Ctx, Limit, Offset, error_responses
 from routes.schemas.json_schema import JsonSchemaDocument
-from routes.schemas.values import EpochMs
+from routes.schemas.values import EpochMs, SpecIn
 from strategy_engine import service
 from strategy_engine.blocks_palette import BlocksPalette, palette
 from strategy_engine.json_strategy_parser import MAX_EDGES, MAX_NODES
@@ -44,11 +45,9 @@ def _shipped(kind: str) -> dict[str, dict[str, Any]]:
 
 
 IdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="A saved strategy's id.")]
-# Read as plain JSON and validated by strategy_engine.spec (errors name the offending path). Its schema is
-# StrategySpec (in the components, and at GET /api/strategies/schema); the request is declared as an object
-# because generating bodies from that recursive schema makes the API fuzzer take minutes per operation.
+# Validated by strategy_engine.spec, documented as StrategySpec (see SpecIn).
 SpecBody = Annotated[
-    dict[str, Any],
+    SpecIn,
     Body(
         description="A canonical strategy spec; see GET /api/strategies/schema.",
         openapi_examples=_shipped("spec"),
@@ -198,10 +197,61 @@ class StrategyList(BaseModel):
     strategies: list[StrategyListItem]
 
 
+# A block's setting: a number, a name, a flag, or settings of their own (an indicator's params, a
+# reference to a tunable parameter as {"param": name}).
+BlockValue = TypeAliasType(
+    "BlockValue", "str | int | float | bool | None | list[BlockValue] | dict[str, BlockValue]"
+)
+
+
+class BlockMetaIn(BaseModel):
+    """A graph's strategy settings (the converter refuses keys that are none of these, naming them)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    description: str | None = None
+    symbol: str
+    interval: str
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    trailing_stop: float | None = None
+    position_size: float | None = None
+    parameters: dict[str, BlockValue] | None = Field(
+        default=None, description="Tunable parameters, as in a spec."
+    )
+
+
+class BlockNodeIn(BaseModel):
+    """A block: its id, its type (GET /api/strategies/blocks lists them) and its settings. An editor's own
+    fields (position, selection) may ride along; they are ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    type: str
+    data: dict[str, BlockValue] = Field(default_factory=dict)
+
+
+class BlockEdgeIn(BaseModel):
+    """A connection from one block's output into another's input handle."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    source: str
+    target: str
+    target_handle: str | None = Field(default=None, alias="targetHandle")
+    source_handle: str | None = Field(default=None, alias="sourceHandle")
+
+
 class BlockGraph(BaseModel):
-    meta: dict[str, Any] = Field(description="name, symbol, interval and optional stops/position size.")
-    nodes: list[dict[str, Any]] = Field(max_length=MAX_NODES)
-    edges: list[dict[str, Any]] = Field(max_length=MAX_EDGES)
+    meta: BlockMetaIn = Field(description="name, symbol, interval and optional stops/position size.")
+    nodes: list[BlockNodeIn] = Field(max_length=MAX_NODES)
+    edges: list[BlockEdgeIn] = Field(max_length=MAX_EDGES)
+
+    def to_graph(self) -> dict[str, Any]:
+        """The graph as the converter reads it: what the client sent (by its own key names), no defaults."""
+        return self.model_dump(by_alias=True, exclude_unset=True)
 
     model_config = {"extra": "allow", "json_schema_extra": {"examples": list(_shipped_values("blocks"))}}
 
@@ -333,7 +383,7 @@ def validate_strategy(ctx: Ctx, spec: SpecBody) -> CheckedOut:
     responses=error_responses(400, 401, 413, 422),
 )
 def from_blocks(ctx: Ctx, graph: BlockGraph) -> CheckedOut:
-    return _checked_out(service.check_blocks(ctx.market, graph.model_dump()))
+    return _checked_out(service.check_blocks(ctx.market, graph.to_graph()))
 
 
 @router.post(
@@ -345,7 +395,7 @@ def from_blocks(ctx: Ctx, graph: BlockGraph) -> CheckedOut:
     responses=error_responses(400, 401, 409, 413, 422),
 )
 def save_from_blocks(ctx: Ctx, graph: BlockGraph) -> SavedOut:
-    return _saved_out(service.save_blocks(ctx.strategies, ctx.market, graph.model_dump()))
+    return _saved_out(service.save_blocks(ctx.strategies, ctx.market, graph.to_graph()))
 
 
 def _palette_example() -> dict[str, object]:

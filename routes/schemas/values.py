@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BeforeValidator, Field
+from pydantic import AliasChoices, BeforeValidator, Field, WithJsonSchema
 
 
 def to_epoch_ms(value: object) -> object:
@@ -69,9 +69,11 @@ DecimalStr = Annotated[
     ),
 ]
 
+# A strategy spec in a request: read as plain JSON and validated by strategy_engine.spec, whose errors
+# name the offending path (a pydantic model here would answer with its own, pathless, messages first);
+# documented as the StrategySpec component that responses carry and GET /api/strategies/schema serves.
+SpecIn = Annotated[dict[str, Any], WithJsonSchema({"$ref": "#/components/schemas/StrategySpec"})]
 # How a request names a strategy: a built-in's name, a saved strategy's id, or an inline spec.
 StrategyRefIn = (
-    Annotated[str, Field(min_length=1, max_length=100)]
-    | Annotated[int, Field(ge=1, le=2**31 - 1)]
-    | dict[str, Any]
+    Annotated[str, Field(min_length=1, max_length=100)] | Annotated[int, Field(ge=1, le=2**31 - 1)] | SpecIn
 )
