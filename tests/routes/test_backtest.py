@@ -85,6 +85,9 @@ def test_results_are_stored_and_listed_newest_first(client: TestClient) -> None:
     only = client.get("/api/backtest", params={"strategy": "rsi_mean_reversion"}, headers=AUTH).json()
     assert [b["id"] for b in only["backtests"]] == [second["id"]] and only["total"] == 1
     assert client.get("/api/backtest", params={"symbol": "ETHUSDT"}, headers=AUTH).json()["total"] == 0
+    hourly = client.get("/api/backtest", params={"interval": "1h"}, headers=AUTH).json()
+    assert [b["id"] for b in hourly["backtests"]] == [second["id"], first["id"]]
+    assert client.get("/api/backtest", params={"interval": "4h"}, headers=AUTH).json()["total"] == 0
     oldest = client.get("/api/backtest", params={"sort": "oldest"}, headers=AUTH).json()
     assert [b["id"] for b in oldest["backtests"]] == [first["id"], second["id"]]
     assert (first["strategy_kind"], first["strategy_id"], first["strategy_version"]) == (

@@ -144,6 +144,15 @@ def test_large_sync_runs_as_a_job(online_app: Callable[..., FastAPI]) -> None:
         assert done["result"]["added"] == 181 * 24
         listed = client.get("/api/jobs", headers=AUTH).json()
         assert [j["id"] for j in listed["jobs"]] == [job["id"]]
+        for filters, ids in [
+            ({"kind": "sync"}, [job["id"]]),
+            ({"kind": "train"}, []),
+            ({"status": "done"}, [job["id"]]),
+            ({"status": "running"}, []),
+            ({"kind": "sync", "status": "failed"}, []),
+        ]:
+            found = client.get("/api/jobs", params=filters, headers=AUTH).json()
+            assert ([j["id"] for j in found["jobs"]], found["total"]) == (ids, len(ids)), filters
         assert len(stored(client, "ETHUSDT")) == 181 * 24
 
 

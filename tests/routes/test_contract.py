@@ -369,5 +369,8 @@ def test_the_browser_may_read_and_send_the_request_id(client: TestClient) -> Non
     )
     assert answer.headers["x-request-id"] == "ui-42.a"
     assert "x-request-id" in answer.headers["access-control-expose-headers"].lower()
+    for origin in ("http://localhost:3000", "http://127.0.0.1:3000", "http://localhost:5173"):
+        allowed = client.get("/api/agents", headers={**AUTH, "Origin": origin})
+        assert allowed.headers["access-control-allow-origin"] == origin, origin
     hostile = client.get("/api/agents", headers={**AUTH, "X-Request-ID": "a b\nforged log line"})
     assert re.fullmatch(r"[0-9a-f]{12}", hostile.headers["x-request-id"])
