@@ -33,8 +33,9 @@ N = bars_per_year(interval) on a 365-day crypto calendar):
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -212,10 +213,61 @@ def max_drawdown(equity: np.ndarray | Sequence[float], initial: float | None = N
     return float(series.max()), float(series[-1])
 
 
+# From this many bars on, `drawdown` runs as one compiled pass (numba, loaded on first use from its disk
+# cache): the array version makes five passes over the curve and three temporaries, and on a million
+# bars memory traffic, not arithmetic, is its cost. Below it numba's import would cost more than it saves.
+_COMPILED_FROM_BARS = 100_000
+
+
 def drawdown(equity: np.ndarray, initial_capital: float) -> tuple[float, int]:
     """(max drawdown as a positive fraction, most consecutive bars below the running peak), the peak
     starting at the initial capital. The fraction is ``1 - equity / peak`` (the metrics' definition,
-    the same number as `max_drawdown` up to rounding)."""
+    the same number as `max_drawdown` up to rounding). Both ways of computing it give the same bits."""
+    if equity.shape[0] >= _COMPILED_FROM_BARS and equity.dtype == np.float64:
+        lowest_ratio, longest, finite = _drawdown_kernel()(equity, float(initial_capital))
+        if finite:  # a NaN (or inf / inf) takes the array version, whose NaN rules are numpy's
+            return (0.0, 0) if longest == 0 else (1.0 - lowest_ratio, longest)
+    return _drawdown_arrays(equity, initial_capital)
+
+
+def _drawdown_pass(equity: np.ndarray, initial: float) -> tuple[float, int, bool]:
+    """One pass of `drawdown`: (lowest equity / peak, longest run below the peak, no NaN met). The same
+    operations as the array version (a running maximum, one division per bar), so the same results."""
+    peak = initial
+    lowest = np.inf
+    run = 0
+    longest = 0
+    for i in range(equity.shape[0]):
+        value = equity[i]
+        if value != value or peak != peak:
+            return 0.0, 0, False
+        if value > peak:
+            peak = value
+        ratio = value / peak
+        if ratio != ratio:  # inf / inf: numpy's min would be NaN
+            return 0.0, 0, False
+        if ratio < lowest:
+            lowest = ratio
+        if value < peak:
+            run += 1
+            if run > longest:
+                longest = run
+        else:
+            run = 0
+    return lowest, longest, True
+
+
+@functools.cache
+def _drawdown_kernel() -> Callable[[np.ndarray, float], tuple[float, int, bool]]:
+    import numba
+
+    compiled: Callable[[np.ndarray, float], tuple[float, int, bool]] = numba.njit(cache=True, nogil=True)(
+        _drawdown_pass
+    )
+    return compiled
+
+
+def _drawdown_arrays(equity: np.ndarray, initial_capital: float) -> tuple[float, int]:
     peak = running_peak(equity, initial_capital)
     below = equity < peak
     if not below.any():

@@ -32,3 +32,33 @@ def test_the_metrics_drawdown_agrees_with_max_drawdown() -> None:
     worst, bars = drawdown(equity, 120.0)
     assert worst == pytest.approx(max_drawdown(equity, 120.0)[0], rel=1e-12)
     assert bars == 2  # bars 4 and 5, below the peak of 140; bars 0 and 2 are runs of one
+
+
+def _curves() -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    n = 150_000  # above the size from which drawdown runs compiled
+    walk = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.002, n)))
+    flat = np.repeat(walk[::50], 50)[:n]  # plateaus: ties with the peak, runs that end on equality
+    crash = walk.copy()
+    crash[n // 2 :] *= 0.1
+    rising = np.linspace(100.0, 200.0, n)  # never below the peak
+    with_nan, with_inf = walk.copy(), walk.copy()
+    with_nan[n // 3] = np.nan
+    with_inf[n // 4] = np.inf
+    return [walk, flat, crash, rising, with_nan, with_inf, walk * 0.5]
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_the_compiled_drawdown_gives_the_array_versions_bits(index: int) -> None:
+    from backtester import metrics
+
+    equity = _curves()[index]
+    assert equity.shape[0] >= metrics._COMPILED_FROM_BARS
+    with np.errstate(invalid="ignore"):  # inf / inf in the curve with an inf
+        compiled = metrics.drawdown(equity, 100.0)
+        arrays = metrics._drawdown_arrays(equity, 100.0)
+    assert repr(compiled) == repr(arrays)  # repr: NaN equals NaN, floats bit for bit
+    if index < 4:  # the finite curves really went through the compiled pass
+        lowest, longest, finite = metrics._drawdown_kernel()(equity, 100.0)
+        assert finite and longest == arrays[1]
+        assert arrays[0] == (0.0 if longest == 0 else 1.0 - lowest)
