@@ -9,16 +9,21 @@ is started once and kept, as the app keeps it; "first run" is the first of those
   each combination a full backtest (indicators, signals, engine, metrics) on ``--bars`` 1-minute bars: the
   work of ``POST /api/backtest/sweep`` (``backtester.service.run_combinations``, on the same data).
   - this process, serially: the reference without any pool (what one core does);
-  - 2 serial processes at once: the combinations split over two plain processes started together, no pool
-    and no cluster: what this machine's two cores give this work at best (its ceiling; memory traffic,
-    not Python, bounds a backtest of 1,000,000 bars, so two cores share more than their clocks);
+  - 1 plain process alone, 2 plain processes at once: the combinations run by one fresh process, then
+    split over two started together, no pool and no cluster; their ratio is what this machine's two
+    cores give this work at best (its ceiling; memory traffic, not Python, bounds a backtest of
+    1,000,000 bars, so two cores share more than their clocks);
   - 1 local worker, 2 local workers: ``utils.compute.LocalCompute`` (spawned processes);
-  - 2 Dask workers: a real local cluster, a scheduler and two single-threaded workers as separate
-    processes on 127.0.0.1 (tests/support/dask_cluster.py), through ``utils.compute.DaskCompute``.
-  Ratios are against 1 local worker measured in the same run; the target is >= 1.7x for two workers. Every
+  - 1 Dask worker, 2 Dask workers: a real local cluster, a scheduler and one or two single-threaded
+    workers as separate processes on 127.0.0.1 (tests/support/dask_cluster.py), through
+    ``utils.compute.DaskCompute``.
+  The table's ratios are against 1 local worker measured in the same run; the target (>= 1.7x for two
+  workers) is judged 2 local / 1 local and 2 Dask / 1 Dask. Every
   backend's 256 metric rows are checked equal to the serial reference's.
 * Peak memory per worker: the high-water RSS (VmHWM, Linux) of each worker process after its sweeps:
   interpreter, numpy, pandas, numba and (on Dask) the worker's own machinery included. Target < 1 GB.
+* Walk-forward: ``--wf-windows`` rolling windows of ``--wf-trials`` trials each on 2 local workers, the
+  windows searched together (what the app runs) against one after another; winners checked equal.
 * Optimiser trials per second (``optimiser_trials_per_second``): the optimiser's search
   (backtester/optimize/search.py) over the same strategy on ``--opt-bars`` bars, TPE, its study in a
   temporary SQLite database as the app keeps it, on 2 local workers and on the 2 Dask workers.
@@ -60,7 +65,7 @@ import strategy_registry  # noqa: E402
 from backtester.runner import BacktestConfig  # noqa: E402
 from backtester.service import SignalFactory, run_combinations  # noqa: E402
 from tests.support.dask_cluster import dask_cluster  # noqa: E402
-from utils.compute import Compute, make_compute, tune_allocator  # noqa: E402
+from utils.compute import Compute, ComputeStatus, make_compute, tune_allocator  # noqa: E402
 from utils.market_data.candles import Candles  # noqa: E402
 from utils.market_data.sample import PROFILES, generate  # noqa: E402
 
@@ -121,6 +126,9 @@ class InProcess:
         should_stop: Callable[[], bool] | None = None,
     ) -> list[R]:
         return [fn(shared, item) for item in items]
+
+    def status(self) -> ComputeStatus:
+        return ComputeStatus("local", None, True, 1, 1, None)
 
     def close(self) -> None:
         pass
@@ -186,11 +194,12 @@ def _local_worker_pids() -> list[int]:
     return pids
 
 
-def _half_sweep(bars: int, half: int, ready: Any, seconds: Any) -> None:
-    """In a fresh process: half the combinations, serially, started with the other half's process."""
+def _part_sweep(bars: int, part: int, parts: int, ready: Any, seconds: Any) -> None:
+    """In a fresh process: every `parts`-th combination from `part` on, serially, started together with
+    the other parts' processes."""
     tune_allocator()
     candles, _ = bench_candles(bars)
-    items = combinations()[half::2]
+    items = combinations()[part::parts]
     run_combinations(InProcess(), STRATEGY, items[:2], candles, CONFIG)  # imports, numba's cache
     ready.wait()
     start = time.perf_counter()
@@ -198,18 +207,22 @@ def _half_sweep(bars: int, half: int, ready: Any, seconds: Any) -> None:
     seconds.put(time.perf_counter() - start)
 
 
-def machine_ceiling(bars: int, runs: int) -> float:
-    """Seconds for the sweep split over two plain processes running at once, each serial (no pool, no
-    cluster): what two cores of this machine give this work at best. Memory traffic, not the Python
-    code, bounds a backtest of 1,000,000 bars, so two cores share more than their clocks."""
+def plain_processes(bars: int, runs: int, processes: int) -> float:
+    """Seconds for the sweep split over `processes` fresh plain processes running at once, each serial
+    (no pool, no cluster). One process alone against two at once is what two cores of this machine give
+    this work at best: memory traffic, not the Python code, bounds a backtest of 1,000,000 bars, so two
+    cores share more than their clocks."""
     context = multiprocessing.get_context("spawn")
     times: list[float] = []
     for _ in range(runs):
-        ready, seconds = context.Barrier(2), context.Queue()
-        workers = [context.Process(target=_half_sweep, args=(bars, h, ready, seconds)) for h in (0, 1)]
+        ready, seconds = context.Barrier(processes), context.Queue()
+        workers = [
+            context.Process(target=_part_sweep, args=(bars, part, processes, ready, seconds))
+            for part in range(processes)
+        ]
         for worker in workers:
             worker.start()
-        times.append(max(seconds.get(timeout=600), seconds.get(timeout=600)))
+        times.append(max(seconds.get(timeout=600) for _ in workers))
         for worker in workers:
             worker.join()
     return statistics.median(times)
@@ -266,6 +279,53 @@ def optimiser_trials_per_second(
     return statistics.median(rates), f"{trials} TPE trials per run, the study in SQLite"
 
 
+def walk_forward_seconds(
+    compute: Compute, candles: Candles, windows: int, trials: int, runs: int
+) -> tuple[float, float]:
+    """Median seconds of a walk-forward optimisation of `windows` rolling windows, `trials` TPE trials
+    each, the studies in a temporary SQLite database: the windows searched together (what the app runs,
+    ``walk_forward.run_windows``) and one after another (each window its own search and scoring, as
+    before windows shared the workers). The winners are checked equal."""
+    from backtester.optimize import search as opt
+    from backtester.optimize import walk_forward as wf
+    from backtester.optimize.windows import walk_forward_windows
+    from strategy_engine.spec import IntTunable
+
+    space = {
+        "fast": IntTunable(type="int", low=FAST[0], high=FAST[-1], step=3),
+        "slow": IntTunable(type="int", low=SLOW[0], high=SLOW[-1], step=20),
+    }
+    recipe = opt.Recipe(builtin="sma_crossover")
+    shared = opt.Shared(candles, recipe, CONFIG, "sharpe")
+    parts = walk_forward_windows(len(candles), windows, mode="rolling")
+    together, alone = [], []
+    with tempfile.TemporaryDirectory(prefix="research-bench-wf-") as folder:
+        common: dict[str, Any] = {
+            "n_trials": trials,
+            "sampler": "tpe",
+            "direction": "maximize",
+            "constraints": opt.Constraints(),
+            "storage": f"sqlite:///{folder}/optuna.db",
+            "seed": 1,
+        }
+        for run in range(runs + 1):  # the first run of each is a warm-up
+            start = time.perf_counter()
+            joint = wf.run_windows(compute, shared, recipe, space, parts, study_prefix=f"t{run}", **common)
+            if run:
+                together.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            single = [
+                wf.run_windows(compute, shared, recipe, space, [w], study_prefix=f"a{run}-{i}", **common)[0]
+                for i, w in enumerate(parts)
+            ]
+            if run:
+                alone.append(time.perf_counter() - start)
+            winners = [r.search.winner for r in joint], [r.search.winner for r in single]
+            if winners[0] != winners[1]:
+                raise AssertionError("walk-forward winners differ between joint and one-by-one windows")
+    return statistics.median(together), statistics.median(alone)
+
+
 # --- the table ------------------------------------------------------------------------------------------
 
 
@@ -275,6 +335,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--opt-bars", type=int, default=100_000)
     parser.add_argument("--opt-trials", type=int, default=64)
+    parser.add_argument("--wf-windows", type=int, default=4)
+    parser.add_argument("--wf-trials", type=int, default=16)
     args = parser.parse_args()
 
     # The references run with the allocator settings the workers get, so they differ by the pool alone.
@@ -282,20 +344,32 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     candles, data_note = bench_candles(args.bars)
     serial, reference = measure("this process, serially", InProcess(), candles, args.runs, None, list)
-    split = machine_ceiling(args.bars, args.runs)
-    ceiling = Measured("2 serial processes at once (ceiling)", split, 0.0, True, [])
+    alone = plain_processes(args.bars, args.runs, 1)
+    split = plain_processes(args.bars, args.runs, 2)
+    plain_one = Measured("1 plain process alone", alone, 0.0, True, [])
+    ceiling = Measured("2 plain processes at once (ceiling)", split, 0.0, True, [])
     with local(1) as compute:
         one, _ = measure("1 local worker", compute, candles, args.runs, reference, _local_worker_pids)
     with local(2) as compute:
         two, _ = measure("2 local workers", compute, candles, args.runs, reference, _local_worker_pids)
         opt_candles = bench_candles(args.opt_bars)[0]
         opt_local, opt_note = optimiser_trials_per_second(compute, opt_candles, args.opt_trials, args.runs)
+        wf_joint, wf_alone = walk_forward_seconds(
+            compute, opt_candles, args.wf_windows, args.wf_trials, args.runs
+        )
     # Workers given room above what they use, so the memory they report is theirs, not Dask's spilling.
+    with dask_cluster(1, memory_limit="4GB") as cluster:
+        compute = make_compute(cluster.address, 1)
+        try:
+            pids = lambda: list(cluster.worker_pids().values())  # noqa: E731
+            dask_one, _ = measure("1 Dask worker", compute, candles, args.runs, reference, pids)
+        finally:
+            compute.close()
     with dask_cluster(2, memory_limit="4GB") as cluster:
         compute = make_compute(cluster.address, 1)
         try:
             pids = lambda: list(cluster.worker_pids().values())  # noqa: E731
-            dask, _ = measure("2 Dask workers (local cluster)", compute, candles, args.runs, reference, pids)
+            dask, _ = measure("2 Dask workers", compute, candles, args.runs, reference, pids)
             opt_dask, _ = optimiser_trials_per_second(compute, opt_candles, args.opt_trials, args.runs)
         finally:
             compute.close()
@@ -312,7 +386,7 @@ def main() -> None:
         f"| {'peak RSS per worker':<22} |"
     )
     print(f"|{'-' * 38}|{'-' * 10}|{'-' * 12}|{'-' * 11}|{'-' * 11}|{'-' * 24}|")
-    for m in (serial, ceiling, one, two, dask):
+    for m in (serial, plain_one, ceiling, one, two, dask_one, dask):
         peaks = ", ".join(f"{p / MB:.0f} MB" for p in m.peak_rss) or "-"
         first = f"{m.first_seconds:9.2f}" if m.first_seconds else f"{'-':>9}"
         print(
@@ -323,17 +397,25 @@ def main() -> None:
         shown = "-" if rate != rate else f"{rate:.1f}"
         row = f"optimiser, trials/s, {label}"
         print(f"| {row:<36} | {shown:>8} | {'':>10} | {'':>9} | {'':>9} | {'':<22} |")
+    for label, seconds in (("windows together", wf_joint), ("windows one after another", wf_alone)):
+        row = f"walk-forward, {label}"
+        print(f"| {row:<36} | {seconds:8.2f} | {'':>10} | {'':>9} | {'yes':>9} | {'':<22} |")
     print(f"optimiser: {opt_note}, {args.opt_bars:,} bars of the same data (trials/s in the seconds column)")
-    print()
-    for m in (two, dask):
-        ratio = one.seconds / m.seconds
-        verdict = "meets" if ratio >= 1.7 else "MISSES"
-        print(f"{m.label} / 1 local worker: {ratio:.2f}x ({verdict} the 1.7x target)")
     print(
-        f"two plain processes / one on this work (this machine's ceiling): {serial.seconds / split:.2f}x; "
+        f"walk-forward: {args.wf_windows} rolling windows x {args.wf_trials} TPE trials on 2 local workers, "
+        f"{args.opt_bars:,} bars; together / one after another: {wf_alone / wf_joint:.2f}x faster"
+    )
+    print()
+    for m, base in ((two, one), (dask, dask_one)):
+        ratio = base.seconds / m.seconds
+        verdict = "meets" if ratio >= 1.7 else "MISSES"
+        print(f"{m.label} / {base.label}: {ratio:.2f}x ({verdict} the 1.7x target)")
+    print(f"1 Dask worker / 1 local worker: {dask_one.seconds / one.seconds:.2f}x the time")
+    print(
+        f"two plain processes / one on this work (this machine's ceiling): {alone / split:.2f}x; "
         f"1 local worker / this process: {serial.seconds / one.seconds:.2f}x"
     )
-    worst = max(p for m in (one, two, dask) for p in m.peak_rss)
+    worst = max(p for m in (one, two, dask_one, dask) for p in m.peak_rss)
     print(f"largest worker peak RSS: {worst / MB:.0f} MB ({'under' if worst < 1024 * MB else 'OVER'} 1 GB)")
 
 
