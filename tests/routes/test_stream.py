@@ -212,14 +212,22 @@ def quiet_app(tmp_path: Path) -> Iterator[FastAPI]:
     yield create_app(make_settings(tmp_path))
 
 
+def raw_stream(base: str, query: str, *, rcvbuf: int | None = None) -> socket.socket:
+    """A client that opens the stream and then never reads: a bare socket, its receive buffer shrunk
+    when asked, so the server's writes back up quickly."""
+    client = socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])))
+    if rcvbuf is not None:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    client.sendall(f"GET /api/stream?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return client
+
+
 def test_a_client_that_stops_reading_holds_up_neither_writers_nor_other_readers(quiet_app: FastAPI) -> None:
     ctx = quiet_app.state.ctx
     reason = "r" * 500
     with serve(quiet_app) as base, httpx.Client(base_url=base, timeout=TIMEOUT) as http:
         token = token_of(http)
-        port = int(base.rsplit(":", 1)[1])
-        stuck = socket.create_connection(("127.0.0.1", port))
-        stuck.sendall(f"GET /api/stream?token={token}&kinds=kill_switch HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        stuck = raw_stream(base, f"token={token}&kinds=kill_switch")
         wait_until(lambda: ctx.events.readers == 1, timeout=10, what="the stuck stream to open")
         with http.stream("GET", "/api/stream", params={"token": token, "kinds": "kill_switch"}) as response:
             reader = SseReader(response)
@@ -287,11 +295,7 @@ def test_a_client_gone_while_its_stream_is_backed_up_leaves_the_log_and_its_watc
     reason = "r" * 2_000
     with serve(quiet_app) as base, httpx.Client(base_url=base, timeout=TIMEOUT) as http:
         token = token_of(http)
-        port = int(base.rsplit(":", 1)[1])
-        gone = socket.create_connection(("127.0.0.1", port))
-        gone.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        query = f"token={token}&kinds=kill_switch&kinds=candle&symbols=BTCUSDT"
-        gone.sendall(f"GET /api/stream?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        gone = raw_stream(base, f"token={token}&kinds=kill_switch&kinds=candle&symbols=BTCUSDT", rcvbuf=4096)
         wait_until(lambda: ctx.events.readers == 1, timeout=10, what="the stream to open")
         assert ctx.candle_watcher.watched() == [("BTCUSDT", "1h")]
         collecting = gc.isenabled()
