@@ -261,9 +261,10 @@ def _drawdown_pass(equity: np.ndarray, initial: float) -> tuple[float, int, bool
 def _drawdown_kernel() -> Callable[[np.ndarray, float], tuple[float, int, bool]]:
     import numba
 
-    compiled: Callable[[np.ndarray, float], tuple[float, int, bool]] = numba.njit(cache=True, nogil=True)(
-        _drawdown_pass
-    )
+    # error_model="numpy": a division by a zero peak gives inf or NaN as numpy's does, never raises.
+    compiled: Callable[[np.ndarray, float], tuple[float, int, bool]] = numba.njit(
+        cache=True, nogil=True, error_model="numpy"
+    )(_drawdown_pass)
     return compiled
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 from typing_extensions import TypeAliasType
 
 import strategy_registry
@@ -171,6 +172,16 @@ class StrategyListItem(BaseModel):
     can_activate: bool | None
 
 
+def _as_spec(value: object) -> object:
+    # A spec document (a stored file, a converter's output) read as specs are: its {"param": name}
+    # references resolved to their defaults and kept, so they serialise back where they stood.
+    return validate_spec(value) if isinstance(value, Mapping) else value
+
+
+# A spec in a response: the StrategySpec, serialised in its canonical form (references included).
+SpecOut = Annotated[StrategySpec, BeforeValidator(_as_spec)]
+
+
 class SavedOut(BaseModel):
     id: int
     name: str
@@ -181,12 +192,12 @@ class SavedOut(BaseModel):
     latest_version: int
     created_at: EpochMs
     updated_at: EpochMs
-    spec: StrategySpec
+    spec: SpecOut
     health: HealthOut | None
 
 
 class CheckedOut(BaseModel):
-    spec: StrategySpec
+    spec: SpecOut
     health: HealthOut
 
 
@@ -204,19 +215,33 @@ BlockValue = TypeAliasType(
 )
 
 
+class ParamRefIn(BaseModel):
+    """A setting given by a tunable parameter of the strategy (declared in `parameters`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    param: str
+
+
+# A stop or the position size: a fraction, or a tunable parameter's name. Strict: the spec's own
+# validation judges the value as sent ("0.03" or true is refused there, never converted here).
+StopIn = StrictFloat | StrictInt | ParamRefIn | None
+
+
 class BlockMetaIn(BaseModel):
-    """A graph's strategy settings (the converter refuses keys that are none of these, naming them)."""
+    """A graph's strategy settings. Each is optional here so that the spec's own validation reports a
+    missing one by its path (`meta.name`), as it reports keys that are none of these."""
 
     model_config = ConfigDict(extra="allow")
 
-    name: str
-    description: str | None = None
-    symbol: str
-    interval: str
-    stop_loss: float | None = None
-    take_profit: float | None = None
-    trailing_stop: float | None = None
-    position_size: float | None = None
+    name: StrictStr | None = None
+    description: StrictStr | None = None
+    symbol: StrictStr | None = None
+    interval: StrictStr | None = None
+    stop_loss: StopIn = None
+    take_profit: StopIn = None
+    trailing_stop: StopIn = None
+    position_size: StopIn = None
     parameters: dict[str, BlockValue] | None = Field(
         default=None, description="Tunable parameters, as in a spec."
     )
@@ -230,13 +255,13 @@ class BlockNodeIn(BaseModel):
 
     id: str
     type: str
-    data: dict[str, BlockValue] = Field(default_factory=dict)
+    data: dict[str, BlockValue] | None = None
 
 
 class BlockEdgeIn(BaseModel):
     """A connection from one block's output into another's input handle."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow")
 
     source: str
     target: str
@@ -275,7 +300,7 @@ def _saved_out(saved: SavedStrategy) -> SavedOut:
 
 
 def _checked_out(checked: service.Checked) -> CheckedOut:
-    return CheckedOut.model_validate({"spec": checked.spec.to_dict(), "health": checked.health})
+    return CheckedOut.model_validate({"spec": checked.spec, "health": checked.health})
 
 
 @router.get(

@@ -11,7 +11,20 @@ from routes.schemas.values import DecimalStr, EpochMs
 
 Mode = Literal["paper", "live"]
 Side = Literal["BUY", "SELL"]
-OrderStatus = Literal["PENDING", "FILLED", "REJECTED", "UNKNOWN"]
+# Ours (PENDING: decided, not yet answered; UNKNOWN: placement unanswered) and Binance's order statuses
+# as a live order's answer and reconciliation store them.
+OrderStatus = Literal[
+    "PENDING",
+    "UNKNOWN",
+    "NEW",
+    "PARTIALLY_FILLED",
+    "FILLED",
+    "CANCELED",
+    "PENDING_CANCEL",
+    "REJECTED",
+    "EXPIRED",
+    "EXPIRED_IN_MATCH",
+]
 
 
 class OrderOut(BaseModel):

@@ -62,3 +62,11 @@ def test_the_compiled_drawdown_gives_the_array_versions_bits(index: int) -> None
         lowest, longest, finite = metrics._drawdown_kernel()(equity, 100.0)
         assert finite and longest == arrays[1]
         assert arrays[0] == (0.0 if longest == 0 else 1.0 - lowest)
+
+
+def test_a_zero_peak_gives_numpys_answer_not_an_exception() -> None:
+    from backtester import metrics
+
+    equity = np.full(metrics._COMPILED_FROM_BARS, -1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        assert repr(metrics.drawdown(equity, 0.0)) == repr(metrics._drawdown_arrays(equity, 0.0))

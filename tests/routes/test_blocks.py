@@ -203,3 +203,37 @@ def test_a_strategy_saved_from_blocks_keeps_the_block_names_in_its_health(client
     assert updated["version"] == 2 and all(f["node_ids"] == [] for f in updated["health"]["findings"])
     again = client.post("/api/strategies/from-blocks/save", json=graph, headers=AUTH)
     assert again.status_code == 409 and again.json()["error"]["code"] == "strategy_exists"
+
+
+def _tunable_stop_graph(**meta: Any) -> dict[str, Any]:
+    graph = copy.deepcopy(NEVER_GRAPH)
+    graph["meta"].update(meta)
+    return graph
+
+
+def test_a_stop_given_by_a_tunable_parameter_goes_through(client: TestClient) -> None:
+    graph = _tunable_stop_graph(
+        take_profit={"param": "tp"}, parameters={"tp": {"type": "choice", "choices": [0.03, 0.06]}}
+    )
+    response = client.post("/api/strategies/from-blocks", json=graph, headers=AUTH)
+    assert response.status_code == 200, response.text
+    spec = response.json()["spec"]
+    assert spec["take_profit"] == {"param": "tp"} and spec["stop_loss"] == 0.05
+
+
+@pytest.mark.parametrize(
+    ("meta", "field"),
+    [
+        ({"stop_loss": "0.03"}, "stop_loss"),  # a string is not converted into a number on the way
+        ({"take_profit": True}, "take_profit"),
+        ({"name": 7}, "name"),
+    ],
+)
+def test_settings_of_the_wrong_type_are_refused_not_converted(
+    client: TestClient, meta: dict[str, Any], field: str
+) -> None:
+    response = client.post("/api/strategies/from-blocks", json=_tunable_stop_graph(**meta), headers=AUTH)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    named = [error["details"].get("field") or "", error["details"].get("path") or ""]
+    assert any(field in place for place in named), error

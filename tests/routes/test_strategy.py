@@ -236,3 +236,20 @@ def test_backtests_accept_saved_ids_and_inline_specs_with_their_stops(client: Te
     missing = client.post("/api/backtest", json={"symbol": "BTCUSDT", "strategy": 999}, headers=AUTH)
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "strategy_not_found"
+
+
+def test_a_tunable_spec_is_answered_with_its_references_where_they_stood(client: TestClient) -> None:
+    from tests.strategy_engine.test_spec_parameters import tunable_spec
+
+    raw = tunable_spec()  # references in an indicator's params, a number operand and stop_loss
+    checked = client.post("/api/strategies/validate", json=raw, headers=AUTH)
+    assert checked.status_code == 200, checked.text
+    spec = checked.json()["spec"]
+    assert spec["stop_loss"] == {"param": "stop"}
+    assert spec["exit"]["right"] == {"param": "level"}
+    assert spec["entry"]["left"]["params"]["period"] == {"param": "fast"}
+    created = save(client, raw)
+    assert created.status_code == 201, created.text
+    read = client.get(f"/api/strategies/{created.json()['id']}", headers=AUTH)
+    assert read.status_code == 200, read.text
+    assert read.json()["spec"] == created.json()["spec"] == spec
