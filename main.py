@@ -262,7 +262,7 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
         def reconcile_live() -> list[Repair]:
             # Orders touched in the last minute may still be in flight in this or another process.
             cutoff = datetime.fromtimestamp(clock() / 1000 - 60, tz=UTC)
-            return reconcile_trading(sessions, live_executor, trade_log, settled_before=cutoff)
+            return reconcile_trading(sessions, live_executor, trade_log, settled_before=cutoff, locks=locks)
 
         reconciler = PeriodicReconciler(reconcile_live, settings.live_reconcile_interval_seconds)
     # The work behind each job kind, so whichever process claims a job can run it (utils/jobs.py).
@@ -341,7 +341,11 @@ def _reconcile(ctx: AppContext) -> list[Repair]:
             ctx.sessions, ctx.settings.agents.models_dir, training.__contains__
         ),
         *reconcile_trading(
-            ctx.sessions, ctx.mother.executor if ctx.mother else None, ctx.trade_log, with_exchange=False
+            ctx.sessions,
+            ctx.mother.executor if ctx.mother else None,
+            ctx.trade_log,
+            with_exchange=False,
+            locks=ctx.mother.locks if ctx.mother else WriteLocks(engine=ctx.engine),
         ),
     ]
     return log_repairs(repairs)

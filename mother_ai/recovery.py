@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import DecisionRecord, TradeOrder
-from db.storage import transaction
+from db.storage import WriteLocks, transaction
 from mother_ai.accounts import find_order, order_result
 from mother_ai.decision import Decision
 from mother_ai.live_executor import BinanceExecutor
@@ -237,15 +237,22 @@ def reconcile_trading(
     *,
     settled_before: datetime | None = None,
     with_exchange: bool = True,
+    locks: WriteLocks | None = None,
 ) -> list[Repair]:
     """Everything above in order: live orders with Binance (when `executor` is live and
-    `with_exchange`), then pending decisions, then the logs."""
+    `with_exchange`), then pending decisions, then the logs.
+
+    The decisions and logs are repaired inside the decide-and-execute critical section (`locks`, the
+    deciding processes' own): a decision is PENDING while its process places the order, so one read
+    outside the section could belong to a decide still running here or in another process, and be
+    finalised as never placed under it. The exchange is asked outside it (network I/O)."""
     repairs: list[Repair] = []
     if with_exchange and isinstance(executor, BinanceExecutor):
         repairs += executor.reconcile(settled_before)
-    repairs += reconcile_decisions(sessions, trade_log)
-    if trade_log is not None:
-        repairs += reconcile_logs(sessions, trade_log)
+    with (locks or WriteLocks()).deciding():
+        repairs += reconcile_decisions(sessions, trade_log)
+        if trade_log is not None:
+            repairs += reconcile_logs(sessions, trade_log)
     return repairs
 
 

@@ -4,12 +4,15 @@ brought back into agreement with the rows (torn last line cut, missing lines app
 from __future__ import annotations
 
 import json
+import threading
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
-from mother_ai.recovery import reconcile_logs
+from db.models import DecisionRecord
+from mother_ai.recovery import reconcile_logs, reconcile_trading
 from mother_ai.trade_executer import OrderRequest
-from tests.support.world import build_world
+from tests.support.world import build_world, prediction
 
 
 def logged(path: Path) -> list[tuple[int, str]]:
@@ -50,3 +53,47 @@ def test_orders_older_than_the_rotated_logs_are_not_written_again(tmp_path: Path
     trades.write_text("".join(lines[1:]))  # the oldest line went with a rotation that was dropped
     assert reconcile_logs(world.sessions, world.trade_log) == []
     assert logged(trades) == [(o.id, "FILLED") for o in orders[1:]]
+
+
+def test_a_decision_still_placing_its_order_is_not_finalised_under_it(tmp_path: Path) -> None:
+    """A decision is PENDING while its process places the order. Start-up repair in another process
+    (or this one's periodic reconciler) must wait for that decide rather than finalise it as never
+    placed. The paper executor is held inside its submit, as a slow placement would hold it."""
+    world = build_world(tmp_path)
+    world.agents.predictions = {
+        "BTCUSDT": prediction("BTCUSDT", 0.8, 0.03),
+        "ETHUSDT": prediction("ETHUSDT", 0.5, 0.0),
+    }
+    placing, release = threading.Event(), threading.Event()
+    submit = world.executor.submit
+
+    def held_submit(*args: Any, **kwargs: Any) -> Any:
+        placing.set()
+        release.wait(60)
+        return submit(*args, **kwargs)
+
+    world.executor.submit = held_submit  # type: ignore[method-assign]
+    outcomes: list[Any] = []
+    deciding = threading.Thread(target=lambda: outcomes.append(world.mother.decide(execute=True)))
+    deciding.start()
+    assert placing.wait(60), "the decide reached its order"
+    with world.sessions() as session:
+        pending = session.query(DecisionRecord).filter_by(order_status="PENDING").one()
+    repairs: list[Any] = []
+    # This process's periodic reconciler: the deciding section's own locks (across processes the same
+    # section takes the database lock, tests/db/test_locks.py).
+    repairing = threading.Thread(
+        target=lambda: repairs.extend(
+            reconcile_trading(world.sessions, world.executor, world.trade_log, locks=world.mother.locks)
+        )
+    )
+    repairing.start()
+    repairing.join(1.0)
+    assert repairing.is_alive(), "the repair waits for the decide in flight"
+    release.set()
+    deciding.join(60)
+    repairing.join(60)
+    assert outcomes and outcomes[0].order is not None and outcomes[0].order.filled
+    assert [r for r in repairs if r.kind == "decision"] == []
+    with world.sessions() as session:
+        assert session.get(DecisionRecord, pending.id).order_status == "FILLED"
