@@ -96,4 +96,5 @@ def test_a_decision_still_placing_its_order_is_not_finalised_under_it(tmp_path: 
     assert outcomes and outcomes[0].order is not None and outcomes[0].order.filled
     assert [r for r in repairs if r.kind == "decision"] == []
     with world.sessions() as session:
-        assert session.get(DecisionRecord, pending.id).order_status == "FILLED"
+        row = session.get(DecisionRecord, pending.id)
+        assert row is not None and row.order_status == "FILLED"
