@@ -44,6 +44,15 @@ def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     return [(method, path, op) for path, ops in spec["paths"].items() for method, op in ops.items()]
 
 
+def _request_bodies(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """("METHOD /path", content type, content) of every request body the schema documents."""
+    return [
+        (f"{method.upper()} {path}", content_type, content)
+        for method, path, op in _operations(spec)
+        for content_type, content in op.get("requestBody", {}).get("content", {}).items()
+    ]
+
+
 def _loose_spots(
     schema: dict[str, Any], components: dict[str, Any], where: str, seen: frozenset[str]
 ) -> list[str]:
@@ -98,11 +107,9 @@ def test_every_request_body_is_typed(client: TestClient) -> None:
     spec = _spec(client)
     components = spec["components"]["schemas"]
     loose = []
-    for method, path, op in _operations(spec):
-        for content_type, content in op.get("requestBody", {}).get("content", {}).items():
-            if content_type == "application/json":
-                where = f"{method.upper()} {path}"
-                loose += _loose_spots(content.get("schema", {}), components, where, frozenset())
+    for where, content_type, content in _request_bodies(spec):
+        if content_type == "application/json":
+            loose += _loose_spots(content.get("schema", {}), components, where, frozenset())
     assert loose == [], "request fields a generated client could only type as unknown"
     # The inline strategy spec is documented as the spec itself, not as any object.
     create = spec["paths"]["/api/strategies"]["post"]["requestBody"]["content"]["application/json"]
@@ -244,12 +251,11 @@ def test_every_request_body_has_an_example(client: TestClient) -> None:
     spec = _spec(client)
     components = spec["components"]["schemas"]
     missing = []
-    for method, path, op in _operations(spec):
-        for content_type, content in op.get("requestBody", {}).get("content", {}).items():
-            schema = content.get("schema", {})
-            named = components.get(schema.get("$ref", "").rsplit("/", 1)[-1], {})
-            if not any("examples" in place or "example" in place for place in (content, schema, named)):
-                missing.append(f"{method.upper()} {path} ({content_type})")
+    for where, content_type, content in _request_bodies(spec):
+        schema = content.get("schema", {})
+        named = components.get(schema.get("$ref", "").rsplit("/", 1)[-1], {})
+        if not any("examples" in place or "example" in place for place in (content, schema, named)):
+            missing.append(f"{where} ({content_type})")
     assert missing == []
 
 
