@@ -116,8 +116,7 @@ def compute_metrics(
     growth = float(equity[-1]) / initial_capital
     years = (int(open_time[-1]) - int(open_time[0]) + interval_ms(interval)) / _YEAR_MS
     cagr = _cagr(growth, years)
-    max_dd, max_dd_bars = drawdown(equity, initial_capital)
-    sharpe, sortino = risk_ratios(per_bar_returns(equity), bars_per_year(interval))
+    (max_dd, max_dd_bars), (sharpe, sortino) = equity_risk(equity, initial_capital, bars_per_year(interval))
     n_trades = int(trade_pnl.shape[0])
     gross_profit = float(trade_pnl[trade_pnl > 0].sum())
     gross_loss = -float(trade_pnl[trade_pnl < 0].sum())
@@ -171,17 +170,30 @@ def risk_ratios(returns: np.ndarray, periods_per_year: float) -> tuple[float | N
     if not math.isfinite(total):  # an inf or NaN return anywhere makes the sum non-finite
         return None, None
     mean = total / m
-    scale = math.sqrt(periods_per_year)
     # One scratch buffer for both ratios (a million bars makes each array 8 MB, and fresh memory is
     # slow). Squares are summed in place rather than with np.dot: BLAS threads stall when the CPUs are
     # busy, and one pass over 8 MB does not need them.
     work = np.minimum(returns, 0.0)
-    downside_dev = math.sqrt(float(np.square(work, out=work).sum()) / m)
+    downside_squares = float(np.square(work, out=work).sum())
+    centred_squares = math.nan
+    if m >= 2:
+        np.subtract(returns, mean, out=work)
+        centred_squares = float(np.square(work, out=work).sum())
+    return _ratios(m, total, downside_squares, centred_squares, periods_per_year)
+
+
+def _ratios(
+    m: int, total: float, downside_squares: float, centred_squares: float, periods_per_year: float
+) -> tuple[float | None, float | None]:
+    """(sharpe, sortino) from the sums over `m` finite returns: of the returns, of their negative parts
+    squared, and of their squared distances from the mean (NaN when m < 2)."""
+    mean = total / m
+    scale = math.sqrt(periods_per_year)
+    downside_dev = math.sqrt(downside_squares / m)
     sortino = _finite(mean / downside_dev * scale) if downside_dev > 0.0 else None
     sharpe = None
     if m >= 2:
-        np.subtract(returns, mean, out=work)
-        std = math.sqrt(float(np.square(work, out=work).sum()) / (m - 1))
+        std = math.sqrt(centred_squares / (m - 1))
         if std > 0.0 and std > _NOISE * abs(mean):
             sharpe = _finite(mean / std * scale)
     return sharpe, sortino
@@ -213,10 +225,30 @@ def max_drawdown(equity: np.ndarray | Sequence[float], initial: float | None = N
     return float(series.max()), float(series[-1])
 
 
-# From this many bars on, `drawdown` runs as one compiled pass (numba, loaded on first use from its disk
-# cache): the array version makes five passes over the curve and three temporaries, and on a million
-# bars memory traffic, not arithmetic, is its cost. Below it numba's import would cost more than it saves.
+# From this many bars on, the drawdown and the risk ratios come from one compiled pass over the curve
+# (numba, loaded on first use from its disk cache): the array versions make about a dozen passes over the
+# curve and its returns, with three 8 MB temporaries on a million bars, where memory traffic, not
+# arithmetic, is the cost, and two workers on two cores share that traffic. Below it numba's import would
+# cost more than it saves.
 _COMPILED_FROM_BARS = 100_000
+
+
+def equity_risk(
+    equity: np.ndarray, initial_capital: float, periods_per_year: float
+) -> tuple[tuple[float, int], tuple[float | None, float | None]]:
+    """((max drawdown, its duration) as `drawdown` gives them, (sharpe, sortino) as `risk_ratios` gives
+    them for the curve's per-bar returns). On a long curve both come from one compiled pass: the drawdown
+    with the same bits, the ratios with the same per-bar returns summed in another order (a few units in
+    the last place of a float apart)."""
+    if equity.shape[0] >= _COMPILED_FROM_BARS and equity.dtype == np.float64:
+        lowest, longest, finite, total, downside, centred = _equity_kernel()(equity, float(initial_capital))
+        worst = (0.0, 0) if longest == 0 else (1.0 - lowest, longest)
+        if not finite:  # a NaN (or inf / inf) takes the array version, whose NaN rules are numpy's
+            worst = _drawdown_arrays(equity, initial_capital)
+        if not math.isfinite(total):  # an inf or NaN return anywhere makes the sum non-finite
+            return worst, (None, None)
+        return worst, _ratios(equity.shape[0] - 1, total, downside, centred, periods_per_year)
+    return _drawdown_arrays(equity, initial_capital), risk_ratios(per_bar_returns(equity), periods_per_year)
 
 
 def drawdown(equity: np.ndarray, initial_capital: float) -> tuple[float, int]:
@@ -224,28 +256,37 @@ def drawdown(equity: np.ndarray, initial_capital: float) -> tuple[float, int]:
     starting at the initial capital. The fraction is ``1 - equity / peak`` (the metrics' definition,
     the same number as `max_drawdown` up to rounding). Both ways of computing it give the same bits."""
     if equity.shape[0] >= _COMPILED_FROM_BARS and equity.dtype == np.float64:
-        lowest_ratio, longest, finite = _drawdown_kernel()(equity, float(initial_capital))
-        if finite:  # a NaN (or inf / inf) takes the array version, whose NaN rules are numpy's
-            return (0.0, 0) if longest == 0 else (1.0 - lowest_ratio, longest)
+        return equity_risk(equity, initial_capital, 1.0)[0]
     return _drawdown_arrays(equity, initial_capital)
 
 
-def _drawdown_pass(equity: np.ndarray, initial: float) -> tuple[float, int, bool]:
-    """One pass of `drawdown`: (lowest equity / peak, longest run below the peak, no NaN met). The same
-    operations as the array version (a running maximum, one division per bar), so the same results."""
+def _equity_pass(equity: np.ndarray, initial: float) -> tuple[float, int, bool, float, float, float]:
+    """A curve of n >= 2 values: (lowest equity / peak, longest run below the peak, no NaN met in the
+    drawdown, then the sums over the n - 1 per-bar returns: of the returns, of their negative parts
+    squared, of their squared distances from the mean; those two NaN when a return is not finite).
+
+    The drawdown makes the array version's operations (a running maximum, one division per bar), so it
+    gives its results. Each return is the array version's ``equity[t] / equity[t-1] - 1``; each sum runs
+    over eight interleaved accumulators, as numpy's pairwise sums do within a block, which keeps its
+    rounding error as small and lets the additions overlap.
+    """
+    n = equity.shape[0]
     peak = initial
     lowest = np.inf
     run = 0
     longest = 0
-    for i in range(equity.shape[0]):
+    finite = True
+    for i in range(n):
         value = equity[i]
         if value != value or peak != peak:
-            return 0.0, 0, False
+            finite = False
+            break
         if value > peak:
             peak = value
         ratio = value / peak
         if ratio != ratio:  # inf / inf: numpy's min would be NaN
-            return 0.0, 0, False
+            finite = False
+            break
         if ratio < lowest:
             lowest = ratio
         if value < peak:
@@ -254,17 +295,52 @@ def _drawdown_pass(equity: np.ndarray, initial: float) -> tuple[float, int, bool
                 longest = run
         else:
             run = 0
-    return lowest, longest, True
+    m = n - 1
+    returns = np.empty(m)
+    for j in range(m):
+        returns[j] = equity[j + 1] / equity[j] - 1.0
+    whole = m - m % 8
+    sums = np.zeros(8)
+    for j in range(0, whole, 8):
+        for k in range(8):
+            sums[k] += returns[j + k]
+    for j in range(whole, m):
+        sums[0] += returns[j]
+    total = ((sums[0] + sums[1]) + (sums[2] + sums[3])) + ((sums[4] + sums[5]) + (sums[6] + sums[7]))
+    if not np.isfinite(total):
+        return lowest, longest, finite, total, np.nan, np.nan
+    mean = total / m
+    down = np.zeros(8)
+    centred = np.zeros(8)
+    for j in range(0, whole, 8):
+        for k in range(8):
+            r = returns[j + k]
+            low = min(r, 0.0)
+            down[k] += low * low
+            d = r - mean
+            centred[k] += d * d
+    for j in range(whole, m):
+        r = returns[j]
+        low = min(r, 0.0)
+        down[0] += low * low
+        d = r - mean
+        centred[0] += d * d
+    downside = ((down[0] + down[1]) + (down[2] + down[3])) + ((down[4] + down[5]) + (down[6] + down[7]))
+    spread = ((centred[0] + centred[1]) + (centred[2] + centred[3])) + (
+        (centred[4] + centred[5]) + (centred[6] + centred[7])
+    )
+    return lowest, longest, finite, total, downside, spread
 
 
 @functools.cache
-def _drawdown_kernel() -> Callable[[np.ndarray, float], tuple[float, int, bool]]:
+def _equity_kernel() -> Callable[[np.ndarray, float], tuple[float, int, bool, float, float, float]]:
     import numba
 
-    # error_model="numpy": a division by a zero peak gives inf or NaN as numpy's does, never raises.
-    compiled: Callable[[np.ndarray, float], tuple[float, int, bool]] = numba.njit(
+    # error_model="numpy": a division by a zero peak or equity gives inf or NaN as numpy's does, never
+    # raises.
+    compiled: Callable[[np.ndarray, float], tuple[float, int, bool, float, float, float]] = numba.njit(
         cache=True, nogil=True, error_model="numpy"
-    )(_drawdown_pass)
+    )(_equity_pass)
     return compiled
 
 

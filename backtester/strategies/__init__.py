@@ -25,22 +25,35 @@ import numpy as np
 
 from utils.market_data.candles import Candles
 
+# Bars per block of a cross test: its four comparisons read each input once from memory rather than four
+# times (on a million bars each input is 8 MB, and two workers on two cores share the memory traffic).
+_CROSS_BLOCK = 131_072
+
+
+def _cross(a: np.ndarray, b: np.ndarray | float, before: np.ufunc, now: np.ufunc) -> np.ndarray:
+    """``before(a, b)`` on the previous bar and ``now(a, b)`` on this one, bar by bar (False on bar 0)."""
+    b_arr = np.broadcast_to(np.asarray(b, dtype=np.float64), a.shape)
+    out = np.zeros(a.shape, dtype=bool)
+    n = a.shape[0]
+    # NaN compares False, so warm-up bars never cross.
+    for start in range(1, n, _CROSS_BLOCK):
+        stop = min(start + _CROSS_BLOCK, n)
+        np.logical_and(
+            before(a[start - 1 : stop - 1], b_arr[start - 1 : stop - 1]),
+            now(a[start:stop], b_arr[start:stop]),
+            out=out[start:stop],
+        )
+    return out
+
 
 def cross_above(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
     """True on bars where `a` crosses above `b` (strict: a <= b on the previous bar, a > b now)."""
-    b_arr = np.broadcast_to(np.asarray(b, dtype=np.float64), a.shape)
-    out = np.zeros(a.shape, dtype=bool)
-    # NaN compares False, so warm-up bars never cross.
-    np.logical_and(a[:-1] <= b_arr[:-1], a[1:] > b_arr[1:], out=out[1:])
-    return out
+    return _cross(a, b, np.less_equal, np.greater)
 
 
 def cross_below(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
     """True on bars where `a` crosses below `b` (strict: a >= b on the previous bar, a < b now)."""
-    b_arr = np.broadcast_to(np.asarray(b, dtype=np.float64), a.shape)
-    out = np.zeros(a.shape, dtype=bool)
-    np.logical_and(a[:-1] >= b_arr[:-1], a[1:] < b_arr[1:], out=out[1:])
-    return out
+    return _cross(a, b, np.greater_equal, np.less)
 
 
 def crosses(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -175,3 +175,28 @@ def test_crossover_rule(a: list[float], b: list[float], above: list[int], below:
     a_arr, b_arr = np.array(a, dtype=float), np.array(b, dtype=float)
     np.testing.assert_array_equal(cross_above(a_arr, b_arr), np.array(above, dtype=bool))
     np.testing.assert_array_equal(cross_below(a_arr, b_arr), np.array(below, dtype=bool))
+
+
+def test_a_long_series_crosses_in_blocks_as_in_one_pass() -> None:
+    """The cross tests run in blocks of bars: a cross on a block's first bar (its previous bar in the
+    block before) and NaNs and ties around the boundaries are found as by the rule over the whole array."""
+    from backtester import strategies
+
+    block = strategies._CROSS_BLOCK
+    rng = np.random.default_rng(3)
+    n = 3 * block + 17
+    a = np.round(rng.normal(0.0, 1.0, n), 1)  # rounded: many ties with b
+    b = np.round(rng.normal(0.0, 1.0, n), 1)
+    for edge in (block, 2 * block, 3 * block):
+        a[edge - 1], b[edge - 1], a[edge], b[edge] = 1.0, 1.0, 2.0, 1.0  # crosses above on the edge bar
+    a[block + 1] = np.nan
+    b[2 * block - 2] = np.nan
+    whole_above = np.zeros(n, dtype=bool)
+    whole_below = np.zeros(n, dtype=bool)
+    whole_above[1:] = (a[:-1] <= b[:-1]) & (a[1:] > b[1:])
+    whole_below[1:] = (a[:-1] >= b[:-1]) & (a[1:] < b[1:])
+    np.testing.assert_array_equal(cross_above(a, b), whole_above)
+    np.testing.assert_array_equal(cross_below(a, b), whole_below)
+    assert all(cross_above(a, b)[edge] for edge in (block, 2 * block, 3 * block))
+    assert whole_above.sum() > 10_000 and whole_below.sum() > 10_000
+    np.testing.assert_array_equal(cross_above(a, 0.5), np.r_[False, (a[:-1] <= 0.5) & (a[1:] > 0.5)])

@@ -472,3 +472,28 @@ def test_warmup_reads_defaults_and_rejects_bad_params() -> None:
     assert ind.INDICATORS["obv"].warmup() == 0
     with pytest.raises(ValueError):
         ind.INDICATORS["sma"].warmup({"period": 0})
+
+
+@pytest.mark.parametrize("period", [1, 2, 3, 20, 131, 377])
+def test_window_sums_in_blocks_give_the_bits_of_one_run(period: int) -> None:
+    """`window_sum` runs long inputs in blocks of outputs; each output gets the same additions in the same
+    order as in one run over the whole array, blocks' edges included."""
+    from ml_engine.indicators import kernels
+
+    n = 2 * kernels.SUM_BLOCK + 1_000
+    x = random_walk(n, 5)["close"]
+    blocked, whole = np.empty(n - period + 1), np.empty(n - period + 1)
+    with Workspace(BufferPool(limit_bytes=0)) as ws:
+        kernels.window_sum(x, period, blocked, ws)
+        kernels._window_sum_run(x, period, whole, ws)
+    assert blocked.tobytes() == whole.tobytes()
+
+
+def test_long_series_still_match_talib() -> None:
+    """Averages and bands on more bars than one block of the rolling sums."""
+    c = random_walk(300_000, 9)
+    for p in (20, 200):
+        assert_matches(ind.sma(c["close"], p), talib.SMA(c["close"], p))
+    bands = talib.BBANDS(c["close"], 20, 2.0, 2.0, MA_Type.SMA)
+    for ours, ref in zip(ind.bollinger(c["close"], 20, 2.0), bands, strict=True):
+        assert_matches(ours, ref, 1e-9 * c["close"])
