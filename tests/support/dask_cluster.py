@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from utils.compute import ALLOCATOR_ENV
+from utils.compute import ALLOCATOR_ENV, SCHEDULER_ENV
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MISSING = "Dask's distributed is not installed (pip install -r requirements-distributed.txt)"
@@ -85,7 +85,7 @@ def dask_cluster(n_workers: int = 2, *, memory_limit: str = "1GB") -> Iterator[D
                     "--host", "127.0.0.1", "--port", str(port), "--no-dashboard",
                 ],
                 folder / "scheduler.log",
-                env,
+                {**env, **SCHEDULER_ENV},  # the README's scheduler settings
             )
         )
         for i in range(n_workers):
