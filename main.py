@@ -223,7 +223,11 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
         timings=timings,
     )
     # Where sweeps, optimisation trials and multi-agent fits run: local processes or a Dask cluster.
-    compute = make_compute(settings.compute.scheduler, settings.compute.local_workers)
+    compute = make_compute(
+        settings.compute.scheduler,
+        settings.compute.local_workers,
+        direct_to_workers=settings.compute.direct_to_workers,
+    )
     agents = AgentService(sessions, market, jobs, settings.agents.models_dir, clock, compute)
     strategies = StrategyStore(sessions, settings.storage.strategies_dir)
     trade_log = TradeLog.from_settings(settings.storage, settings.secret_values())

@@ -4,6 +4,9 @@ Run from the project root: ``.venv/bin/python bench/research_bench.py`` (``--hel
 requirements, which include requirements-distributed.txt). It prints one table; every time is the median of
 ``--runs`` runs in this one process, after two untimed warm-up runs per backend (a backend's pool or cluster
 is started once and kept, as the app keeps it; "first run" is the first of those, pool start included).
+The runs of backends compared with each other alternate: 1 plain process, 2 plain processes, 1 again, ...;
+likewise the two local pools and the two clusters, which are open together. This shared VM's speed drifts
+by a quarter within minutes, and measured one block after the other, a drift lands on one side of a ratio.
 
 * The sweep: the built-in ``sma_crossover`` over a 16 x 16 grid of fast x slow (256 combinations, all valid),
   each combination a full backtest (indicators, signals, engine, metrics) on ``--bars`` 1-minute bars: the
@@ -11,12 +14,13 @@ is started once and kept, as the app keeps it; "first run" is the first of those
   - this process, serially: the reference without any pool (what one core does);
   - 1 plain process alone, 2 plain processes at once: the combinations run by one fresh process, then
     split over two started together, no pool and no cluster; their ratio is what this machine's two
-    cores give this work at best (its ceiling; memory traffic, not Python, bounds a backtest of
+    cores give this work at best (its ceiling; memory traffic, not only Python, bounds a backtest of
     1,000,000 bars, so two cores share more than their clocks);
   - 1 local worker, 2 local workers: ``utils.compute.LocalCompute`` (spawned processes);
   - 1 Dask worker, 2 Dask workers: a real local cluster, a scheduler and one or two single-threaded
-    workers as separate processes on 127.0.0.1 (tests/support/dask_cluster.py), through
-    ``utils.compute.DaskCompute``.
+    workers as separate processes on 127.0.0.1 (tests/support/dask_cluster.py), with the settings the
+    README gives a cluster (``utils.compute.CLUSTER_ENV``, the allocator's), through
+    ``utils.compute.DaskCompute``, which sends the candles to the workers directly.
   The table's ratios are against 1 local worker measured in the same run; the target (>= 1.7x for two
   workers) is judged 2 local / 1 local and 2 Dask / 1 Dask. Every
   backend's 256 metric rows are checked equal to the serial reference's.
@@ -148,28 +152,46 @@ def sweep_once(compute: Compute, candles: Candles) -> list[dict[str, Any]]:
 
 
 def measure(
-    label: str,
-    compute: Compute,
+    backends: Sequence[tuple[str, Compute, Callable[[], list[int]]]],
     candles: Candles,
     runs: int,
     reference: list[dict[str, Any]] | None,
-    worker_pids: Callable[[], list[int]],
-) -> tuple[Measured, list[dict[str, Any]]]:
-    start = time.perf_counter()
-    rows = sweep_once(compute, candles)
-    first = time.perf_counter() - start
-    # One more untimed run: a worker's heap grows to its working set over its first tasks (page faults
-    # the runs after it no longer pay).
-    sweep_once(compute, candles)
-    times = []
-    for _ in range(runs):
+) -> tuple[list[Measured], list[list[dict[str, Any]]]]:
+    """Each backend's median sweep time, and the rows of its first run. The backends' runs alternate (one
+    run of each, `runs` times over), so a drift of this shared machine's speed during the bench falls on
+    all of them alike rather than on whichever was measured while it lasted."""
+    firsts, rows = [], []
+    for _label, compute, _ in backends:
         start = time.perf_counter()
-        again = sweep_once(compute, candles)
-        times.append(time.perf_counter() - start)
-        assert _same(again, rows), f"{label}: a rerun gave other metrics"
-    identical = reference is None or _same(rows, reference)
-    peaks = [_peak_rss(pid) for pid in worker_pids()]
-    return Measured(label, statistics.median(times), first, identical, peaks), rows
+        rows.append(sweep_once(compute, candles))
+        firsts.append(time.perf_counter() - start)
+        # One more untimed run: a worker's heap grows to its working set over its first tasks (page
+        # faults the runs after it no longer pay).
+        sweep_once(compute, candles)
+    times: list[list[float]] = [[] for _ in backends]
+    for _ in range(runs):
+        for (label, compute, _), timed, first_rows in zip(backends, times, rows, strict=True):
+            start = time.perf_counter()
+            again = sweep_once(compute, candles)
+            timed.append(time.perf_counter() - start)
+            assert _same(again, first_rows), f"{label}: a rerun gave other metrics"
+    measured = [
+        Measured(
+            label,
+            statistics.median(timed),
+            first,
+            reference is None or _same(first_rows, reference),
+            [_peak_rss(pid) for pid in pids()],
+        )
+        for (label, _, pids), timed, first, first_rows in zip(backends, times, firsts, rows, strict=True)
+    ]
+    return measured, rows
+
+
+def _serial(candles: Candles, runs: int) -> tuple[Measured, list[dict[str, Any]]]:
+    """The serial reference in this process, and its rows (every backend's must equal them)."""
+    (serial,), (rows,) = measure([("this process, serially", InProcess(), list)], candles, runs, None)
+    return serial, rows
 
 
 def _same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
@@ -184,13 +206,13 @@ def _peak_rss(pid: int) -> int:
     return 0
 
 
-def _local_worker_pids() -> list[int]:
-    """This process's spawned pool workers (not multiprocessing's resource tracker)."""
-    pids = []
-    for child in psutil.Process().children(recursive=True):
-        command = " ".join(child.cmdline())
-        if "multiprocessing" in command and "spawn_main" in command and "resource_tracker" not in command:
-            pids.append(child.pid)
+def _pool_pids(compute: Compute) -> Callable[[], list[int]]:
+    """The worker processes of one local pool (two pools are open at once while measured)."""
+
+    def pids() -> list[int]:
+        pool = getattr(compute, "_pool", None)  # LocalCompute's pool: the bench's view of its processes
+        return list((getattr(pool, "_processes", None) or {}).keys())
+
     return pids
 
 
@@ -207,25 +229,32 @@ def _part_sweep(bars: int, part: int, parts: int, ready: Any, seconds: Any) -> N
     seconds.put(time.perf_counter() - start)
 
 
-def plain_processes(bars: int, runs: int, processes: int) -> float:
+def plain_processes(bars: int, processes: int) -> float:
     """Seconds for the sweep split over `processes` fresh plain processes running at once, each serial
     (no pool, no cluster). One process alone against two at once is what two cores of this machine give
-    this work at best: memory traffic, not the Python code, bounds a backtest of 1,000,000 bars, so two
-    cores share more than their clocks."""
+    this work at best: memory traffic, not only the Python code, bounds a backtest of 1,000,000 bars, so
+    two cores share more than their clocks."""
     context = multiprocessing.get_context("spawn")
-    times: list[float] = []
+    ready, seconds = context.Barrier(processes), context.Queue()
+    workers = [
+        context.Process(target=_part_sweep, args=(bars, part, processes, ready, seconds))
+        for part in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    elapsed: float = max(seconds.get(timeout=600) for _ in workers)
+    for worker in workers:
+        worker.join()
+    return elapsed
+
+
+def plain_ceiling(bars: int, runs: int) -> tuple[float, float]:
+    """Median seconds of 1 plain process and of 2 at once, their runs alternating (see `measure`)."""
+    alone, split = [], []
     for _ in range(runs):
-        ready, seconds = context.Barrier(processes), context.Queue()
-        workers = [
-            context.Process(target=_part_sweep, args=(bars, part, processes, ready, seconds))
-            for part in range(processes)
-        ]
-        for worker in workers:
-            worker.start()
-        times.append(max(seconds.get(timeout=600) for _ in workers))
-        for worker in workers:
-            worker.join()
-    return statistics.median(times)
+        alone.append(plain_processes(bars, 1))
+        split.append(plain_processes(bars, 2))
+    return statistics.median(alone), statistics.median(split)
 
 
 @contextmanager
@@ -343,35 +372,44 @@ def main() -> None:
     tune_allocator()
     load_before = os.getloadavg()[0]
     candles, data_note = bench_candles(args.bars)
-    serial, reference = measure("this process, serially", InProcess(), candles, args.runs, None, list)
-    alone = plain_processes(args.bars, args.runs, 1)
-    split = plain_processes(args.bars, args.runs, 2)
+    serial, reference = _serial(candles, args.runs)
+    alone, split = plain_ceiling(args.bars, args.runs)
     plain_one = Measured("1 plain process alone", alone, 0.0, True, [])
     ceiling = Measured("2 plain processes at once (ceiling)", split, 0.0, True, [])
-    with local(1) as compute:
-        one, _ = measure("1 local worker", compute, candles, args.runs, reference, _local_worker_pids)
-    with local(2) as compute:
-        two, _ = measure("2 local workers", compute, candles, args.runs, reference, _local_worker_pids)
+    with local(1) as compute_one, local(2) as compute:
+        (one, two), _ = measure(
+            [
+                ("1 local worker", compute_one, _pool_pids(compute_one)),
+                ("2 local workers", compute, _pool_pids(compute)),
+            ],
+            candles,
+            args.runs,
+            reference,
+        )
+        compute_one.close()  # idle from here on; the optimiser and walk-forward run on two workers
         opt_candles = bench_candles(args.opt_bars)[0]
         opt_local, opt_note = optimiser_trials_per_second(compute, opt_candles, args.opt_trials, args.runs)
         wf_joint, wf_alone = walk_forward_seconds(
             compute, opt_candles, args.wf_windows, args.wf_trials, args.runs
         )
     # Workers given room above what they use, so the memory they report is theirs, not Dask's spilling.
-    with dask_cluster(1, memory_limit="4GB") as cluster:
-        compute = make_compute(cluster.address, 1)
+    # Both clusters run at once, so their runs alternate as the local pools' do.
+    with dask_cluster(1, memory_limit="4GB") as cluster_one, dask_cluster(2, memory_limit="4GB") as cluster:
+        compute_one, compute = make_compute(cluster_one.address, 1), make_compute(cluster.address, 1)
         try:
-            pids = lambda: list(cluster.worker_pids().values())  # noqa: E731
-            dask_one, _ = measure("1 Dask worker", compute, candles, args.runs, reference, pids)
-        finally:
-            compute.close()
-    with dask_cluster(2, memory_limit="4GB") as cluster:
-        compute = make_compute(cluster.address, 1)
-        try:
-            pids = lambda: list(cluster.worker_pids().values())  # noqa: E731
-            dask, _ = measure("2 Dask workers", compute, candles, args.runs, reference, pids)
+            (dask_one, dask), _ = measure(
+                [
+                    ("1 Dask worker", compute_one, lambda: list(cluster_one.worker_pids().values())),
+                    ("2 Dask workers", compute, lambda: list(cluster.worker_pids().values())),
+                ],
+                candles,
+                args.runs,
+                reference,
+            )
+            compute_one.close()
             opt_dask, _ = optimiser_trials_per_second(compute, opt_candles, args.opt_trials, args.runs)
         finally:
+            compute_one.close()
             compute.close()
     load_after = os.getloadavg()[0]
 

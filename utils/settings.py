@@ -114,6 +114,7 @@ class ComputeSettings(_Group):
 
     scheduler: str | None  # a Dask scheduler's address (tcp://host:8786); None: a local process pool
     local_workers: int
+    direct_to_workers: bool  # the app sends data to and fetches results from Dask workers itself
 
 
 class Settings(BaseSettings):
@@ -313,6 +314,12 @@ class Settings(BaseSettings):
     compute_local_workers: int = Field(
         default=2, ge=1, le=256, description="Processes of the local pool (when no COMPUTE_SCHEDULER is set)."
     )
+    compute_direct_to_workers: bool = Field(
+        default=True,
+        description="The app sends a job's data to the Dask workers and fetches results from them itself; "
+        "false when it reaches the scheduler but not the workers (a gateway or proxy between), so both go "
+        "through the scheduler (slower: a sweep's candles cross it twice).",
+    )
     crash_point: str | None = Field(
         default=None,
         description="Tests only: the process exits at this named point (utils/crash.py). Never set it.",
@@ -488,7 +495,11 @@ class Settings(BaseSettings):
 
     @property
     def compute(self) -> ComputeSettings:
-        return ComputeSettings(scheduler=self.compute_scheduler, local_workers=self.compute_local_workers)
+        return ComputeSettings(
+            scheduler=self.compute_scheduler,
+            local_workers=self.compute_local_workers,
+            direct_to_workers=self.compute_direct_to_workers,
+        )
 
     @property
     def is_sqlite(self) -> bool:

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from utils.compute import ALLOCATOR_ENV, SCHEDULER_ENV
+from utils.compute import ALLOCATOR_ENV, CLUSTER_ENV
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MISSING = "Dask's distributed is not installed (pip install -r requirements-distributed.txt)"
@@ -76,6 +76,7 @@ def dask_cluster(n_workers: int = 2, *, memory_limit: str = "1GB") -> Iterator[D
         "PYTHONPATH": str(PROJECT_ROOT),  # the workers import this project's code
         # The allocator settings the README gives cluster workers (the nannies set them in each worker).
         "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON": repr(ALLOCATOR_ENV),
+        **CLUSTER_ENV,  # the README's scheduler and worker settings
     }
     try:
         cluster.processes.append(
@@ -85,7 +86,7 @@ def dask_cluster(n_workers: int = 2, *, memory_limit: str = "1GB") -> Iterator[D
                     "--host", "127.0.0.1", "--port", str(port), "--no-dashboard",
                 ],
                 folder / "scheduler.log",
-                {**env, **SCHEDULER_ENV},  # the README's scheduler settings
+                env,
             )
         )
         for i in range(n_workers):

@@ -190,6 +190,18 @@ def test_a_dask_call_whose_shared_data_dies_with_every_worker_still_completes(
         dask_cluster.wait_for_workers(2)
 
 
+def test_a_dask_client_reaching_only_the_scheduler_gets_the_same_results(dask_cluster: DaskCluster) -> None:
+    """COMPUTE_DIRECT_TO_WORKERS=false: the shared data and the results go through the scheduler."""
+    compute = make_compute(dask_cluster.address, local_workers=1, direct_to_workers=False)
+    try:
+        shared = payload()
+        outcomes = compute.map(task, list(range(12)), shared)
+        assert [o.value for o in outcomes] == [value_of(shared, i) for i in range(12)]
+        assert {o.loads for o in outcomes} == {1}
+    finally:
+        compute.close()
+
+
 def test_a_scheduler_without_the_distributed_package_is_refused_with_the_fix(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

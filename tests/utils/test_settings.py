@@ -133,6 +133,7 @@ GROUPED = [
     ("JOB_MAX_ATTEMPTS", "5", "jobs", "max_attempts", 5),
     ("COMPUTE_SCHEDULER", " tcp://10.0.0.5:8786 ", "compute", "scheduler", "tcp://10.0.0.5:8786"),
     ("COMPUTE_LOCAL_WORKERS", "3", "compute", "local_workers", 3),
+    ("COMPUTE_DIRECT_TO_WORKERS", "false", "compute", "direct_to_workers", False),
 ]
 # Read by the server itself (main.py, the logger, auth), not by a domain object.
 SERVER_LEVEL = {
