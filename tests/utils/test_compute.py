@@ -19,6 +19,8 @@ from tests.support.compute_tasks import Outcome, Payload, task, value_of
 from tests.support.dask_cluster import DaskCluster
 from tests.support.server import wait_until
 from utils.compute import (
+    _GUIDED_SHARE,
+    _ONE_PER_TASK_UP_TO,
     Compute,
     ComputeCancelled,
     ComputeStatus,
@@ -248,4 +250,7 @@ def test_dask_tasks_cover_every_item_once_in_order_and_shrink_to_one(n: int, wor
     sizes = [stop - start for start, stop in bounds]
     assert min(sizes) >= 1 and sizes == sorted(sizes, reverse=True)
     assert sizes[-1] == 1, "the last task holds one item, so the workers finish together"
-    assert sizes[0] == max(1, n // (4 * workers)), "the first holds a quarter of a worker's share"
+    if n <= _ONE_PER_TASK_UP_TO * workers:
+        assert sizes == [1] * n, "a short list runs one item per task"
+    else:
+        assert sizes[0] == n // (_GUIDED_SHARE * workers) > 1, "the first holds a part of a worker's share"
