@@ -613,8 +613,8 @@ class DaskCompute:
 
         client = self._connect()
         token = uuid.uuid4().hex
+        shared_future = self._scatter(client, shared)  # waits for a first worker, if none has joined yet
         workers = self.workers
-        shared_future = self._scatter(client, shared)
         name = _task_name(fn)
         pending = collections.deque(_guided_chunks(len(items), workers))
         stop_of = dict(pending)
@@ -638,10 +638,18 @@ class DaskCompute:
             futures.append(future)
             future.add_done_callback(finished.put)  # called on a client thread: the queue hands it over
 
-        def submit_next() -> None:
-            if pending:
+        running = [0]  # first submissions out and not yet finished (resubmissions take their place)
+
+        def top_up() -> None:
+            # The window follows the cluster's threads as the client last heard of them (refreshed by
+            # distributed every few seconds, no round trip), so workers that join mid-call get work.
+            info = getattr(client, "_scheduler_identity", None) or {}
+            threads = info.get("total_threads")
+            window = 2 * max(workers, threads if isinstance(threads, int) else 0)
+            while pending and running[0] < window:
                 start, _ = pending.popleft()
                 submit(start, f"{name}-{token}-{start}")
+                running[0] += 1
 
         # Tasks go out as earlier ones finish, two per worker thread at a time (one running, one waiting
         # on the worker, so it never idles for a round trip), in order. Handed all at once, the scheduler
@@ -651,8 +659,7 @@ class DaskCompute:
         resubmits: dict[int, int] = {}
         results: dict[int, R] = {}
         try:
-            for _ in range(2 * workers):
-                submit_next()
+            top_up()
             while len(results) < len(items):
                 if should_stop is not None and should_stop():
                     raise ComputeCancelled("cancelled")
@@ -688,7 +695,8 @@ class DaskCompute:
                         shared_future = self._scatter(client, shared, fresh=True)
                     submit(start, f"{name}-{token}-{start}-again-{tries}")
                     continue
-                submit_next()
+                running[0] -= 1
+                top_up()
                 for offset, result in enumerate(chunk_results):
                     results[start + offset] = result
                 if progress is not None:

@@ -62,9 +62,12 @@ class DaskCluster:
 
 
 @contextmanager
-def dask_cluster(n_workers: int = 2, *, memory_limit: str = "1GB") -> Iterator[DaskCluster]:
+def dask_cluster(
+    n_workers: int = 2, *, memory_limit: str = "1GB", settings: dict[str, str] | None = None
+) -> Iterator[DaskCluster]:
     """Start a scheduler and `n_workers` single-threaded workers; yield once all are connected; stop every
-    process after (each runs in its own process group, so the nannies' worker processes go too)."""
+    process after (each runs in its own process group, so the nannies' worker processes go too).
+    `settings`: Dask environment variables over the README's (CLUSTER_ENV), for a cluster run otherwise."""
     reason = distributed_missing()
     if reason is not None:
         raise RuntimeError(reason)
@@ -77,6 +80,7 @@ def dask_cluster(n_workers: int = 2, *, memory_limit: str = "1GB") -> Iterator[D
         # The allocator settings the README gives cluster workers (the nannies set them in each worker).
         "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON": repr(ALLOCATOR_ENV),
         **CLUSTER_ENV,  # the README's scheduler and worker settings
+        **(settings or {}),
     }
     try:
         cluster.processes.append(

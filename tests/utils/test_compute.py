@@ -12,11 +12,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.compute_tasks import Outcome, Payload, task, value_of
-from tests.support.dask_cluster import DaskCluster
+from tests.support.dask_cluster import MISSING, DaskCluster, distributed_missing
+from tests.support.dask_cluster import dask_cluster as start_dask_cluster
 from tests.support.server import wait_until
 from utils.compute import (
     _GUIDED_SHARE,
@@ -196,12 +198,79 @@ def test_a_dask_client_reaching_only_the_scheduler_gets_the_same_results(dask_cl
     """COMPUTE_DIRECT_TO_WORKERS=false: the shared data and the results go through the scheduler."""
     compute = make_compute(dask_cluster.address, local_workers=1, direct_to_workers=False)
     try:
+        assert compute._connect().direct_to_workers is False  # type: ignore[attr-defined]
         shared = payload()
         outcomes = compute.map(task, list(range(12)), shared)
         assert [o.value for o in outcomes] == [value_of(shared, i) for i in range(12)]
         assert {o.loads for o in outcomes} == {1}
     finally:
         compute.close()
+
+
+def test_a_dask_client_sends_to_the_workers_directly_by_default(dask_cluster: DaskCluster) -> None:
+    compute = make_compute(dask_cluster.address, local_workers=1)
+    try:
+        assert compute._connect().direct_to_workers is True  # type: ignore[attr-defined]
+    finally:
+        compute.close()
+
+
+def _tasks_under_way(dask_scheduler: Any) -> int:
+    """On the scheduler: tasks submitted and not yet finished (the scattered data is in memory)."""
+    states = {"waiting", "queued", "processing", "no-worker"}
+    return sum(ts.state in states for ts in dask_scheduler.tasks.values())
+
+
+def test_a_dask_call_keeps_two_tasks_per_worker_out_at_a_time(dask_cluster: DaskCluster) -> None:
+    """The next task goes out as one finishes: all at once, the scheduler would place every task at
+    submission and could leave one worker a large task at the end while the other idles."""
+    compute = make_compute(dask_cluster.address, local_workers=1)
+    try:
+        client = compute._connect()  # type: ignore[attr-defined]
+        under_way: list[int] = []
+        shared = payload(delay_s=0.01)
+        items = list(range(80))  # several items per task (more than 16 per worker)
+
+        def count(_done: int, _total: int) -> None:
+            under_way.append(client.run_on_scheduler(_tasks_under_way))
+
+        outcomes = compute.map(task, items, shared, progress=count)
+        assert [o.value for o in outcomes] == [value_of(shared, i) for i in items]
+        assert 2 <= max(under_way) <= 2 * compute.workers, under_way
+    finally:
+        compute.close()
+
+
+def test_a_cluster_with_dasks_default_memory_manager_still_completes_a_batch_after_batch_job() -> None:
+    """Dask's default settings (the active memory manager on, trimming the broadcast to one copy between
+    calls): an optimiser's batches over one shared object, a worker killed between two of them, still give
+    every result."""
+    if distributed_missing() is not None:
+        pytest.skip(MISSING)
+    amm_on = {
+        "DASK_DISTRIBUTED__SCHEDULER__ACTIVE_MEMORY_MANAGER__START": "True",
+        "DASK_DISTRIBUTED__SCHEDULER__ACTIVE_MEMORY_MANAGER__INTERVAL": "100ms",
+    }
+    with start_dask_cluster(2, settings=amm_on) as cluster:
+        compute = make_compute(cluster.address, local_workers=1)
+        try:
+            shared = payload(delay_s=0.01)
+            client = compute._connect()  # type: ignore[attr-defined]
+            first = compute.map(task, list(range(20)), shared)
+            # Trimmed to one copy once no task waits on it: the worker holding it is the one to kill.
+            holders: list[str] = []
+
+            def trimmed() -> bool:
+                holders[:] = [w for ws in client.who_has().values() for w in ws]
+                return len(holders) == 1
+
+            wait_until(trimmed, timeout=30, what="the memory manager to trim the broadcast to one copy")
+            os.kill(cluster.worker_pids()[holders[0]], signal.SIGKILL)
+            second = compute.map(task, list(range(20)), shared)
+            expected = [value_of(shared, i) for i in range(20)]
+            assert [o.value for o in first] == expected and [o.value for o in second] == expected
+        finally:
+            compute.close()
 
 
 def test_a_scheduler_without_the_distributed_package_is_refused_with_the_fix(
