@@ -34,7 +34,7 @@ by a quarter within minutes, and measured one block after the other, a drift lan
   (backtester/optimize/search.py) over the same strategy on ``--opt-bars`` bars, TPE, its study in a
   temporary SQLite database as the app keeps it, on 2 local workers and on the 2 Dask workers.
 
-Every process here (the references too) runs with the allocator settings utils/compute.py gives its
+Every process here (the references too) runs with the allocator settings utils/compute/pool.py gives its
 workers (``tune_allocator``), so the rows differ by where the work runs alone. The load average before and
 after is printed: on a shared 2-core machine another process's work shows up in every ratio.
 

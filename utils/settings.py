@@ -110,7 +110,7 @@ class JobSettings(_Group):
 
 
 class ComputeSettings(_Group):
-    """COMPUTE_*: where sweeps, optimisation trials and walk-forward windows run (utils/compute.py)."""
+    """COMPUTE_*: where sweeps, optimisation trials and walk-forward windows run (utils/compute/)."""
 
     scheduler: str | None  # a Dask scheduler's address (tcp://host:8786); None: a local process pool
     local_workers: int

@@ -1,4 +1,4 @@
-"""The compute backends keep the same promises (utils/compute.py), each checked on a local pool of one and of
+"""The compute backends keep the same promises (utils/compute/), each checked on a local pool of one and of
 two processes and on a real Dask cluster of two worker processes: order, bit-equal results, shared data
 once per worker per call, progress, cancel, exceptions, and no result lost to a killed worker."""
 
@@ -21,16 +21,14 @@ from tests.support.dask_cluster import MISSING, DaskCluster, distributed_missing
 from tests.support.dask_cluster import dask_cluster as start_dask_cluster
 from tests.support.server import wait_until
 from utils.compute import (
-    _GUIDED_SHARE,
-    _ONE_PER_TASK_UP_TO,
     Compute,
     ComputeCancelled,
     ComputeStatus,
     ComputeUnavailable,
     DaskCompute,
-    _guided_chunks,
     make_compute,
 )
+from utils.compute.cluster import _GUIDED_SHARE, _ONE_PER_TASK_UP_TO, _guided_chunks
 from utils.errors import InvalidInput
 
 BACKENDS = ["local-1", "local-2", "dask"]
