@@ -4,6 +4,7 @@ constants they share (see utils/compute/__init__.py for the promises)."""
 from __future__ import annotations
 
 import functools
+import queue
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
@@ -24,6 +25,21 @@ _KEEP_SHARED = 2
 
 class ComputeCancelled(Exception):
     """`should_stop` answered True: the outstanding tasks were cancelled and the results dropped."""
+
+
+F = TypeVar("F")
+
+
+def _next_finished(finished: queue.SimpleQueue[F], should_stop: ShouldStop | None) -> F:
+    """The next task a backend's done-callback handed over, asking `should_stop` every `_POLL_S` while none
+    has (True raises ComputeCancelled: the caller cancels what is outstanding)."""
+    while True:
+        if should_stop is not None and should_stop():
+            raise ComputeCancelled("cancelled")
+        try:
+            return finished.get(timeout=_POLL_S)
+        except queue.Empty:
+            continue
 
 
 @dataclass(frozen=True, slots=True)

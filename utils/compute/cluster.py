@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from utils.compute.base import (
     _KEEP_SHARED,
-    _POLL_S,
-    ComputeCancelled,
     ComputeStatus,
     Progress,
     R,
     S,
     ShouldStop,
     T,
+    _next_finished,
     _task_name,
 )
 from utils.errors import ComputeUnavailable
@@ -276,12 +275,7 @@ class DaskCompute:
         try:
             top_up()
             while len(results) < len(items):
-                if should_stop is not None and should_stop():
-                    raise ComputeCancelled("cancelled")
-                try:
-                    future = finished.get(timeout=_POLL_S)
-                except queue.Empty:
-                    continue
+                future = _next_finished(finished, should_stop)
                 start = start_of[future.key]
                 chunk_results: list[R] | None = None
                 if not future.cancelled():

@@ -23,14 +23,13 @@ from typing import Any
 
 from utils.compute.base import (
     _KEEP_SHARED,
-    _POLL_S,
-    ComputeCancelled,
     ComputeStatus,
     Progress,
     R,
     S,
     ShouldStop,
     T,
+    _next_finished,
     _task_name,
 )
 from utils.errors import ComputeUnavailable
@@ -223,12 +222,7 @@ class LocalCompute:
         pending = set(futures)
         try:
             while pending:
-                if should_stop is not None and should_stop():
-                    raise ComputeCancelled("cancelled")
-                try:
-                    future = finished.get(timeout=_POLL_S)
-                except queue.Empty:
-                    continue
+                future = _next_finished(finished, should_stop)
                 pending.discard(future)
                 if _harvest({future: futures[future]}, results, progress, len(items)):
                     # Every other task of a broken pool fails at once: keep those that finished first.
