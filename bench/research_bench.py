@@ -5,8 +5,10 @@ requirements, which include requirements-distributed.txt). It prints one table; 
 ``--runs`` runs in this one process, after two untimed warm-up runs per backend (a backend's pool or cluster
 is started once and kept, as the app keeps it; "first run" is the first of those, pool start included).
 The runs of backends compared with each other alternate: 1 plain process, 2 plain processes, 1 again, ...;
-likewise the two local pools and the two clusters, which are open together. This shared VM's speed drifts
-by a quarter within minutes, and measured one block after the other, a drift lands on one side of a ratio.
+likewise the two local pools and the two clusters, which are open together (the cluster not being measured
+is paused, SIGSTOP, so its heartbeats do not take a core's time from the other). This shared VM's speed
+drifts by a quarter within minutes, and measured one block after the other, a drift lands on one side of
+a ratio.
 
 * The sweep: the built-in ``sma_crossover`` over a 16 x 16 grid of fast x slow (256 combinations, all valid),
   each combination a full backtest (indicators, signals, engine, metrics) on ``--bars`` 1-minute bars: the
@@ -48,6 +50,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -161,47 +164,82 @@ def sweep_once(compute: Compute, candles: Candles) -> list[dict[str, Any]]:
     return run_combinations(compute, STRATEGY, combinations(), candles, CONFIG)
 
 
+@dataclass(frozen=True)
+class Backend:
+    label: str
+    compute: Compute
+    pids: Callable[[], list[int]]  # its worker processes, for their peak memory
+    # Process groups it keeps running while idle (a cluster's scheduler, nannies and workers), paused
+    # while another backend is measured: see `measure`.
+    groups: Sequence[int] = ()
+
+
+@contextmanager
+def _paused(groups: Sequence[int]) -> Iterator[None]:
+    """Stop every process of `groups` (SIGSTOP) for the block, and let them go on after (SIGCONT)."""
+    stopped = []
+    try:
+        for group in groups:
+            os.killpg(group, signal.SIGSTOP)
+            stopped.append(group)
+        yield
+    finally:
+        for group in stopped:
+            os.killpg(group, signal.SIGCONT)
+
+
 def measure(
-    backends: Sequence[tuple[str, Compute, Callable[[], list[int]]]],
+    backends: Sequence[Backend],
     candles: Candles,
     runs: int,
     reference: list[dict[str, Any]] | None,
 ) -> tuple[list[Measured], list[list[dict[str, Any]]]]:
     """Each backend's median sweep time, and the rows of its first run. The backends' runs alternate (one
     run of each, `runs` times over), so a drift of this shared machine's speed during the bench falls on
-    all of them alike rather than on whichever was measured while it lasted."""
+    all of them alike rather than on whichever was measured while it lasted.
+
+    While one backend runs, the others' idle processes are paused: an idle Dask cluster's heartbeats and
+    monitors take 1.7% (one worker) to 3.7% (two) of a core here, which a sweep that keeps both cores
+    busy pays and one that leaves a core free does not, a bias against two workers that a user, with one
+    cluster, never sees. An idle local pool's processes wait on a pipe and need no pausing."""
+
+    def sweep(index: int) -> list[dict[str, Any]]:
+        others = [g for j, b in enumerate(backends) if j != index for g in b.groups]
+        with _paused(others):
+            return sweep_once(backends[index].compute, candles)
+
     firsts, rows = [], []
-    for _label, compute, _ in backends:
+    for index in range(len(backends)):
         start = time.perf_counter()
-        rows.append(sweep_once(compute, candles))
+        rows.append(sweep(index))
         firsts.append(time.perf_counter() - start)
         # One more untimed run: a worker's heap grows to its working set over its first tasks (page
         # faults the runs after it no longer pay).
-        sweep_once(compute, candles)
+        sweep(index)
     times: list[list[float]] = [[] for _ in backends]
     for _ in range(runs):
-        for (label, compute, _), timed, first_rows in zip(backends, times, rows, strict=True):
+        for index, (backend, timed, first_rows) in enumerate(zip(backends, times, rows, strict=True)):
             start = time.perf_counter()
-            again = sweep_once(compute, candles)
+            again = sweep(index)
             timed.append(time.perf_counter() - start)
-            assert _same(again, first_rows), f"{label}: a rerun gave other metrics"
+            assert _same(again, first_rows), f"{backend.label}: a rerun gave other metrics"
     measured = [
         Measured(
-            label,
+            backend.label,
             statistics.median(timed),
             first,
             reference is None or _same(first_rows, reference),
-            [_peak_rss(pid) for pid in pids()],
+            [_peak_rss(pid) for pid in backend.pids()],
             timed,
         )
-        for (label, _, pids), timed, first, first_rows in zip(backends, times, firsts, rows, strict=True)
+        for backend, timed, first, first_rows in zip(backends, times, firsts, rows, strict=True)
     ]
     return measured, rows
 
 
 def _serial(candles: Candles, runs: int) -> tuple[Measured, list[dict[str, Any]]]:
     """The serial reference in this process, and its rows (every backend's must equal them)."""
-    (serial,), (rows,) = measure([("this process, serially", InProcess(), list)], candles, runs, None)
+    (serial,), (rows,) = measure([Backend("this process, serially", InProcess(), list)], candles, runs, None)
     return serial, rows
 
 
@@ -390,8 +428,8 @@ def main() -> None:
     with local(1) as compute_one, local(2) as compute:
         (one, two), _ = measure(
             [
-                ("1 local worker", compute_one, _pool_pids(compute_one)),
-                ("2 local workers", compute, _pool_pids(compute)),
+                Backend("1 local worker", compute_one, _pool_pids(compute_one)),
+                Backend("2 local workers", compute, _pool_pids(compute)),
             ],
             candles,
             args.runs,
@@ -410,15 +448,26 @@ def main() -> None:
         try:
             (dask_one, dask), _ = measure(
                 [
-                    ("1 Dask worker", compute_one, lambda: list(cluster_one.worker_pids().values())),
-                    ("2 Dask workers", compute, lambda: list(cluster.worker_pids().values())),
+                    Backend(
+                        "1 Dask worker",
+                        compute_one,
+                        lambda: list(cluster_one.worker_pids().values()),
+                        [p.pid for p in cluster_one.processes],
+                    ),
+                    Backend(
+                        "2 Dask workers",
+                        compute,
+                        lambda: list(cluster.worker_pids().values()),
+                        [p.pid for p in cluster.processes],
+                    ),
                 ],
                 candles,
                 args.runs,
                 reference,
             )
             compute_one.close()
-            opt_dask, _ = optimiser_trials_per_second(compute, opt_candles, args.opt_trials, args.runs)
+            with _paused([p.pid for p in cluster_one.processes]):
+                opt_dask, _ = optimiser_trials_per_second(compute, opt_candles, args.opt_trials, args.runs)
         finally:
             compute_one.close()
             compute.close()
