@@ -28,7 +28,7 @@ from utils.compute import (
     DaskCompute,
     make_compute,
 )
-from utils.compute.cluster import _GUIDED_SHARE, _ONE_PER_TASK_UP_TO, _guided_chunks
+from utils.compute.base import _GUIDED_SHARE, _ONE_PER_TASK_UP_TO, _guided_chunks
 from utils.errors import InvalidInput
 
 BACKENDS = ["local-1", "local-2", "dask"]
@@ -104,18 +104,40 @@ def test_no_more_tasks_run_at_once_than_workers(compute: Compute) -> None:
 def test_should_stop_cancels_the_outstanding_tasks(compute: Compute) -> None:
     done: list[int] = []
     started = time.monotonic()
+    n = _ONE_PER_TASK_UP_TO * compute.workers  # the most items that still run one per task
     with pytest.raises(ComputeCancelled):
         compute.map(
             task,
-            list(range(40)),
+            list(range(n)),
             payload(delay_s=0.25),
             progress=lambda n, _total: done.append(n),
             should_stop=lambda: len(done) >= 2,
         )
-    # 40 tasks of 0.25 s would take 5 s at the least on two workers; the cancel ends it long before.
-    assert time.monotonic() - started < 4
-    assert 2 <= len(done) < 40
+    # n tasks of 0.25 s take 4 s at the least on the workers; the cancel ends it long before.
+    assert time.monotonic() - started < 3
+    assert 2 <= len(done) < n
     # The backend serves the next call in full.
+    shared = payload()
+    assert [o.value for o in compute.map(task, [1, 2, 3], shared)] == [value_of(shared, i) for i in (1, 2, 3)]
+
+
+def test_should_stop_ends_a_call_while_its_tasks_of_many_items_run(compute: Compute) -> None:
+    """Past `_ONE_PER_TASK_UP_TO` items per worker a task holds several: the first ones a quarter of the
+    list on two workers, half on one. A cancel may not wait for those to end."""
+    done: list[int] = []
+    n = 4 * _ONE_PER_TASK_UP_TO * compute.workers
+    first_task_s = 0.1 * (n // (_GUIDED_SHARE * compute.workers))  # 3.2 s
+    started = time.monotonic()
+    with pytest.raises(ComputeCancelled):
+        compute.map(
+            task,
+            list(range(n)),
+            payload(delay_s=0.1),
+            progress=lambda n, _total: done.append(n),
+            should_stop=lambda: time.monotonic() - started > 0.3,
+        )
+    assert done == [], "no task had finished when the cancel came"
+    assert time.monotonic() - started < first_task_s - 0.7, "the call waited for a task under way"
     shared = payload()
     assert [o.value for o in compute.map(task, [1, 2, 3], shared)] == [value_of(shared, i) for i in (1, 2, 3)]
 

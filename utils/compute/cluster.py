@@ -22,6 +22,7 @@ from utils.compute.base import (
     S,
     ShouldStop,
     T,
+    _guided_chunks,
     _next_finished,
     _task_name,
 )
@@ -56,34 +57,6 @@ CLUSTER_ENV = {
     "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "1s",
     "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL": "2s",
 }
-
-
-# Items per Dask task shrink as the work runs out (guided scheduling): each task takes 1/_GUIDED_SHARE of a
-# worker's share of the items not yet handed out. The first tasks are large, so the scheduler's few
-# milliseconds per task stay small beside the work (on a small machine it takes its CPU from the workers),
-# and the last tasks hold one item each, so the workers finish together. Equal tasks of 1/16 of a share
-# left a worker idle for up to one whole task at the end: 0.1 to 0.2 s of a 2.7 s sweep on two workers.
-# Halves rather than quarters: 20 tasks for 256 items on two workers instead of 38, which halved the
-# scheduler's and the client's CPU per sweep here (0.2 s each to 0.1 s), with the same finish; a whole
-# share (GSS's classic choice) would leave items of unequal cost unbalanced behind the first large task.
-_GUIDED_SHARE = 2
-# Up to this many items per worker each is a task of its own: few items are likely long ones (walk-forward
-# windows, agent fits), where a task's overhead is nothing and progress per item is what a user watches.
-_ONE_PER_TASK_UP_TO = 16
-
-
-def _guided_chunks(n: int, workers: int) -> list[tuple[int, int]]:
-    """(start, stop) of each task's items, in order: sizes shrinking from n / (_GUIDED_SHARE * workers)
-    to 1, or 1 throughout for a short list."""
-    if n <= _ONE_PER_TASK_UP_TO * workers:
-        return [(i, i + 1) for i in range(n)]
-    bounds = []
-    start = 0
-    while start < n:
-        size = max(1, (n - start) // (_GUIDED_SHARE * workers))
-        bounds.append((start, start + size))
-        start += size
-    return bounds
 
 
 def _dask_chunk(fn: Callable[[Any, Any], Any], items: list[Any], *, shared: Any) -> list[Any]:

@@ -29,6 +29,7 @@ from utils.compute.base import (
     S,
     ShouldStop,
     T,
+    _guided_chunks,
     _next_finished,
     _task_name,
 )
@@ -84,8 +85,9 @@ def _shared_of(token: str, path: Path) -> Any:
     return value
 
 
-def _local_task(fn: Callable[[Any, Any], Any], token: str, path: Path, item: Any) -> Any:
-    return fn(_shared_of(token, path), item)
+def _local_chunk(fn: Callable[[Any, Any], Any], token: str, path: Path, items: list[Any]) -> list[Any]:
+    shared = _shared_of(token, path)
+    return [fn(shared, item) for item in items]
 
 
 @dataclass(eq=False)  # identity: list.remove must not compare the shared objects (numpy arrays inside)
@@ -209,12 +211,17 @@ class LocalCompute:
         """Run `todo` on `pool` into `results`; True when the pool broke (a worker died) before the end."""
         # Finished futures arrive through a queue (O(1) each), not by waiting on every pending one again
         # after each result: on a 2-core machine the parent's CPU is taken from the workers.
-        finished: queue.SimpleQueue[Future[R]] = queue.SimpleQueue()
-        futures: dict[Future[R], int] = {}
+        finished: queue.SimpleQueue[Future[list[R]]] = queue.SimpleQueue()
+        futures: dict[Future[list[R]], list[int]] = {}  # each task's item indices
         try:
-            for i in todo:
-                future = pool.submit(_local_task, fn, token, path, items[i])
-                futures[future] = i
+            # Several items per task (`_guided_chunks`), all submitted at once: the pool hands the next to
+            # whichever worker is free, largest first. One task per item cost this process 0.14 to 0.26 s
+            # of CPU per 256-item sweep here (pickling each call, its result, the pool's feeder thread),
+            # taken from the two workers of a 2-core machine.
+            for start, stop in _guided_chunks(len(todo), self._workers):
+                indices = todo[start:stop]
+                future = pool.submit(_local_chunk, fn, token, path, [items[i] for i in indices])
+                futures[future] = indices
                 future.add_done_callback(finished.put)
         except BrokenProcessPool:  # another call's worker died a moment ago
             self._settle(futures, results, progress, len(items))
@@ -240,7 +247,10 @@ class LocalCompute:
 
     @staticmethod
     def _settle(
-        futures: dict[Future[R], int], results: dict[int, R], progress: Progress | None, total: int
+        futures: dict[Future[list[R]], list[int]],
+        results: dict[int, R],
+        progress: Progress | None,
+        total: int,
     ) -> None:
         """A broken pool's futures: wait until each has its answer, keep the results among them."""
         wait(futures, timeout=10)
@@ -291,12 +301,15 @@ class LocalCompute:
 
 
 def _harvest(
-    futures: dict[Future[R], int], results: dict[int, R], progress: Progress | None, total: int
+    futures: dict[Future[list[R]], list[int]],
+    results: dict[int, R],
+    progress: Progress | None,
+    total: int,
 ) -> bool:
-    """Move finished futures' results into `results`; True when one failed because its pool broke.
-    Any other exception is fn's own and is raised (the first one met)."""
+    """Move finished tasks' results into `results` (by item index); True when one failed because its pool
+    broke. Any other exception is fn's own and is raised (the first one met)."""
     broken = False
-    for future, i in sorted(futures.items(), key=lambda pair: pair[1]):
+    for future, indices in sorted(futures.items(), key=lambda pair: pair[1][0]):
         if not future.done() or future.cancelled():
             continue
         error = future.exception()
@@ -305,7 +318,7 @@ def _harvest(
         elif error is not None:
             raise error
         else:
-            results[i] = future.result()
+            results.update(zip(indices, future.result(), strict=True))
             if progress is not None:
                 progress(len(results), total)
     return broken
