@@ -237,12 +237,14 @@ class LocalCompute:
                     return True
             return False
         except BaseException:
-            for future in pending:
-                future.cancel()
+            # A running task cannot be cancelled: stop its process rather than keep a worker busy with
+            # work nobody waits for (a long walk-forward window, a large task); the next call spawns anew.
+            # Then nothing is cancelled first: the broken pool fails every outstanding future itself, and
+            # CPython 3.11's pool raises InvalidStateError in its own thread on one already cancelled.
             if any(future.running() for future in pending):
-                # A running task cannot be cancelled: stop its process rather than keep a worker busy
-                # with work nobody waits for (a long walk-forward window); the next call spawns anew.
                 self._discard(pool, kill=True)
+            elif not all(future.cancel() or future.done() for future in pending):
+                self._discard(pool, kill=True)  # one started meanwhile
             raise
 
     @staticmethod
