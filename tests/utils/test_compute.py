@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,47 +106,50 @@ def test_no_more_tasks_run_at_once_than_workers(compute: Compute) -> None:
 NO_THREAD_ERRORS = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 
 
-@NO_THREAD_ERRORS
-def test_should_stop_cancels_the_outstanding_tasks(compute: Compute) -> None:
+def map_until_cancelled(
+    compute: Compute, n: int, delay_s: float, stop: Callable[[list[int]], bool]
+) -> list[int]:
+    """Map `n` items of `delay_s` each until `stop(progress counts so far)`; the counts. The call must end
+    cancelled."""
     done: list[int] = []
-    started = time.monotonic()
-    n = _ONE_PER_TASK_UP_TO * compute.workers  # the most items that still run one per task
     with pytest.raises(ComputeCancelled):
         compute.map(
             task,
             list(range(n)),
-            payload(delay_s=0.25),
-            progress=lambda n, _total: done.append(n),
-            should_stop=lambda: len(done) >= 2,
+            payload(delay_s=delay_s),
+            progress=lambda count, _total: done.append(count),
+            should_stop=lambda: stop(done),
         )
+    return done
+
+
+def assert_serves_the_next_call_in_full(compute: Compute) -> None:
+    shared = payload()
+    assert [o.value for o in compute.map(task, [1, 2, 3], shared)] == [value_of(shared, i) for i in (1, 2, 3)]
+
+
+@NO_THREAD_ERRORS
+def test_should_stop_cancels_the_outstanding_tasks(compute: Compute) -> None:
+    started = time.monotonic()
+    n = _ONE_PER_TASK_UP_TO * compute.workers  # the most items that still run one per task
+    done = map_until_cancelled(compute, n, 0.25, lambda done: len(done) >= 2)
     # n tasks of 0.25 s take 4 s at the least on the workers; the cancel ends it long before.
     assert time.monotonic() - started < 3
     assert 2 <= len(done) < n
-    # The backend serves the next call in full.
-    shared = payload()
-    assert [o.value for o in compute.map(task, [1, 2, 3], shared)] == [value_of(shared, i) for i in (1, 2, 3)]
+    assert_serves_the_next_call_in_full(compute)
 
 
 @NO_THREAD_ERRORS
 def test_should_stop_ends_a_call_while_its_tasks_of_many_items_run(compute: Compute) -> None:
     """Past `_ONE_PER_TASK_UP_TO` items per worker a task holds several: the first ones a quarter of the
     list on two workers, half on one. A cancel may not wait for those to end."""
-    done: list[int] = []
     n = 4 * _ONE_PER_TASK_UP_TO * compute.workers
     first_task_s = 0.1 * (n // (_GUIDED_SHARE * compute.workers))  # 3.2 s
     started = time.monotonic()
-    with pytest.raises(ComputeCancelled):
-        compute.map(
-            task,
-            list(range(n)),
-            payload(delay_s=0.1),
-            progress=lambda n, _total: done.append(n),
-            should_stop=lambda: time.monotonic() - started > 0.3,
-        )
+    done = map_until_cancelled(compute, n, 0.1, lambda _done: time.monotonic() - started > 0.3)
     assert done == [], "no task had finished when the cancel came"
     assert time.monotonic() - started < first_task_s - 0.7, "the call waited for a task under way"
-    shared = payload()
-    assert [o.value for o in compute.map(task, [1, 2, 3], shared)] == [value_of(shared, i) for i in (1, 2, 3)]
+    assert_serves_the_next_call_in_full(compute)
 
 
 def test_an_exception_in_a_task_propagates_with_its_code_and_details(compute: Compute) -> None:
