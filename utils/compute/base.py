@@ -52,6 +52,11 @@ def _guided_chunks(n: int, workers: int) -> list[tuple[int, int]]:
     return bounds
 
 
+def _run_items(fn: Callable[[Any, Any], Any], shared: Any, items: list[Any]) -> list[Any]:
+    """One task's work on either backend: `fn` over its items, in order, against the worker's copy."""
+    return [fn(shared, item) for item in items]
+
+
 class ComputeCancelled(Exception):
     """`should_stop` answered True: the outstanding tasks were cancelled and the results dropped."""
 

@@ -24,6 +24,7 @@ from utils.compute.base import (
     T,
     _guided_chunks,
     _next_finished,
+    _run_items,
     _task_name,
 )
 from utils.errors import ComputeUnavailable
@@ -61,7 +62,7 @@ CLUSTER_ENV = {
 
 def _dask_chunk(fn: Callable[[Any, Any], Any], items: list[Any], *, shared: Any) -> list[Any]:
     # Dask hands a task its scattered argument as the object the worker holds: no copy per task.
-    return [fn(shared, item) for item in items]
+    return _run_items(fn, shared, items)
 
 
 class DaskCompute:

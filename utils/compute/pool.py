@@ -31,6 +31,7 @@ from utils.compute.base import (
     T,
     _guided_chunks,
     _next_finished,
+    _run_items,
     _task_name,
 )
 from utils.errors import ComputeUnavailable
@@ -86,8 +87,7 @@ def _shared_of(token: str, path: Path) -> Any:
 
 
 def _local_chunk(fn: Callable[[Any, Any], Any], token: str, path: Path, items: list[Any]) -> list[Any]:
-    shared = _shared_of(token, path)
-    return [fn(shared, item) for item in items]
+    return _run_items(fn, _shared_of(token, path), items)
 
 
 @dataclass(eq=False)  # identity: list.remove must not compare the shared objects (numpy arrays inside)
