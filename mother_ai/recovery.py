@@ -256,13 +256,23 @@ def reconcile_trading(
     return repairs
 
 
+Wait = Callable[[threading.Event, float], bool]  # (stop, seconds) -> stop was set: the pause between rounds
+
+
+def _wait(stop: threading.Event, seconds: float) -> bool:
+    return stop.wait(seconds)
+
+
 class PeriodicReconciler:
     """Runs `work` now and then every `interval_s` seconds on a thread, until stopped: the live orders'
-    reconciliation with Binance, which must not hold up start-up when Binance is slow or away."""
+    reconciliation with Binance, which must not hold up start-up when Binance is slow or away. A round
+    that raises is logged and the next one comes as usual. `wait` is the pause between rounds (tests
+    step rounds through it instead of sleeping); it returns early, True, once stop() is called."""
 
-    def __init__(self, work: Callable[[], list[Repair]], interval_s: float) -> None:
+    def __init__(self, work: Callable[[], list[Repair]], interval_s: float, *, wait: Wait = _wait) -> None:
         self._work = work
         self._interval_s = interval_s
+        self._wait = wait
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -284,4 +294,5 @@ class PeriodicReconciler:
                     log.warning("order reconciliation: %s", repair)
             except Exception:
                 log.exception("order reconciliation failed; trying again next round")
-            self._stop.wait(self._interval_s)
+            if self._wait(self._stop, self._interval_s):
+                return

@@ -4,15 +4,20 @@ brought back into agreement with the rows (torn last line cut, missing lines app
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from db.models import DecisionRecord
-from mother_ai.recovery import reconcile_logs, reconcile_trading
+from mother_ai.recovery import PeriodicReconciler, reconcile_logs, reconcile_trading
 from mother_ai.trade_executer import OrderRequest
+from tests.support.clock import SteppedWaits
 from tests.support.world import build_world, prediction
+from utils.recovery import Repair
 
 
 def logged(path: Path) -> list[tuple[int, str]]:
@@ -98,3 +103,48 @@ def test_a_decision_still_placing_its_order_is_not_finalised_under_it(tmp_path: 
     with world.sessions() as session:
         row = session.get(DecisionRecord, pending.id)
         assert row is not None and row.order_status == "FILLED"
+
+
+def test_the_periodic_reconciler_runs_at_start_without_holding_it_up_then_every_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The live orders' reconciler (main.py): its first round starts at once but start-up goes on while
+    Binance is slow to answer it; a round that fails is logged and the next comes on time; stop() ends
+    the pause between rounds rather than waiting it out."""
+    slow_binance = threading.Event()
+    rounds: list[int] = []  # the thread each round ran on
+    settled = Repair("order", "live late-1", "settled from Binance: FILLED")
+
+    def work() -> list[Repair]:
+        rounds.append(threading.get_ident())
+        if len(rounds) == 1:
+            assert slow_binance.wait(10), "the test answers for Binance"
+            return [settled]
+        if len(rounds) == 2:
+            raise ConnectionError("Binance is away")
+        return []
+
+    waits = SteppedWaits()
+    reconciler = PeriodicReconciler(work, 42.0, wait=waits)
+    with caplog.at_level(logging.WARNING, logger="mother_ai.recovery"):
+        reconciler.start()
+        # start() has returned while the first round still waits for Binance (a first round run inside
+        # start() would hold it until the 10 s above fail it).
+        assert waits.seconds == [] and len(rounds) <= 1
+        slow_binance.set()
+        assert waits.wait_for_pause() == 1
+        assert [r.getMessage() for r in caplog.records] == [f"order reconciliation: {settled}"]
+        waits.next_round()
+        assert waits.wait_for_pause() == 2, "a failed round is followed by the next pause, not the end"
+        failed = caplog.records[-1]
+        assert failed.getMessage() == "order reconciliation failed; trying again next round"
+        assert failed.exc_info is not None and isinstance(failed.exc_info[1], ConnectionError)
+        waits.next_round()
+        assert waits.wait_for_pause() == 3
+        reconciler.stop(timeout=10)
+    assert len(rounds) == 3 and len(set(rounds)) == 1, "three rounds, all on the reconciler's own thread"
+    assert rounds[0] != threading.get_ident()
+    assert not any(t.ident == rounds[0] and t.is_alive() for t in threading.enumerate()), "stopped"
+    assert waits.seconds == [42.0, 42.0, 42.0], "each pause is the configured interval"
+    waits.next_round()  # nothing is left to take it
+    assert len(rounds) == 3 and waits.seconds == [42.0, 42.0, 42.0]
