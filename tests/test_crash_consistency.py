@@ -6,17 +6,26 @@ acknowledged write in place, files equal to their rows, nothing orphaned and not
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from db import storage
+from db.models import TradeOrder
+from main import create_app
+from mother_ai.live_executor import LIVE_TRADING_CONFIRM_PHRASE
 from mother_ai.recovery import NOT_PLACED
+from tests.fakes.fake_binance import FakeBinance
 from tests.support.install import TrainedInstall
-from tests.support.process import ENDED, install_env, server_process
+from tests.support.process import ENDED, install_env, run_to_crash, server_process
 from tests.support.server import wait_until
+from tests.support.settings import API_KEY, make_settings
 
 SPEC: dict[str, Any] = json.loads(
     (
@@ -218,3 +227,64 @@ def test_a_candle_write_killed_before_its_rename_leaves_no_temp_file(tmp_path: P
     assert candles.status_code == 200 and len(candles.json()["candles"]) == 5
     assert [p for p in store.rglob(".*") if p.is_file()] == []
     assert f"start-up repair: temp_file {temp.relative_to(store)}: removed" in log.read_text()
+
+
+def test_a_live_order_binance_accepted_before_the_process_died_is_settled_at_the_next_start(
+    tmp_path: Path, fake_binance: FakeBinance
+) -> None:
+    """Crash point live_order_sent: Binance has the order, the process died before writing its answer, so
+    the row is still PENDING. The next start must not place it again nor leave its quantity blocked: its
+    live reconciler looks the order up by client order id and records Binance's fill."""
+    live = {
+        "trading_mode": "live",
+        "offline": False,
+        "binance_api_url": fake_binance.url,
+        "binance_api_key": fake_binance.api_key,
+        "binance_api_secret": fake_binance.api_secret,
+        "live_trading_confirm": LIVE_TRADING_CONFIRM_PHRASE,
+        "binance_max_retries": 0,
+    }
+    env = {**install_env(tmp_path, **live), "CRASH_POINT": "live_order_sent"}
+    run_to_crash("tests.support.live_order", ["crashed-1"], env, tmp_path / "placing.log")
+
+    (placed,) = fake_binance.orders
+    placements = [r for r in fake_binance.requests_to("/api/v3/order") if r.method == "POST"]
+    assert len(placements) == 1 and placed["clientOrderId"] == "crashed-1"
+    engine = storage.make_engine(f"sqlite:///{tmp_path / 'test.db'}")
+    try:
+        with storage.make_session_factory(engine)() as session:
+            (left,) = session.scalars(select(TradeOrder)).all()
+        assert (left.client_order_id, left.status, left.exchange_order_id) == ("crashed-1", "PENDING", None)
+    finally:
+        engine.dispose()
+
+    # The restart, two minutes on: the reconciler leaves orders touched in the last minute to whoever may
+    # still be placing them, and the rows carry the wall clock's time.
+    later_ms = int(time.time() * 1000) + 120_000
+    app = create_app(make_settings(tmp_path, **live), clock=lambda: later_ms)
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    with TestClient(app) as client:
+
+        def the_order() -> dict[str, Any]:
+            (order,) = client.get("/api/orders", headers=auth).json()["orders"]
+            return dict(order)
+
+        wait_until(lambda: the_order()["status"] != "PENDING", timeout=30, what="the live reconciler")
+        order = the_order()
+        portfolio = client.get("/api/portfolio", headers=auth).json()
+    assert (order["mode"], order["client_order_id"], order["status"]) == ("live", "crashed-1", "FILLED")
+    assert order["exchange_order_id"] == str(placed["orderId"])
+    assert Decimal(order["executed_quantity"]) == Decimal(placed["executedQty"])
+    assert Decimal(order["quote_quantity"]) == Decimal(placed["cummulativeQuoteQty"])
+    (fill,) = placed["fills"]
+    assert (Decimal(order["fee"]), order["fee_asset"]) == (
+        Decimal(fill["commission"]),
+        fill["commissionAsset"],
+    )
+    (position,) = portfolio["positions"]
+    assert position["symbol"] == "BTCUSDT"
+    assert Decimal(position["quantity"]) == Decimal(placed["executedQty"]) - Decimal(fill["commission"])
+    placements = [r for r in fake_binance.requests_to("/api/v3/order") if r.method == "POST"]
+    assert len(placements) == 1, "the order was never sent again"
+    trades = _log_lines(tmp_path / "logs" / "trades.jsonl")
+    assert [(t["client_order_id"], t["status"]) for t in trades] == [("crashed-1", "FILLED")]

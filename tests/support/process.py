@@ -71,9 +71,7 @@ def server_process(env: Mapping[str, str], log: Path) -> Iterator[ServerProcess]
 def server_processes(env: Mapping[str, str], logs: list[Path]) -> Iterator[list[ServerProcess]]:
     """Start one server per log file at the same moment (so they race through start-up, as `uvicorn
     --workers N` does), all with `env`; wait until each answers; stop them all after."""
-    full_env = {key: value for key, value in os.environ.items() if not key.isupper() or key in _KEEP}
-    full_env.update(env)
-    full_env["PYTHONPATH"] = str(PROJECT_ROOT)
+    full_env = _child_env(env)
     servers: list[ServerProcess] = []
     try:
         for log in logs:
@@ -93,6 +91,36 @@ def server_processes(env: Mapping[str, str], logs: list[Path]) -> Iterator[list[
     finally:
         for server in servers:
             _stop(server.process)
+
+
+def run_to_crash(
+    module: str, args: list[str], env: Mapping[str, str], log: Path, timeout: float = 120
+) -> None:
+    """Run ``python -m module args`` with `env` and wait until it dies at its crash point (any other end,
+    or none within `timeout`, fails the test; its output goes to `log`)."""
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=PROJECT_ROOT,
+            env=_child_env(env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        code = process.wait(timeout)
+    finally:
+        _stop(process)
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+    assert code == EXIT_CODE, f"{module} ended with {code}, not at its crash point:\n{tail}"
+
+
+def _child_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` on top of the few variables a Python process needs (PATH and the like), never this one's
+    own settings variables."""
+    full_env = {key: value for key, value in os.environ.items() if not key.isupper() or key in _KEEP}
+    full_env.update(env)
+    full_env["PYTHONPATH"] = str(PROJECT_ROOT)
+    return full_env
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
