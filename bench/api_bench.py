@@ -207,7 +207,8 @@ def load_phase(base: str, threads: int, requests: int) -> LoadResult:
         ("POST /api/mother-ai/decide", lambda c: c.post("/api/mother-ai/decide", json={"symbols": [SYMBOL]})),
     ]
     stream_name = "stream: halt sent -> its kill_switch event"
-    latencies: dict[str, list[float]] = {name: [] for name, _ in calls} | {stream_name: []}
+    latencies: dict[str, list[float]] = {name: [] for name, _ in calls}
+    latencies[stream_name] = []
     failures: list[str] = []
     done = threading.Event()
     subscribed = threading.Event()
@@ -271,7 +272,14 @@ def load_phase(base: str, threads: int, requests: int) -> LoadResult:
     if not subscribed.wait(30) or failures:
         raise SystemExit(f"the stream did not open: {failures}")
     helpers = [threading.Thread(target=guarded(prober))]
-    workers = [threading.Thread(target=guarded(lambda i=i: worker(i))) for i in range(threads)]
+
+    def worker_at(offset: int) -> Callable[[], None]:
+        def worker_() -> None:
+            worker(offset)
+
+        return worker_
+
+    workers = [threading.Thread(target=guarded(worker_at(i))) for i in range(threads)]
     started = time.perf_counter()
     for thread in helpers + workers:
         thread.start()

@@ -23,9 +23,10 @@ def backtesting_py_sma_cross(candles: Candles, fast: int, slow: int, fee: float)
     backtesting.backtesting._tqdm = lambda seq, **_: seq
 
     def sma(values: np.ndarray, n: int) -> np.ndarray:
-        return pd.Series(values).rolling(n).mean().to_numpy()
+        averaged: np.ndarray = pd.Series(values).rolling(n).mean().to_numpy()
+        return averaged
 
-    class SmaCross(Strategy):
+    class SmaCross(Strategy):  # type: ignore[misc]  # backtesting.py ships no types
         def init(self) -> None:
             self.fast = self.I(sma, self.data.Close, fast)
             self.slow = self.I(sma, self.data.Close, slow)

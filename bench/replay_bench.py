@@ -80,13 +80,8 @@ def shared_inputs() -> tuple[dict[str, Candles], str]:
         sys.exit(f"{path} is missing (it lives beside the project, see its README)")
     frame = pd.read_csv(path)
     times = pd.to_datetime(frame["timestamp"], utc=True).astype("int64") // 1_000_000
-    candles = Candles(
-        "BTCUSDT",
-        "2h",
-        times.to_numpy(np.int64),
-        *(frame[c].to_numpy(np.float64) for c in ("open", "high", "low", "close", "volume")),
-        "file",
-    )
+    o, h, lo, c, v = (frame[name].to_numpy(np.float64) for name in ("open", "high", "low", "close", "volume"))
+    candles = Candles("BTCUSDT", "2h", times.to_numpy(np.int64), o, h, lo, c, v, "file")
     return {"BTCUSDT": candles}, "2h"
 
 

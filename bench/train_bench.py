@@ -71,8 +71,8 @@ def real_btc() -> Candles | None:
         return None
     raw = pd.read_csv(SHARED_BTC)
     times = pd.DatetimeIndex(pd.to_datetime(raw["timestamp"], utc=True)).as_unit("ms").asi8
-    cols = (raw[c].to_numpy(np.float64) for c in ("open", "high", "low", "close", "volume"))
-    return Candles("BTCUSDT", "2h", times, *cols, "file")
+    o, h, lo, c, v = (raw[name].to_numpy(np.float64) for name in ("open", "high", "low", "close", "volume"))
+    return Candles("BTCUSDT", "2h", times, o, h, lo, c, v, "file")
 
 
 def median_ms(fn: Callable[[], object], runs: int) -> float:

@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print a table of medians and ratios (never imported by runtime code)."""
