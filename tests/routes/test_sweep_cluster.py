@@ -6,12 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from main import create_app
 from tests.support.dask_cluster import DaskCluster
 from tests.support.http import AUTH, ctx_of
 from tests.support.settings import make_settings
+
+# Each test's limit, its cluster's start included: a call that stops getting results fails, not hangs.
+pytestmark = pytest.mark.timeout(240)
 
 SWEEP = {
     "symbol": "BTCUSDT",

@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from main import create_app
@@ -16,6 +17,9 @@ from tests.support.dask_cluster import DaskCluster
 from tests.support.http import AUTH, ctx_of, wait_for_job
 from tests.support.server import wait_until
 from tests.support.settings import make_settings
+
+# Each test's limit, its cluster's start included: a call that stops getting results fails, not hangs.
+pytestmark = pytest.mark.timeout(240)
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 

@@ -31,6 +31,9 @@ from utils.compute import (
 from utils.compute.base import _GUIDED_SHARE, _ONE_PER_TASK_UP_TO, _guided_chunks
 from utils.errors import InvalidInput
 
+# Each test's limit, its cluster's start included: a call that stops getting results fails, not hangs.
+pytestmark = pytest.mark.timeout(240)
+
 BACKENDS = ["local-1", "local-2", "dask"]
 
 
