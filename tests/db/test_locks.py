@@ -28,14 +28,6 @@ except LockBusy:
 """
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'locks.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 @pytest.fixture
 def sessions(database_url: str) -> sessionmaker[Session]:
     engine = storage.make_engine(database_url)

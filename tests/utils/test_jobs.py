@@ -15,7 +15,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,12 +29,9 @@ FAST = JobTimings(poll_s=0.05, heartbeat_s=0.05, stale_s=30.0, max_attempts=3)
 Sessions = sessionmaker[Session]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sessions]:
-    url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    if request.param == "postgresql":
-        url = request.getfixturevalue("pg_url")
-    engine = storage.make_engine(url)
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[Sessions]:
+    engine = storage.make_engine(database_url)
     storage.upgrade_to_head(engine)
     yield storage.make_session_factory(engine)
     engine.dispose()
