@@ -79,6 +79,7 @@ def test_sigterm_during_an_optimisation_ends_the_server_and_the_next_start_resum
                 None,
                 1,
             )
+            assert job.params is not None
             optimization_id = str(job.params["optimization_id"])
     finally:
         engine.dispose()
