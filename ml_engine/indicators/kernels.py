@@ -56,12 +56,13 @@ def ar1_input(ws: Workspace, length: int) -> FloatArray:
 # --------------------------------------------------------------------------------------------------
 
 
-# Outputs per block of `window_sum`. Each doubling is a pass over the input, so on a million bars a slow
-# average makes ten passes over 8 MB arrays: memory traffic, which two workers on two cores share. A block
-# keeps a run's few arrays (1 MB each) in cache. Measured on the 2-core VM (16 slow averages of a million
-# bars): 103-112 ms unblocked, 138-147 ms with two processes at once; 65-68 and 70-73 ms in blocks of
-# 131,072; smaller blocks pay Python's per-call cost more often, larger ones leave the cache.
-SUM_BLOCK = 131_072
+# Outputs per block of `window_sum` and `window_extreme`. Each doubling is a pass over the input, so on a
+# million bars a slow average makes ten passes over 8 MB arrays: memory traffic, which two workers on two
+# cores share. A block keeps a run's few arrays (1 MB each) in cache. Measured on the 2-core VM (16 slow
+# averages of a million bars): 103-112 ms unblocked, 138-147 ms with two processes at once; 65-68 and
+# 70-73 ms in blocks of 131,072; smaller blocks pay Python's per-call cost more often, larger ones leave
+# the cache.
+WINDOW_BLOCK = 131_072
 
 
 def window_sum(x: FloatArray, period: int, out: FloatArray, ws: Workspace) -> None:
@@ -69,17 +70,17 @@ def window_sum(x: FloatArray, period: int, out: FloatArray, ws: Workspace) -> No
 
     Built from power-of-two partial sums (one add per doubling plus one per further set bit of
     ``period``), so each sum is pairwise-accurate, never the difference of two large running totals.
-    Every add is elementwise, so running the outputs in blocks of `SUM_BLOCK` gives each output the same
+    Every add is elementwise, so running the outputs in blocks of `WINDOW_BLOCK` gives each output the same
     additions in the same order: the same bits as one whole-array run.
     """
     count = out.size
     if count <= 0:
         return
-    if count <= SUM_BLOCK or np.may_share_memory(x, out):  # an output over its input: one run, in order
+    if count <= WINDOW_BLOCK or np.may_share_memory(x, out):  # an output over its input: one run, in order
         _window_sum_run(x, period, out, ws)
         return
-    for start in range(0, count, SUM_BLOCK):
-        stop = min(start + SUM_BLOCK, count)
+    for start in range(0, count, WINDOW_BLOCK):
+        stop = min(start + WINDOW_BLOCK, count)
         _window_sum_run(x[start : stop + period - 1], period, out[start:stop], ws)
 
 
@@ -117,11 +118,23 @@ def window_extreme(x: FloatArray, period: int, op: np.ufunc, out: FloatArray, ws
     """Rolling ``op`` (np.maximum/np.minimum) over ``period`` values, ``out[j]`` covering x[j:j+period].
 
     Sparse-table doubling: log2(period) whole-array ops, then two overlapping power-of-two windows
-    cover the period exactly (overlap is harmless for max/min).
+    cover the period exactly (overlap is harmless for max/min). Long inputs run in blocks of
+    `WINDOW_BLOCK` outputs, as `window_sum` does; a maximum or minimum is exact, so blocks give the same
+    values as one run.
     """
     count = out.size
     if count <= 0:
         return
+    if count <= WINDOW_BLOCK or np.may_share_memory(x, out):  # an output over its input: one run, in order
+        _window_extreme_run(x, period, op, out, ws)
+        return
+    for start in range(0, count, WINDOW_BLOCK):
+        stop = min(start + WINDOW_BLOCK, count)
+        _window_extreme_run(x[start : stop + period - 1], period, op, out[start:stop], ws)
+
+
+def _window_extreme_run(x: FloatArray, period: int, op: np.ufunc, out: FloatArray, ws: Workspace) -> None:
+    count = out.size
     mark = ws.mark()
     buffers = [ws.take(x.size), ws.take(x.size)] if period >= 4 else [ws.take(x.size)] * (period >= 2)
     level, width, turn = x, 1, 0

@@ -480,13 +480,30 @@ def test_window_sums_in_blocks_give_the_bits_of_one_run(period: int) -> None:
     order as in one run over the whole array, blocks' edges included."""
     from ml_engine.indicators import kernels
 
-    n = 2 * kernels.SUM_BLOCK + 1_000
+    n = 2 * kernels.WINDOW_BLOCK + 1_000
     x = random_walk(n, 5)["close"]
     blocked, whole = np.empty(n - period + 1), np.empty(n - period + 1)
     with Workspace(BufferPool(limit_bytes=0)) as ws:
         kernels.window_sum(x, period, blocked, ws)
         kernels._window_sum_run(x, period, whole, ws)
     assert blocked.tobytes() == whole.tobytes()
+
+
+@pytest.mark.parametrize("op", [np.maximum, np.minimum], ids=["max", "min"])
+@pytest.mark.parametrize("period", [1, 2, 3, 4, 14, 20, 131, 377])
+def test_window_extremes_in_blocks_equal_each_windows_maximum_or_minimum(period: int, op: np.ufunc) -> None:
+    """`window_extreme` runs long inputs in blocks of outputs too: every output, at the blocks' edges as
+    anywhere, is its own window's extreme."""
+    from ml_engine.indicators import kernels
+
+    n = 2 * kernels.WINDOW_BLOCK + 1_000
+    x = random_walk(n, 6)["high"]
+    out = np.empty(n - period + 1)
+    with Workspace(BufferPool(limit_bytes=0)) as ws:
+        kernels.window_extreme(x, period, op, out, ws)
+    windows = np.lib.stride_tricks.sliding_window_view(x, period)
+    expected = windows.max(axis=1) if op is np.maximum else windows.min(axis=1)
+    assert out.tobytes() == expected.tobytes()
 
 
 def test_long_series_still_match_talib() -> None:
