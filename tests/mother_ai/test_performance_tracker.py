@@ -20,10 +20,11 @@ from backtester.metrics import max_drawdown
 from db import storage
 from db.models import PredictionRecord
 from mother_ai.performance_tracker import PerformanceTracker, score, target_open_time
-from mother_ai.trade_executer import OrderRequest, PaperExecutor, Portfolio
+from mother_ai.trade_executer import OrderRequest, PaperExecutor
 from tests.support.candles import store_rows
 from tests.support.clock import Clock
 from tests.support.exchange import symbol_rows
+from tests.support.portfolio import cash_portfolio
 from tests.support.settings import make_settings
 from utils.market_data.candles import CandleStore
 from utils.market_data.market import SAMPLE_FILTERS, MarketData
@@ -206,30 +207,14 @@ def test_a_retrained_model_on_the_same_candle_is_another_prediction(env: Env) ->
 # --- the portfolio --------------------------------------------------------------------------------
 
 
-def portfolio(equity: str, epoch: int = 1, when: datetime | None = None) -> Portfolio:
-    value = D(equity)
-    return Portfolio(
-        mode="paper",
-        quote_asset="USDT",
-        balances={"USDT": value},
-        positions=[],
-        equity=value,
-        realised_pnl=value - D(10_000),
-        unrealised_pnl=D(0),
-        initial_balance=D(10_000),
-        epoch=epoch,
-        halted=False,
-        stale=False,
-        as_of=when or datetime(2025, 3, 2, tzinfo=UTC),
-    )
-
-
 def test_equity_curve_and_drawdown_from_snapshots(env: Env) -> None:
     start = datetime(2025, 3, 1, tzinfo=UTC)
     for i, equity in enumerate(["10000", "11000", "9900", "10500"]):
-        env.tracker.snapshot(portfolio(equity), start + timedelta(hours=i))
-    env.tracker.snapshot(portfolio("1", epoch=0), start)  # another epoch (before a reset): not this curve
-    stats = env.tracker.portfolio_stats(portfolio("10450"), curve_limit=3)
+        env.tracker.snapshot(cash_portfolio(equity), start + timedelta(hours=i))
+    env.tracker.snapshot(
+        cash_portfolio("1", epoch=0), start
+    )  # another epoch (before a reset): not this curve
+    stats = env.tracker.portfolio_stats(cash_portfolio("10450"), curve_limit=3)
     assert stats.snapshots == 4
     assert stats.max_drawdown == pytest.approx((11000 - 9900) / 11000)
     assert stats.current_drawdown == pytest.approx((11000 - 10450) / 11000)

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import storage
 from db.models import RiskDay
-from mother_ai.orders import Portfolio
 from mother_ai.risk_days import DailyLossGuard
+from tests.support.portfolio import cash_portfolio
 
 PROCESSES = 8
 LIMIT = 0.05  # RISK_DAILY_LOSS_LIMIT: 5% of the day's baseline
@@ -39,23 +39,6 @@ def guards(database_url: str) -> Iterator[list[DailyLossGuard]]:
     yield [DailyLossGuard(storage.make_session_factory(engine), LIMIT) for engine in engines]
     for engine in engines:
         engine.dispose()
-
-
-def portfolio(equity: str, epoch: int = 1) -> Portfolio:
-    value = Decimal(equity)
-    return Portfolio(
-        mode="paper",
-        quote_asset="USDT",
-        balances={"USDT": value},
-        positions=[],
-        equity=value,
-        realised_pnl=Decimal(0),
-        unrealised_pnl=Decimal(0),
-        initial_balance=Decimal(10_000),
-        epoch=epoch,
-        halted=False,
-        stale=False,
-    )
 
 
 def at_once(calls: list[Callable[[], T]]) -> list[T]:
@@ -98,7 +81,9 @@ def test_the_first_decisions_of_a_day_in_eight_processes_record_one_start(
 ) -> None:
     # Each process sees a slightly different equity (prices move between their reads).
     equities = [str(10_000 + i) for i in range(PROCESSES)]
-    states = at_once([partial(g.evaluate, portfolio(e), NOON) for g, e in zip(guards, equities, strict=True)])
+    states = at_once(
+        [partial(g.evaluate, cash_portfolio(e), NOON) for g, e in zip(guards, equities, strict=True)]
+    )
     (row,) = rows(guards[0])
     assert (row.mode, row.day) == ("paper", "2026-03-02")
     assert str(row.start_equity) in equities and row.baseline_equity == row.start_equity
@@ -109,13 +94,13 @@ def test_the_first_decisions_of_a_day_in_eight_processes_record_one_start(
 def test_a_breach_latches_once_for_every_process_until_a_resume_re_arms_it(
     guards: list[DailyLossGuard],
 ) -> None:
-    first = guards[0].evaluate(portfolio("10000"), NOON)
+    first = guards[0].evaluate(cash_portfolio("10000"), NOON)
     assert first.start_equity == Decimal(10_000) and not first.breached
 
     # Down 6% at about the same moment in every process: one breach, at one time, seen by all.
     breached = at_once(
         [
-            partial(g.evaluate, portfolio(str(9_400 + i)), NOON + timedelta(seconds=i + 1))
+            partial(g.evaluate, cash_portfolio(str(9_400 + i)), NOON + timedelta(seconds=i + 1))
             for i, g in enumerate(guards)
         ]
     )
@@ -126,20 +111,24 @@ def test_a_breach_latches_once_for_every_process_until_a_resume_re_arms_it(
     assert {utc(s.breached_at) for s in breached} == {latched}, "one latch, not one per process"
 
     # Latched: a recovery later in the day does not lift it, in any process.
-    recovered = at_once([partial(g.evaluate, portfolio("9990"), NOON + timedelta(hours=1)) for g in guards])
+    recovered = at_once(
+        [partial(g.evaluate, cash_portfolio("9990"), NOON + timedelta(hours=1)) for g in guards]
+    )
     assert all(s.breached and utc(s.breached_at) == latched for s in recovered)
 
     # A manual resume in one process re-arms the limit from the equity then, for all of them.
-    resumed = guards[3].resume(portfolio("9900"), NOON + timedelta(hours=2))
+    resumed = guards[3].resume(cash_portfolio("9900"), NOON + timedelta(hours=2))
     assert not resumed.breached and resumed.baseline_equity == Decimal(9_900)
-    after = at_once([partial(g.evaluate, portfolio("9850"), NOON + timedelta(hours=3)) for g in guards])
+    after = at_once([partial(g.evaluate, cash_portfolio("9850"), NOON + timedelta(hours=3)) for g in guards])
     assert all(not s.breached for s in after), "0.5% below the resume's equity"
     assert {(s.start_equity, s.baseline_equity) for s in after} == {(Decimal(10_000), Decimal(9_900))}
-    again = at_once([partial(g.evaluate, portfolio("9400"), NOON + timedelta(hours=4)) for g in guards])
+    again = at_once([partial(g.evaluate, cash_portfolio("9400"), NOON + timedelta(hours=4)) for g in guards])
     assert all(s.breached for s in again), "re-armed: 5% below 9900 breaches again"
 
     # The next UTC day starts afresh from its first decision's equity.
-    tomorrow = at_once([partial(g.evaluate, portfolio("9400"), NOON + timedelta(days=1)) for g in guards])
+    tomorrow = at_once(
+        [partial(g.evaluate, cash_portfolio("9400"), NOON + timedelta(days=1)) for g in guards]
+    )
     assert all(not s.breached and s.start_equity == Decimal(9_400) for s in tomorrow)
     assert [(r.day, utc(r.breached_at) is not None) for r in rows(guards[0])] == [
         ("2026-03-02", True),
