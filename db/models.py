@@ -51,6 +51,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def utc_at(ms: int) -> datetime:
+    """The aware UTC datetime of `ms` milliseconds since the epoch (an injectable clock's reading)."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, dict[str, Any]: JSON}
 

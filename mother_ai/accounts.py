@@ -21,7 +21,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import TradeOrder, TradingAccount, TradingBalance, TradingPosition, utcnow
+from db.models import TradeOrder, TradingAccount, TradingBalance, TradingPosition
 from db.storage import transaction
 from mother_ai.orders import (
     PENDING,
@@ -103,7 +103,9 @@ def run_write(
     raise AssertionError("unreachable")
 
 
-def lock_account(session: Session, mode: str, quote_asset: str, initial: Decimal | None) -> TradingAccount:
+def lock_account(
+    session: Session, mode: str, quote_asset: str, initial: Decimal | None, now: datetime
+) -> TradingAccount:
     account = session.get(TradingAccount, mode, with_for_update=True)
     if account is None:
         account = TradingAccount(
@@ -111,16 +113,18 @@ def lock_account(session: Session, mode: str, quote_asset: str, initial: Decimal
             quote_asset=quote_asset,
             initial_balance=initial or Decimal(0),
             epoch=1,
-            created_at=utcnow(),
+            created_at=now,
         )
         session.add(account)
         if mode == "paper" and initial:
-            session.add(TradingBalance(mode=mode, asset=quote_asset, amount=initial, updated_at=utcnow()))
+            session.add(TradingBalance(mode=mode, asset=quote_asset, amount=initial, updated_at=now))
         session.flush()
     return account
 
 
-def lock_balances(session: Session, mode: str, assets: Iterable[str]) -> dict[str, TradingBalance]:
+def lock_balances(
+    session: Session, mode: str, assets: Iterable[str], now: datetime
+) -> dict[str, TradingBalance]:
     wanted = list(dict.fromkeys(assets))
     rows = session.scalars(
         select(TradingBalance)
@@ -131,7 +135,7 @@ def lock_balances(session: Session, mode: str, assets: Iterable[str]) -> dict[st
     for asset in wanted:
         if asset not in found:
             # Not added to the session yet: a rejected order must not leave empty balance rows.
-            found[asset] = TradingBalance(mode=mode, asset=asset, amount=Decimal(0), updated_at=utcnow())
+            found[asset] = TradingBalance(mode=mode, asset=asset, amount=Decimal(0), updated_at=now)
     return found
 
 
@@ -202,8 +206,7 @@ def delete_order(session: Session, order_id: int) -> None:
     session.execute(delete(TradeOrder).where(TradeOrder.id == order_id, TradeOrder.status == PENDING))
 
 
-def order_row(mode: str, request: OrderRequest, epoch: int) -> TradeOrder:
-    now = utcnow()
+def order_row(mode: str, request: OrderRequest, epoch: int, now: datetime) -> TradeOrder:
     zero = Decimal(0)
     return TradeOrder(
         mode=mode,

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import TradeOrder, TradingAccount, TradingBalance, TradingControl, TradingPosition, utcnow
+from db.models import TradeOrder, TradingAccount, TradingBalance, TradingControl, TradingPosition, utc_at
 from db.storage import WriteLocks
 from mother_ai.accounts import (
     after_order,
@@ -61,10 +61,10 @@ from mother_ai.orders import (
     price_decimal,
 )
 from mother_ai.trade_log import TradeLog
-from utils.binance_api import BinanceExchange, exchange_from_settings
+from utils.binance_api import BinanceExchange, exchange_from_settings, wall_clock_ms
 from utils.crash import crash_point
 from utils.errors import AppError, Conflict, ExchangeUnavailable
-from utils.exchange import SymbolFilters
+from utils.exchange import Clock, SymbolFilters
 from utils.market_data.market import MarketData
 from utils.recovery import Repair
 from utils.settings import ExchangeSettings, TradingSettings
@@ -139,6 +139,7 @@ class BinanceExecutor:
         trade_log: TradeLog | None = None,
         kill_switch: KillSwitch | None = None,
         locks: WriteLocks | None = None,
+        clock: Clock = wall_clock_ms,
     ) -> None:
         require_live_trading(trading, exchange)
         self.sessions = sessions
@@ -148,8 +149,11 @@ class BinanceExecutor:
         self.kill_switch = kill_switch or KillSwitch(sessions, self.locks)
         self.quote_asset = trading.quote_asset
         self.max_notional = Decimal(str(trading.max_order_notional))
+        # Stamps the rows (the reconciler's grace for orders in flight is measured on it) and signs the
+        # requests.
+        self.clock = clock
         # Its own signed client: the market-data adapter may have been built without keys.
-        self.exchange = client or exchange_from_settings(exchange, signed=True)
+        self.exchange = client or exchange_from_settings(exchange, clock=clock, signed=True)
 
     def submit(self, order: OrderRequest) -> OrderResult:
         request = order.validated()
@@ -243,8 +247,9 @@ class BinanceExecutor:
         if duplicate is not None:
             return order_result(duplicate, replayed=True)
         ensure_not_halted(session)
-        account = lock_account(session, "live", self.quote_asset, None)
-        row = order_row("live", request, account.epoch)
+        now = utc_at(self.clock())
+        account = lock_account(session, "live", self.quote_asset, None, now)
+        row = order_row("live", request, account.epoch, now)
         row.reference_price = estimate.quantize(ASSET_STEP) if estimate is not None else None
         row.price_source = source
         if local is None and request.side == "SELL" and filters is not None:
@@ -285,10 +290,11 @@ class BinanceExecutor:
         response: dict[str, Any] | None = None,
     ) -> OrderResult:
         def work(session: Session) -> OrderResult:
-            lock_account(session, "live", self.quote_asset, None)
+            row_time = utc_at(self.clock())
+            lock_account(session, "live", self.quote_asset, None, row_time)
             row = session.get(TradeOrder, order_id, with_for_update=True)
             assert row is not None and row.mode == "live"
-            row.updated_at = utcnow()
+            row.updated_at = row_time
             if rejection is not None:
                 row.status, row.reject_code, row.reject_reason = REJECTED, rejection.code, rejection.reason
             elif unknown is not None:
@@ -328,9 +334,7 @@ class BinanceExecutor:
                 if answer.get("status") in _WORKING:
                     continue  # still working on Binance; asked again next round
                 executed = Decimal(str(answer.get("executedQty") or "0"))
-                trades = (
-                    self.exchange.get_my_trades(symbol, str(answer["orderId"])) if executed > 0 else []
-                )
+                trades = self.exchange.get_my_trades(symbol, str(answer["orderId"])) if executed > 0 else []
             except AppError as exc:
                 rejection = _binance_rejection(exc)
                 if rejection is None or rejection.code != _NO_SUCH_ORDER:
@@ -357,11 +361,12 @@ class BinanceExecutor:
         response: dict[str, Any] | None = None,
     ) -> OrderResult | None:
         def work(session: Session) -> OrderResult | None:
-            lock_account(session, "live", self.quote_asset, None)
+            row_time = utc_at(self.clock())
+            lock_account(session, "live", self.quote_asset, None, row_time)
             row = session.get(TradeOrder, order_id, with_for_update=True)
             if row is None or row.status not in (PENDING, UNKNOWN):
                 return None  # settled meanwhile (another process, or the caller's own answer)
-            row.updated_at = utcnow()
+            row.updated_at = row_time
             if rejection is not None:
                 row.status, row.reject_code, row.reject_reason = REJECTED, rejection.code, rejection.reason
             elif response is not None:
@@ -411,6 +416,7 @@ class BinanceExecutor:
                 quote,
                 fees.get(filters.quote_asset, Decimal(0)),
                 fees.get(filters.base_asset, Decimal(0)),
+                row.updated_at,
             )
 
     def portfolio(self) -> Portfolio:
@@ -431,10 +437,10 @@ class BinanceExecutor:
         def work(
             session: Session,
         ) -> tuple[TradingAccount, list[TradingBalance], list[TradingPosition], HaltState]:
-            account_row = lock_account(session, "live", self.quote_asset, None)
+            now = utc_at(self.clock())
+            account_row = lock_account(session, "live", self.quote_asset, None, now)
             if snapshot is not None:
                 session.execute(delete(TradingBalance).where(TradingBalance.mode == "live"))
-                now = utcnow()
                 session.add_all(
                     TradingBalance(mode="live", asset=asset, amount=amount, updated_at=now)
                     for asset, amount in snapshot.items()
@@ -469,6 +475,7 @@ class BinanceExecutor:
             halted=halt.halted,
             stale=stale or any(v.stale for v in views if v.quantity > 0),
             unpriced_assets=unpriced,
+            as_of=utc_at(self.clock()),
         )
 
     def reset(self) -> Portfolio:

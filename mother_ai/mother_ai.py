@@ -511,7 +511,7 @@ def make_mother_ai(
     locks = locks or WriteLocks()
     kill_switch = kill_switch or KillSwitch(sessions, locks, events)
     executor = executor or make_executor(
-        settings, sessions, market, trade_log=trade_log, kill_switch=kill_switch, locks=locks
+        settings, sessions, market, trade_log=trade_log, kill_switch=kill_switch, locks=locks, clock=clock
     )
     live = executor.mode == "live"
     costs = cost_model_for(settings.trading if live else settings.paper)

@@ -50,7 +50,7 @@ from decimal import Decimal
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import TradeOrder, TradingAccount, TradingBalance, TradingControl, TradingPosition, utcnow
+from db.models import TradeOrder, TradingAccount, TradingBalance, TradingControl, TradingPosition, utc_at
 from db.storage import WriteLocks
 from mother_ai.accounts import (
     after_order,
@@ -111,9 +111,10 @@ from mother_ai.orders import (
     price_decimal,
 )
 from mother_ai.trade_log import TradeLog
+from utils.binance_api import wall_clock_ms
 from utils.crash import crash_point
 from utils.errors import InvalidInput
-from utils.exchange import SymbolFilters
+from utils.exchange import Clock, SymbolFilters
 from utils.market_data.market import MarketData
 from utils.settings import PaperSettings, Settings
 
@@ -179,12 +180,14 @@ class PaperExecutor:
         trade_log: TradeLog | None = None,
         kill_switch: KillSwitch | None = None,
         locks: WriteLocks | None = None,
+        clock: Clock = wall_clock_ms,
     ) -> None:
         self.sessions = sessions
         self.market = market
         self.trade_log = trade_log
         self.locks = locks or WriteLocks()
         self.kill_switch = kill_switch or KillSwitch(sessions, self.locks)
+        self.clock = clock  # stamps the rows: the times the order history is filtered and reconciled by
         # Settings are floats; str() gives their shortest decimal form (0.001, not 0.00100000000000000002...).
         self.initial_balance = Decimal(str(paper.initial_balance))
         self.quote_asset = paper.quote_asset
@@ -223,14 +226,14 @@ class PaperExecutor:
         if duplicate is not None:
             return order_result(duplicate, replayed=True)
         ensure_not_halted(session)
-        account = lock_account(session, "paper", self.quote_asset, self.initial_balance)
+        account = lock_account(session, "paper", self.quote_asset, self.initial_balance, utc_at(self.clock()))
         if filters is not None and filters.quote_asset != account.quote_asset:
             raise InvalidInput(
                 f"The paper account trades in {account.quote_asset}; {request.symbol} is quoted in "
                 f"{filters.quote_asset}.",
                 details={"field": "symbol"},
             )
-        row = order_row("paper", request, account.epoch)
+        row = order_row("paper", request, account.epoch, utc_at(self.clock()))
         if reference is not None:
             row.reference_price, row.price_source = reference[0].quantize(ASSET_STEP), reference[1]
         outcome = plan_paper_fill(
@@ -255,12 +258,12 @@ class PaperExecutor:
         self, session: Session, row: TradeOrder, filters: SymbolFilters, fill: Fill
     ) -> Fill | Rejection:
         quote, base = filters.quote_asset, filters.base_asset
-        balances = lock_balances(session, "paper", (quote, base))
+        now = utc_at(self.clock())
+        balances = lock_balances(session, "paper", (quote, base), now)
         if row.side == "BUY" and balances[quote].amount < fill.notional + fill.fee:
             return Rejection(CODE_ORDER_REJECTED, MSG_INSUFFICIENT_BALANCE)
         if row.side == "SELL" and balances[base].amount < fill.quantity:
             return Rejection(CODE_ORDER_REJECTED, MSG_INSUFFICIENT_BALANCE)
-        now = utcnow()
         if row.side == "BUY":
             balances[quote].amount -= fill.notional + fill.fee
             balances[base].amount += fill.quantity
@@ -284,7 +287,9 @@ class PaperExecutor:
             session: Session,
         ) -> tuple[TradingAccount, list[TradingBalance], list[TradingPosition], HaltState]:
             # Read under the account lock so balances and positions are one consistent snapshot.
-            account = lock_account(session, "paper", self.quote_asset, self.initial_balance)
+            account = lock_account(
+                session, "paper", self.quote_asset, self.initial_balance, utc_at(self.clock())
+            )
             balances = balance_rows(session, "paper")
             positions = position_rows(session, "paper")
             return account, balances, positions, halt_state(session.get(TradingControl, CONTROL_ROW))
@@ -303,6 +308,7 @@ class PaperExecutor:
             epoch=account.epoch,
             halted=halt.halted,
             stale=any(v.stale for v in views if v.quantity > 0),
+            as_of=utc_at(self.clock()),
         )
 
     def reset(self) -> Portfolio:
@@ -310,13 +316,22 @@ class PaperExecutor:
         kept (they keep their epoch; the account moves to the next one). Live records are untouched."""
 
         def work(session: Session) -> int:
-            account = lock_account(session, "paper", self.quote_asset, self.initial_balance)
+            account = lock_account(
+                session, "paper", self.quote_asset, self.initial_balance, utc_at(self.clock())
+            )
             account.epoch += 1
-            account.reset_at = utcnow()
+            account.reset_at = utc_at(self.clock())
             account.initial_balance, account.quote_asset = self.initial_balance, self.quote_asset
             session.execute(delete(TradingBalance).where(TradingBalance.mode == "paper"))
             session.execute(delete(TradingPosition).where(TradingPosition.mode == "paper"))
-            session.add(TradingBalance(mode="paper", asset=self.quote_asset, amount=self.initial_balance))
+            session.add(
+                TradingBalance(
+                    mode="paper",
+                    asset=self.quote_asset,
+                    amount=self.initial_balance,
+                    updated_at=account.reset_at,
+                )
+            )
             session.flush()
             return account.epoch
 
@@ -338,6 +353,7 @@ def make_executor(
     trade_log: TradeLog | None = None,
     kill_switch: KillSwitch | None = None,
     locks: WriteLocks | None = None,
+    clock: Clock = wall_clock_ms,
 ) -> Executor:
     """The executor for TRADING_MODE: paper, or live (Conflict naming what is missing if not enabled)."""
     if settings.trading.mode == "live":
@@ -349,7 +365,14 @@ def make_executor(
             trade_log=trade_log,
             kill_switch=kill_switch,
             locks=locks,
+            clock=clock,
         )
     return PaperExecutor(
-        settings.paper, sessions, market, trade_log=trade_log, kill_switch=kill_switch, locks=locks
+        settings.paper,
+        sessions,
+        market,
+        trade_log=trade_log,
+        kill_switch=kill_switch,
+        locks=locks,
+        clock=clock,
     )

@@ -11,7 +11,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -789,6 +789,38 @@ def test_recent_open_live_orders_are_left_to_the_caller_placing_them(
     assert fake_binance.requests_to("/api/v3/order")[-1].method == "POST", "nothing was asked about"
     order = get_order(live.sessions, "live", "fresh-1")
     assert order is not None and order.status == "UNKNOWN"
+
+
+def test_orders_carry_the_injected_clocks_time_so_its_filters_and_grace_follow_it(
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    static_market: MarketData,
+    live_market: MarketData,
+    fake_binance: FakeBinance,
+) -> None:
+    """Both executors stamp their rows with the app's clock, not the machine's: the order history's time
+    filter and the live reconciler's one-minute grace for orders in flight are read on that clock."""
+    clock = Clock(fake_binance.now_ms)  # 2024-03-01: far from the machine's time
+    at = datetime.fromtimestamp(clock.now / 1000, tz=UTC)
+    settings = live_settings(tmp_path, fake_binance)
+    paper = PaperExecutor(settings.paper, sessions, static_market, clock=clock)
+    bought = paper.submit(OrderRequest("BTCUSDT", "BUY", quote_amount=D(100)))
+    live = BinanceExecutor(settings.trading, settings.exchange, sessions, live_market, clock=clock)
+    fake_binance.add_fault("/api/v3/order", "500")
+    lost = live.submit(OrderRequest("BTCUSDT", "BUY", quantity=D("0.001"), client_order_id="in-flight-1"))
+    assert bought.filled and lost.status == "UNKNOWN"
+    for order in (bought, lost):
+        assert (order.created_at, order.updated_at) == (at, at), order.mode
+        found, _ = list_orders(sessions, order.mode, start_ms=clock.now, end_ms=clock.now)
+        assert [o.id for o in found] == [order.id]
+    assert paper.portfolio().as_of == at
+    # What main.py's reconciler asks: orders last touched over a minute before the clock's now.
+    assert live.reconcile(settled_before=at - timedelta(minutes=1)) == [], "still in its grace"
+    clock.now += 61_000
+    (repair,) = live.reconcile(settled_before=at + timedelta(seconds=1))
+    assert (repair.subject, repair.action) == ("live in-flight-1", "not on Binance: rejected")
+    settled = get_order(sessions, "live", "in-flight-1")
+    assert settled is not None and settled.updated_at == at + timedelta(seconds=61)
 
 
 def test_an_unreachable_test_order_records_nothing_so_the_id_can_be_retried(

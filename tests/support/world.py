@@ -143,7 +143,9 @@ def build_world(tmp_path: Path, closes: dict[str, list[float]] | None = None, **
     storage.upsert_symbols(sessions, symbol_rows(SAMPLE_FILTERS))
     kill_switch = KillSwitch(sessions)
     trade_log = TradeLog.from_settings(settings.storage, settings.secret_values())
-    executor = PaperExecutor(settings.paper, sessions, market, trade_log=trade_log, kill_switch=kill_switch)
+    executor = PaperExecutor(
+        settings.paper, sessions, market, trade_log=trade_log, kill_switch=kill_switch, clock=clock
+    )
     tracker = PerformanceTracker(sessions, market, round_trip_cost=ROUND_TRIP, clock=clock)
     agents = FakeAgents([view("BTCUSDT"), view("ETHUSDT")])
     mother = MotherAI(
