@@ -232,7 +232,7 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
     strategies = StrategyStore(sessions, settings.storage.strategies_dir)
     trade_log = TradeLog.from_settings(settings.storage, settings.secret_values())
     locks = WriteLocks(engine=engine)  # write locks on the database, shared by every writer of this process
-    kill_switch = KillSwitch(sessions, locks, events)
+    kill_switch = KillSwitch(sessions, locks, events, clock=clock)
     api_key = ensure_api_key(settings)
     add_secrets([api_key])
     mother, mother_error = None, None

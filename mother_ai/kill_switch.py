@@ -4,15 +4,18 @@ survives restarts and covers every executor and process."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import TradingControl, utcnow
+from db.models import TradingControl, utc_at
 from db.storage import WriteLocks
 from mother_ai.accounts import run_write
 from mother_ai.orders import HaltState
+from utils.binance_api import wall_clock_ms
 from utils.errors import Conflict
 from utils.events import EventLog
+from utils.exchange import Clock
 
 log = logging.getLogger(__name__)
 
@@ -23,19 +26,29 @@ class KillSwitch:
     """Stops every executor from accepting new orders; the state lives in `trading_controls`."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], locks: WriteLocks | None = None, events: EventLog | None = None
+        self,
+        sessions: sessionmaker[Session],
+        locks: WriteLocks | None = None,
+        events: EventLog | None = None,
+        *,
+        clock: Clock = wall_clock_ms,
     ) -> None:
         self.sessions = sessions
         self.locks = locks or WriteLocks()
         self.events = events  # each halt and resume becomes a ``kill_switch`` event
+        self.clock = clock  # when the state changed, as the app's other records tell time
 
     def halt(self, reason: str = "") -> HaltState:
         reason = (reason or "").strip()[:500] or "halted manually"
-        state = run_write(self.sessions, self.locks.orders, lambda s: _set_control(s, True, reason))
+        state = run_write(
+            self.sessions, self.locks.orders, lambda s: _set_control(s, True, reason, utc_at(self.clock()))
+        )
         return self._changed(state)
 
     def resume(self) -> HaltState:
-        state = run_write(self.sessions, self.locks.orders, lambda s: _set_control(s, False, ""))
+        state = run_write(
+            self.sessions, self.locks.orders, lambda s: _set_control(s, False, "", utc_at(self.clock()))
+        )
         return self._changed(state)
 
     def _changed(self, state: HaltState) -> HaltState:
@@ -56,12 +69,12 @@ class KillSwitch:
         _raise_if_halted(self.state())
 
 
-def _set_control(session: Session, halted: bool, reason: str) -> HaltState:
+def _set_control(session: Session, halted: bool, reason: str, now: datetime) -> HaltState:
     row = session.get(TradingControl, CONTROL_ROW, with_for_update=True)
     if row is None:
         row = TradingControl(id=CONTROL_ROW)
         session.add(row)
-    row.halted, row.reason, row.changed_at = halted, reason, utcnow()
+    row.halted, row.reason, row.changed_at = halted, reason, now
     session.flush()
     log.warning("trading %s%s", "HALTED: " if halted else "resumed", reason)
     return halt_state(row)

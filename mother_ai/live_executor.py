@@ -146,7 +146,7 @@ class BinanceExecutor:
         self.market = market
         self.trade_log = trade_log
         self.locks = locks or WriteLocks()
-        self.kill_switch = kill_switch or KillSwitch(sessions, self.locks)
+        self.kill_switch = kill_switch or KillSwitch(sessions, self.locks, clock=clock)
         self.quote_asset = trading.quote_asset
         self.max_notional = Decimal(str(trading.max_order_notional))
         # Stamps the rows (the reconciler's grace for orders in flight is measured on it) and signs the

@@ -134,7 +134,7 @@ class MotherAI:
         self.executor = executor
         self.tracker = tracker
         self.clock = clock
-        self.kill_switch = kill_switch or KillSwitch(sessions)
+        self.kill_switch = kill_switch or KillSwitch(sessions, clock=clock)
         self.trade_log = trade_log
         self.locks = locks or WriteLocks()
         self.daily_loss = DailyLossGuard(sessions, limits.daily_loss_limit)
@@ -509,7 +509,7 @@ def make_mother_ai(
     """The Mother AI with the executor for TRADING_MODE (make_executor) and a tracker on `market`;
     the one place that picks the groups of settings the mode's decisions are judged by."""
     locks = locks or WriteLocks()
-    kill_switch = kill_switch or KillSwitch(sessions, locks, events)
+    kill_switch = kill_switch or KillSwitch(sessions, locks, events, clock=clock)
     executor = executor or make_executor(
         settings, sessions, market, trade_log=trade_log, kill_switch=kill_switch, locks=locks, clock=clock
     )

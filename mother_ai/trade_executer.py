@@ -186,7 +186,7 @@ class PaperExecutor:
         self.market = market
         self.trade_log = trade_log
         self.locks = locks or WriteLocks()
-        self.kill_switch = kill_switch or KillSwitch(sessions, self.locks)
+        self.kill_switch = kill_switch or KillSwitch(sessions, self.locks, clock=clock)
         self.clock = clock  # stamps the rows: the times the order history is filtered and reconciled by
         # Settings are floats; str() gives their shortest decimal form (0.001, not 0.00100000000000000002...).
         self.initial_balance = Decimal(str(paper.initial_balance))

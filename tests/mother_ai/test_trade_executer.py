@@ -444,9 +444,11 @@ def test_the_kill_switch_blocks_paper_orders_until_resumed(
 ) -> None:
     executor = paper()
     done = executor.submit(OrderRequest("BTCUSDT", "BUY", quantity=D("0.001"), client_order_id="before-halt"))
-    switch = KillSwitch(sessions)
+    clock = Clock(1_709_251_200_000)  # 2024-03-01: the switch tells time by the app's clock
+    switch = KillSwitch(sessions, clock=clock)
     state = switch.halt("daily loss limit")
     assert state.halted and state.reason == "daily loss limit"
+    assert state.changed_at == datetime(2024, 3, 1, tzinfo=UTC) == KillSwitch(sessions).state().changed_at
     assert KillSwitch(sessions).is_halted(), "the halt is stored, not held in memory"
     with pytest.raises(Conflict) as caught:
         executor.submit(OrderRequest("BTCUSDT", "BUY", quantity=D("0.001")))
@@ -458,7 +460,9 @@ def test_the_kill_switch_blocks_paper_orders_until_resumed(
         == done.id
     )
     assert list_orders(sessions, "paper")[1] == 1
-    assert not switch.resume().halted
+    clock.now += 90_000
+    resumed = switch.resume()
+    assert not resumed.halted and resumed.changed_at == datetime(2024, 3, 1, 0, 1, 30, tzinfo=UTC)
     assert executor.submit(OrderRequest("BTCUSDT", "BUY", quantity=D("0.001"))).status == "FILLED"
 
 

@@ -141,7 +141,7 @@ def build_world(tmp_path: Path, closes: dict[str, list[float]] | None = None, **
     clock = Clock(T0 + BARS * HOUR + 60_000)  # one minute after the last candle closed
     market = MarketData(store, None, sessions, clock, settings.data_dir)
     storage.upsert_symbols(sessions, symbol_rows(SAMPLE_FILTERS))
-    kill_switch = KillSwitch(sessions)
+    kill_switch = KillSwitch(sessions, clock=clock)
     trade_log = TradeLog.from_settings(settings.storage, settings.secret_values())
     executor = PaperExecutor(
         settings.paper, sessions, market, trade_log=trade_log, kill_switch=kill_switch, clock=clock
