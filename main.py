@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ from db.locks import Leadership, database_lock
 from db.storage import WriteLocks
 from ml_engine import model_registry
 from mother_ai.mother_ai import make_mother_ai
-from mother_ai.recovery import PeriodicReconciler, reconcile_trading
+from mother_ai.recovery import PeriodicReconciler, in_flight_cutoff, reconcile_trading
 from mother_ai.replay_service import ReplayDeps, replay_job
 from mother_ai.scheduler import DecisionScheduler
 from mother_ai.trade_executer import KillSwitch
@@ -264,9 +263,9 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
         live_executor = mother.executor
 
         def reconcile_live() -> list[Repair]:
-            # Orders touched in the last minute may still be in flight in this or another process.
-            cutoff = datetime.fromtimestamp(clock() / 1000 - 60, tz=UTC)
-            return reconcile_trading(sessions, live_executor, trade_log, settled_before=cutoff, locks=locks)
+            return reconcile_trading(
+                sessions, live_executor, trade_log, settled_before=in_flight_cutoff(clock()), locks=locks
+            )
 
         reconciler = PeriodicReconciler(reconcile_live, settings.live_reconcile_interval_seconds)
     # The work behind each job kind, so whichever process claims a job can run it (utils/jobs.py).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -51,9 +51,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def utc_at(ms: int) -> datetime:
-    """The aware UTC datetime of `ms` milliseconds since the epoch (an injectable clock's reading)."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    """The aware UTC datetime of `ms` milliseconds since the epoch (an injectable clock's reading),
+    exact: no float on the way."""
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 class Base(DeclarativeBase):
@@ -506,6 +510,7 @@ __all__ = [
     "TradingControl",
     "TradingPosition",
     "UTCDateTime",
+    "utc_at",
     "utcnow",
 ]
 

@@ -9,7 +9,7 @@ same reference price, filters and costs fill identically.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_UP, Decimal
 from typing import Any, Protocol
 
@@ -155,7 +155,7 @@ def apply_fill_to_position(
     notional: Decimal,
     fee_quote: Decimal,
     fee_base: Decimal,
-    now: datetime | None = None,
+    now: datetime,
 ) -> Decimal:
     """Update a long position for one fill; returns the pnl this fill realised.
 
@@ -180,7 +180,7 @@ def apply_fill_to_position(
         if position.quantity > 0
         else Decimal(0)
     )
-    position.updated_at = now or datetime.now(UTC)
+    position.updated_at = now
     return realised
 
 

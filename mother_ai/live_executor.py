@@ -149,8 +149,8 @@ class BinanceExecutor:
         self.kill_switch = kill_switch or KillSwitch(sessions, self.locks, clock=clock)
         self.quote_asset = trading.quote_asset
         self.max_notional = Decimal(str(trading.max_order_notional))
-        # Stamps the rows (the reconciler's grace for orders in flight is measured on it) and signs the
-        # requests.
+        # Stamps the rows (the reconciler's grace for orders in flight is measured on it), and paces its
+        # Binance client's weight budget and circuit breaker (python-binance signs with its own time).
         self.clock = clock
         # Its own signed client: the market-data adapter may have been built without keys.
         self.exchange = client or exchange_from_settings(exchange, clock=clock, signed=True)

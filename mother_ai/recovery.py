@@ -29,7 +29,7 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import DecisionRecord, TradeOrder
+from db.models import DecisionRecord, TradeOrder, utc_at
 from db.storage import WriteLocks, transaction
 from mother_ai.accounts import find_order, order_result
 from mother_ai.decision import Decision
@@ -38,11 +38,27 @@ from mother_ai.orders import PENDING, UNKNOWN, plain
 from mother_ai.trade_log import TradeLog
 from utils.recovery import Repair
 
-__all__ = ["PeriodicReconciler", "reconcile_decisions", "reconcile_logs", "reconcile_trading"]
+__all__ = [
+    "IN_FLIGHT_GRACE_MS",
+    "PeriodicReconciler",
+    "in_flight_cutoff",
+    "reconcile_decisions",
+    "reconcile_logs",
+    "reconcile_trading",
+]
 
 log = logging.getLogger(__name__)
 UNSETTLED = (PENDING, UNKNOWN)
 NOT_PLACED = "The server stopped before the order was placed; nothing was traded."
+# Live orders touched this recently may still be in the hands of whoever is placing them, in this process
+# or another: the periodic reconciler leaves them alone until then.
+IN_FLIGHT_GRACE_MS = 60_000
+
+
+def in_flight_cutoff(now_ms: int) -> datetime:
+    """The periodic reconciler's `settled_before` at `now_ms` (the app's clock): live orders last touched
+    before it are looked up on Binance."""
+    return utc_at(now_ms - IN_FLIGHT_GRACE_MS)
 
 
 def reconcile_decisions(sessions: sessionmaker[Session], trade_log: TradeLog | None) -> list[Repair]:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import delete
@@ -226,14 +227,15 @@ class PaperExecutor:
         if duplicate is not None:
             return order_result(duplicate, replayed=True)
         ensure_not_halted(session)
-        account = lock_account(session, "paper", self.quote_asset, self.initial_balance, utc_at(self.clock()))
+        now = utc_at(self.clock())  # read once: the order and the rows it changes carry one time
+        account = lock_account(session, "paper", self.quote_asset, self.initial_balance, now)
         if filters is not None and filters.quote_asset != account.quote_asset:
             raise InvalidInput(
                 f"The paper account trades in {account.quote_asset}; {request.symbol} is quoted in "
                 f"{filters.quote_asset}.",
                 details={"field": "symbol"},
             )
-        row = order_row("paper", request, account.epoch, utc_at(self.clock()))
+        row = order_row("paper", request, account.epoch, now)
         if reference is not None:
             row.reference_price, row.price_source = reference[0].quantize(ASSET_STEP), reference[1]
         outcome = plan_paper_fill(
@@ -247,7 +249,7 @@ class PaperExecutor:
         )
         if isinstance(outcome, Fill):
             assert filters is not None
-            outcome = self._apply(session, row, filters, outcome)
+            outcome = self._apply(session, row, filters, outcome, now)
         if isinstance(outcome, Rejection):
             row.status, row.reject_code, row.reject_reason = REJECTED, outcome.code, outcome.reason
         session.add(row)
@@ -255,10 +257,9 @@ class PaperExecutor:
         return order_result(row)
 
     def _apply(
-        self, session: Session, row: TradeOrder, filters: SymbolFilters, fill: Fill
+        self, session: Session, row: TradeOrder, filters: SymbolFilters, fill: Fill, now: datetime
     ) -> Fill | Rejection:
         quote, base = filters.quote_asset, filters.base_asset
-        now = utc_at(self.clock())
         balances = lock_balances(session, "paper", (quote, base), now)
         if row.side == "BUY" and balances[quote].amount < fill.notional + fill.fee:
             return Rejection(CODE_ORDER_REJECTED, MSG_INSUFFICIENT_BALANCE)
@@ -316,11 +317,10 @@ class PaperExecutor:
         kept (they keep their epoch; the account moves to the next one). Live records are untouched."""
 
         def work(session: Session) -> int:
-            account = lock_account(
-                session, "paper", self.quote_asset, self.initial_balance, utc_at(self.clock())
-            )
+            now = utc_at(self.clock())
+            account = lock_account(session, "paper", self.quote_asset, self.initial_balance, now)
             account.epoch += 1
-            account.reset_at = utc_at(self.clock())
+            account.reset_at = now
             account.initial_balance, account.quote_asset = self.initial_balance, self.quote_asset
             session.execute(delete(TradingBalance).where(TradingBalance.mode == "paper"))
             session.execute(delete(TradingPosition).where(TradingPosition.mode == "paper"))
@@ -329,7 +329,7 @@ class PaperExecutor:
                     mode="paper",
                     asset=self.quote_asset,
                     amount=self.initial_balance,
-                    updated_at=account.reset_at,
+                    updated_at=now,
                 )
             )
             session.flush()

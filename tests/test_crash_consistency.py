@@ -20,7 +20,7 @@ from db import storage
 from db.models import TradeOrder
 from main import create_app
 from mother_ai.live_executor import LIVE_TRADING_CONFIRM_PHRASE
-from mother_ai.recovery import NOT_PLACED
+from mother_ai.recovery import IN_FLIGHT_GRACE_MS, NOT_PLACED
 from tests.fakes.fake_binance import FakeBinance
 from tests.support.install import TrainedInstall
 from tests.support.process import ENDED, install_env, run_to_crash, server_process
@@ -260,7 +260,7 @@ def test_a_live_order_binance_accepted_before_the_process_died_is_settled_at_the
 
     # The restart, two minutes on: the reconciler leaves orders touched in the last minute to whoever may
     # still be placing them, and the rows carry the wall clock's time.
-    later_ms = int(time.time() * 1000) + 120_000
+    later_ms = int(time.time() * 1000) + 2 * IN_FLIGHT_GRACE_MS
     app = create_app(make_settings(tmp_path, **live), clock=lambda: later_ms)
     auth = {"Authorization": f"Bearer {API_KEY}"}
     with TestClient(app) as client:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pytest
 from sqlalchemy import select
 
 from db import storage
@@ -18,6 +19,8 @@ from tests.support.process import ENDED, install_env, server_process
 from tests.support.server import wait_until
 from utils.jobs import INTERRUPTED_MESSAGE
 
+# Its waits (120 s for the first trials, 60 s for the exit, 300 s for the resumed run) within its limit.
+pytestmark = pytest.mark.timeout(600)
 TRIALS = 240
 # A space of 2,856 combinations, so the trials are distinct and the search outlasts the signal.
 OPTIMISATION = {
@@ -62,7 +65,7 @@ def test_sigterm_during_an_optimisation_ends_the_server_and_the_next_start_resum
             found = re.fullmatch(r"trial (\d+) of \d+", job["message"])
             return int(found.group(1)) if found else 0
 
-        wait_until(lambda: trials_done() >= 8, timeout=300, what="the optimisation's first trials")
+        wait_until(lambda: trials_done() >= 8, timeout=120, what="the optimisation's first trials")
         server.process.send_signal(signal.SIGTERM)
         code = server.process.wait(60)
     # Uvicorn raises the signal again once its shutdown is complete, so a clean stop ends by SIGTERM.
@@ -89,7 +92,7 @@ def test_sigterm_during_an_optimisation_ends_the_server_and_the_next_start_resum
     with server_process(env, log) as server, server.client() as client:
         wait_until(
             lambda: client.get(f"/api/jobs/{job_id}").json()["status"] in ENDED,
-            timeout=600,
+            timeout=300,
             what="the resumed optimisation",
         )
         job_out = client.get(f"/api/jobs/{job_id}").json()

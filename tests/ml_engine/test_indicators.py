@@ -489,20 +489,23 @@ def test_window_sums_in_blocks_give_the_bits_of_one_run(period: int) -> None:
     assert blocked.tobytes() == whole.tobytes()
 
 
+@pytest.mark.parametrize("in_place", [False, True], ids=["new array", "over its input"])
 @pytest.mark.parametrize("op", [np.maximum, np.minimum], ids=["max", "min"])
 @pytest.mark.parametrize("period", [1, 2, 3, 4, 14, 20, 131, 377])
-def test_window_extremes_in_blocks_equal_each_windows_maximum_or_minimum(period: int, op: np.ufunc) -> None:
+def test_window_extremes_in_blocks_equal_each_windows_maximum_or_minimum(
+    period: int, op: np.ufunc, in_place: bool
+) -> None:
     """`window_extreme` runs long inputs in blocks of outputs too: every output, at the blocks' edges as
-    anywhere, is its own window's extreme."""
+    anywhere, is its own window's extreme; an output written over its own input runs in one piece."""
     from ml_engine.indicators import kernels
 
-    n = 2 * kernels.WINDOW_BLOCK + 1_000
+    n = 2 * kernels.WINDOW_BLOCK + 1_000  # not a whole number of blocks
     x = random_walk(n, 6)["high"]
-    out = np.empty(n - period + 1)
-    with Workspace(BufferPool(limit_bytes=0)) as ws:
-        kernels.window_extreme(x, period, op, out, ws)
     windows = np.lib.stride_tricks.sliding_window_view(x, period)
     expected = windows.max(axis=1) if op is np.maximum else windows.min(axis=1)
+    out = x[: n - period + 1] if in_place else np.empty(n - period + 1)
+    with Workspace(BufferPool(limit_bytes=0)) as ws:
+        kernels.window_extreme(x, period, op, out, ws)
     assert out.tobytes() == expected.tobytes()
 
 

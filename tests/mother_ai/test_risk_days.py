@@ -65,11 +65,6 @@ def at_once(calls: list[Callable[[], T]]) -> list[T]:
     return [r for r in results if r is not None]
 
 
-def utc(moment: datetime | None) -> datetime | None:
-    # SQLite hands stored datetimes back without their zone; they were written in UTC.
-    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def rows(guard: DailyLossGuard) -> list[RiskDay]:
     sessions: sessionmaker[Session] = guard.sessions
     with sessions() as session:
@@ -105,16 +100,17 @@ def test_a_breach_latches_once_for_every_process_until_a_resume_re_arms_it(
         ]
     )
     (row,) = rows(guards[0])
-    latched = utc(row.breached_at)
-    assert latched is not None and NOON < latched <= NOON + timedelta(seconds=PROCESSES)
+    latched = row.breached_at
+    assert latched is not None and latched.tzinfo is UTC, "aware, in UTC, on SQLite as on PostgreSQL"
+    assert NOON < latched <= NOON + timedelta(seconds=PROCESSES)
     assert all(s.breached for s in breached)
-    assert {utc(s.breached_at) for s in breached} == {latched}, "one latch, not one per process"
+    assert {s.breached_at for s in breached} == {latched}, "one latch, not one per process"
 
     # Latched: a recovery later in the day does not lift it, in any process.
     recovered = at_once(
         [partial(g.evaluate, cash_portfolio("9990"), NOON + timedelta(hours=1)) for g in guards]
     )
-    assert all(s.breached and utc(s.breached_at) == latched for s in recovered)
+    assert all(s.breached and s.breached_at == latched for s in recovered)
 
     # A manual resume in one process re-arms the limit from the equity then, for all of them.
     resumed = guards[3].resume(cash_portfolio("9900"), NOON + timedelta(hours=2))
@@ -130,7 +126,7 @@ def test_a_breach_latches_once_for_every_process_until_a_resume_re_arms_it(
         [partial(g.evaluate, cash_portfolio("9400"), NOON + timedelta(days=1)) for g in guards]
     )
     assert all(not s.breached and s.start_equity == Decimal(9_400) for s in tomorrow)
-    assert [(r.day, utc(r.breached_at) is not None) for r in rows(guards[0])] == [
+    assert [(r.day, r.breached_at is not None) for r in rows(guards[0])] == [
         ("2026-03-02", True),
         ("2026-03-03", False),
     ]

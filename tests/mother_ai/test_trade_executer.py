@@ -23,9 +23,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import storage
-from db.models import TradeOrder, TradingBalance
+from db.models import TradeOrder, TradingAccount, TradingBalance, TradingPosition
 from mother_ai.live_executor import live_trading_problems
 from mother_ai.orders import Side
+from mother_ai.recovery import in_flight_cutoff
 from mother_ai.trade_executer import (
     CLIENT_ORDER_ID_PATTERN,
     LIVE_TRADING_CONFIRM_PHRASE,
@@ -803,7 +804,7 @@ def test_orders_carry_the_injected_clocks_time_so_its_filters_and_grace_follow_i
     fake_binance: FakeBinance,
 ) -> None:
     """Both executors stamp their rows with the app's clock, not the machine's: the order history's time
-    filter and the live reconciler's one-minute grace for orders in flight are read on that clock."""
+    filter and the live reconciler's grace for orders in flight (main.py's cutoff) are read on it."""
     clock = Clock(fake_binance.now_ms)  # 2024-03-01: far from the machine's time
     at = datetime.fromtimestamp(clock.now / 1000, tz=UTC)
     settings = live_settings(tmp_path, fake_binance)
@@ -817,11 +818,18 @@ def test_orders_carry_the_injected_clocks_time_so_its_filters_and_grace_follow_i
         assert (order.created_at, order.updated_at) == (at, at), order.mode
         found, _ = list_orders(sessions, order.mode, start_ms=clock.now, end_ms=clock.now)
         assert [o.id for o in found] == [order.id]
+    with sessions() as session:
+        stamps = {
+            "account": [a.created_at for a in session.scalars(select(TradingAccount))],
+            "balances": [b.updated_at for b in session.scalars(select(TradingBalance))],
+            "position": [p.updated_at for p in session.scalars(select(TradingPosition))],
+        }
+    assert stamps == {"account": [at, at], "balances": [at, at], "position": [at]}, "paper and live"
     assert paper.portfolio().as_of == at
-    # What main.py's reconciler asks: orders last touched over a minute before the clock's now.
-    assert live.reconcile(settled_before=at - timedelta(minutes=1)) == [], "still in its grace"
-    clock.now += 61_000
-    (repair,) = live.reconcile(settled_before=at + timedelta(seconds=1))
+    clock.now += 30_000
+    assert live.reconcile(settled_before=in_flight_cutoff(clock.now)) == [], "30 s on: still in its grace"
+    clock.now += 31_000
+    (repair,) = live.reconcile(settled_before=in_flight_cutoff(clock.now))
     assert (repair.subject, repair.action) == ("live in-flight-1", "not on Binance: rejected")
     settled = get_order(sessions, "live", "in-flight-1")
     assert settled is not None and settled.updated_at == at + timedelta(seconds=61)
