@@ -267,7 +267,7 @@ class TradingAccount(Base):
     initial_balance: Mapped[Decimal] = mapped_column(ExactDecimal)
     # Bumped by a paper reset; orders keep the epoch they were placed in, so history survives.
     epoch: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column()
     reset_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
@@ -280,7 +280,7 @@ class TradingBalance(Base):
     mode: Mapped[str] = mapped_column(String(8), primary_key=True)
     asset: Mapped[str] = mapped_column(String(16), primary_key=True)
     amount: Mapped[Decimal] = mapped_column(ExactDecimal)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column()
 
 
 class TradingPosition(Base):
@@ -299,7 +299,7 @@ class TradingPosition(Base):
     cost_basis: Mapped[Decimal] = mapped_column(ExactDecimal)
     avg_entry_price: Mapped[Decimal] = mapped_column(ExactDecimal)
     realised_pnl: Mapped[Decimal] = mapped_column(ExactDecimal)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column()
 
 
 class TradeOrder(Base):
@@ -337,8 +337,10 @@ class TradeOrder(Base):
     # Open time of the last closed candle the decision saw (chart markers); None for other orders.
     candle_open_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     epoch: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # No defaults here or on the account, balance and position times: the executors stamp them with the
+    # app's clock (mother_ai/accounts.py), and a writer that forgot would fail rather than use the machine's.
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    updated_at: Mapped[datetime] = mapped_column()
 
 
 class TradingControl(Base):

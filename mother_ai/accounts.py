@@ -139,7 +139,7 @@ def lock_balances(
     return found
 
 
-def lock_position(session: Session, mode: str, filters: SymbolFilters) -> TradingPosition:
+def lock_position(session: Session, mode: str, filters: SymbolFilters, now: datetime) -> TradingPosition:
     position = session.get(TradingPosition, (mode, filters.symbol), with_for_update=True)
     if position is None:
         zero = Decimal(0)
@@ -152,6 +152,7 @@ def lock_position(session: Session, mode: str, filters: SymbolFilters) -> Tradin
             cost_basis=zero,
             avg_entry_price=zero,
             realised_pnl=zero,
+            updated_at=now,
         )
         session.add(position)
     return position

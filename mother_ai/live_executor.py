@@ -408,7 +408,7 @@ class BinanceExecutor:
             )
             row.fee = fees[row.fee_asset]
         if executed > 0:
-            position = lock_position(session, "live", filters)
+            position = lock_position(session, "live", filters, row.updated_at)
             row.realised_pnl = apply_fill_to_position(
                 position,
                 row.side,

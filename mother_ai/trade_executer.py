@@ -274,7 +274,7 @@ class PaperExecutor:
         for balance in balances.values():
             balance.updated_at = now
             session.add(balance)
-        position = lock_position(session, "paper", filters)
+        position = lock_position(session, "paper", filters, now)
         realised = apply_fill_to_position(
             position, row.side, fill.quantity, fill.notional, fill.fee, Decimal(0), now
         )
