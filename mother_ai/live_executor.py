@@ -290,11 +290,11 @@ class BinanceExecutor:
         response: dict[str, Any] | None = None,
     ) -> OrderResult:
         def work(session: Session) -> OrderResult:
-            row_time = utc_at(self.clock())
-            lock_account(session, "live", self.quote_asset, None, row_time)
+            now = utc_at(self.clock())
+            lock_account(session, "live", self.quote_asset, None, now)
             row = session.get(TradeOrder, order_id, with_for_update=True)
             assert row is not None and row.mode == "live"
-            row.updated_at = row_time
+            row.updated_at = now
             if rejection is not None:
                 row.status, row.reject_code, row.reject_reason = REJECTED, rejection.code, rejection.reason
             elif unknown is not None:
@@ -361,12 +361,12 @@ class BinanceExecutor:
         response: dict[str, Any] | None = None,
     ) -> OrderResult | None:
         def work(session: Session) -> OrderResult | None:
-            row_time = utc_at(self.clock())
-            lock_account(session, "live", self.quote_asset, None, row_time)
+            now = utc_at(self.clock())
+            lock_account(session, "live", self.quote_asset, None, now)
             row = session.get(TradeOrder, order_id, with_for_update=True)
             if row is None or row.status not in (PENDING, UNKNOWN):
                 return None  # settled meanwhile (another process, or the caller's own answer)
-            row.updated_at = row_time
+            row.updated_at = now
             if rejection is not None:
                 row.status, row.reject_code, row.reject_reason = REJECTED, rejection.code, rejection.reason
             elif response is not None:
