@@ -87,7 +87,9 @@ class Job(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # The job runner's clock, as are started_at, finished_at and the epoch-ms columns below: no default
+    # from the machine's time, so a writer that forgets it fails rather than mixing the two clocks.
+    created_at: Mapped[datetime] = mapped_column(index=True)
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
     # Claimed from the database by any process (utils/jobs.py): who runs it and when it last said so

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, create_engine, event, func, select, text, update
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from db.locks import database_lock
-from db.models import BacktestRun, Job, SymbolInfo, utcnow
+from db.models import BacktestRun, Job, SymbolInfo, utc_at, utcnow
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -143,10 +143,11 @@ def create_job(
     exclusive_key: str | None = None,
     updated: tuple[int, str] | None = None,
     running_as: str | None = None,
-    now_ms: int | None = None,
+    now_ms: int,
 ) -> Job:
-    """Insert a job, queued (or already running as `running_as`, for work run in the caller's thread).
-    IntegrityError when a queued or running job holds `exclusive_key`."""
+    """Insert a job, queued (or already running as `running_as`, for work run in the caller's thread),
+    created at `now_ms` (the job runner's clock). IntegrityError when a queued or running job holds
+    `exclusive_key`."""
     with transaction(factory) as session:
         job = Job(
             id=job_id,
@@ -160,7 +161,8 @@ def create_job(
             attempts=0 if running_as is None else 1,
             owner=running_as,
             heartbeat_at=now_ms if running_as is not None else None,
-            started_at=utcnow() if running_as is not None else None,
+            created_at=utc_at(now_ms),
+            started_at=utc_at(now_ms) if running_as is not None else None,
             updated_at=updated[0] if updated else None,
             updated_by=updated[1] if updated else None,
         )
@@ -202,12 +204,12 @@ def update_job(factory: sessionmaker[Session], job_id: str, **fields: Any) -> No
         session.execute(update(Job).where(Job.id == job_id).values(**fields))
 
 
-def mark_job_done(session: Session, job_id: str, result: dict[str, Any]) -> None:
+def mark_job_done(session: Session, job_id: str, result: dict[str, Any], *, finished_at: datetime) -> None:
     """Record a job's success inside `session`'s transaction."""
     session.execute(
         update(Job)
         .where(Job.id == job_id)
-        .values(status="done", progress=1.0, message="done", result=result, finished_at=utcnow())
+        .values(status="done", progress=1.0, message="done", result=result, finished_at=finished_at)
     )
 
 

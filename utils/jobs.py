@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -36,7 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import storage
-from db.models import Job, utcnow
+from db.models import Job, utc_at
 from utils.errors import AppError
 from utils.events import EventLog
 
@@ -70,10 +71,12 @@ class Report:
         job_id: str,
         write: Callable[[float, str], None],
         cancel: threading.Event,
-        shutting_down: Callable[[], bool] = lambda: False,
+        shutting_down: Callable[[], bool],
+        now: Callable[[], datetime],  # the runner's clock, for the job's end when it completes here
     ) -> None:
         self.job_id = job_id
         self._write = write
+        self._now = now
         self._cancel = cancel
         self._shutting_down = shutting_down
         self.completed = False
@@ -81,7 +84,7 @@ class Report:
     def complete_in(self, session: Session, result: dict[str, Any]) -> None:
         """Mark the job done inside the caller's transaction, so its outcome and its record commit
         together (a training's model, its activation and its job: a crash leaves all or none)."""
-        storage.mark_job_done(session, self.job_id, result)
+        storage.mark_job_done(session, self.job_id, result, finished_at=self._now())
         self.completed = True
 
     def __call__(self, progress: float, message: str) -> None:
@@ -200,9 +203,16 @@ class JobRunner:
         if kind not in self._handlers:
             raise ValueError(f"no handler for job kind {kind!r}")
         job_id = uuid.uuid4().hex
+        stamp = self._stamp()
         try:
             job = storage.create_job(
-                self._sessions, job_id, kind, params, exclusive_key=exclusive_key, updated=self._stamp()
+                self._sessions,
+                job_id,
+                kind,
+                params,
+                exclusive_key=exclusive_key,
+                updated=stamp,
+                now_ms=stamp[0],
             )
         except IntegrityError:
             holder = self._holder(exclusive_key)
@@ -220,6 +230,7 @@ class JobRunner:
         its decision): recorded, heartbeated and exclusive like any job. Raises what `fn` raises
         (JobCancelled when cancelled) after recording the outcome; JobBusy as ``submit``."""
         job_id = uuid.uuid4().hex
+        stamp = self._stamp()
         try:
             storage.create_job(
                 self._sessions,
@@ -227,9 +238,9 @@ class JobRunner:
                 kind,
                 params,
                 exclusive_key=exclusive_key,
-                updated=self._stamp(),
+                updated=stamp,
                 running_as=self.owner,
-                now_ms=self._clock(),
+                now_ms=stamp[0],
             )
         except IntegrityError:
             raise JobBusy(self._holder(exclusive_key) or "?") from None
@@ -248,10 +259,11 @@ class JobRunner:
             job = session.get(Job, job_id, with_for_update=True)
             if job is None or job.status not in ACTIVE:
                 return None
+            now = self._clock()
             job.cancel_requested = True
             if job.status == "queued":
-                job.status, job.message, job.finished_at = "cancelled", "cancelled", utcnow()
-            job.updated_at, job.updated_by = self._stamp()
+                job.status, job.message, job.finished_at = "cancelled", "cancelled", utc_at(now)
+            job.updated_at, job.updated_by = now, self.owner
         with self._lock:
             event = self._cancels.get(job_id)
         if event is not None:
@@ -338,10 +350,11 @@ class JobRunner:
             ).first()
             if row is None:
                 return None
-            row.status, row.owner, row.heartbeat_at = "running", self.owner, self._clock()
-            row.started_at, row.message, row.progress = utcnow(), "running", 0.0
+            now = self._clock()
+            row.status, row.owner, row.heartbeat_at = "running", self.owner, now
+            row.started_at, row.message, row.progress = utc_at(now), "running", 0.0
             row.attempts = (row.attempts or 0) + 1
-            row.updated_at, row.updated_by = self._stamp()
+            row.updated_at, row.updated_by = now, self.owner
             claimed = (row.id, self._handlers[row.kind], dict(row.params or {}))
         self._changed(claimed[0])
         return claimed
@@ -398,16 +411,17 @@ class JobRunner:
             if job is None or job.status != "running" or job.owner != owner:
                 return False
             attempts = job.attempts or 1
+            now = self._clock()
             if job.cancel_requested:
-                job.status, job.message, job.finished_at = "cancelled", "cancelled", utcnow()
+                job.status, job.message, job.finished_at = "cancelled", "cancelled", utc_at(now)
             elif attempts >= self._timings.max_attempts:
-                job.status, job.finished_at = "failed", utcnow()
+                job.status, job.finished_at = "failed", utc_at(now)
                 job.message = f"its server process stopped while running it, {attempts} times; not retried"
             else:
                 job.status, job.started_at, job.progress = "queued", None, 0.0
                 job.message = f"its server process stopped; queued to run again (attempt {attempts + 1})"
             job.owner = None
-            job.updated_at, job.updated_by = self._stamp()
+            job.updated_at, job.updated_by = now, self.owner
             status = job.status
         log.warning("job %s: owner %s is gone; now %s", job_id, owner, status)
         self._changed(job_id)
@@ -448,7 +462,7 @@ class JobRunner:
                 last_write = now
                 self._update(job_id, progress=max(0.0, min(1.0, progress)), message=message[:500])
 
-        report = Report(job_id, write, cancel, lambda: self._shutting_down)
+        report = Report(job_id, write, cancel, lambda: self._shutting_down, self._now)
         try:
             result = fn(report)
         except JobCancelled:
@@ -461,7 +475,7 @@ class JobRunner:
                 job_id,
                 status="failed",
                 message=exc.message,
-                finished_at=utcnow(),
+                finished=True,
                 result={"error": {"code": exc.code, "message": exc.message, "details": exc.details}},
             )
             if reraise:
@@ -469,9 +483,7 @@ class JobRunner:
             return {}
         except Exception:
             log.exception("job %s crashed", job_id)
-            self._update(
-                job_id, status="failed", message="internal error (see server log)", finished_at=utcnow()
-            )
+            self._update(job_id, status="failed", message="internal error (see server log)", finished=True)
             if reraise:
                 raise
             return {}
@@ -479,7 +491,7 @@ class JobRunner:
             self._update(job_id)
             return result
         with storage.transaction(self._sessions) as session:
-            storage.mark_job_done(session, job_id, result)
+            storage.mark_job_done(session, job_id, result, finished_at=self._now())
         self._update(job_id)
         return result
 
@@ -497,15 +509,22 @@ class JobRunner:
             )
             return
         log.info("job %s cancelled", job_id)
-        self._update(job_id, status="cancelled", message="cancelled", finished_at=utcnow())
+        self._update(job_id, status="cancelled", message="cancelled", finished=True)
 
     # --- rows and events ------------------------------------------------------------------------
 
     def _stamp(self) -> tuple[int, str]:
         return self._clock(), self.owner
 
-    def _update(self, job_id: str, **fields: Any) -> None:
+    def _now(self) -> datetime:
+        """The clock's reading as a row's datetime (created, started, finished)."""
+        return utc_at(self._clock())
+
+    def _update(self, job_id: str, *, finished: bool = False, **fields: Any) -> None:
+        """Write `fields` with the change's stamp (and, `finished`, the job's end at the same reading)."""
         stamp, by = self._stamp()
+        if finished:
+            fields["finished_at"] = utc_at(stamp)
         storage.update_job(self._sessions, job_id, updated_at=stamp, updated_by=by, **fields)
         self._changed(job_id)
 

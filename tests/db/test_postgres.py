@@ -21,7 +21,7 @@ def test_app_runs_on_postgres(pg_url: str, tmp_path: Path) -> None:
         assert {s["symbol"] for s in symbols["symbols"]} == {"BTCUSDT", "ETHUSDT"}
         sessions = ctx_of(client).sessions
         params = {"symbol": "BTCUSDT", "interval": "1h", "start": 1_700_000_000_000, "end": 1_700_360_000_000}
-        storage.create_job(sessions, "e" * 32, "sync", params)
+        storage.create_job(sessions, "e" * 32, "sync", params, now_ms=ctx_of(client).clock())
         # Left running by a process from before jobs had owners: the next start takes it up again.
         storage.update_job(sessions, "e" * 32, status="running", progress=0.5, attempts=1)
     with TestClient(create_app(settings)) as client:

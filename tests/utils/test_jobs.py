@@ -21,9 +21,11 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import storage
+from db.models import utc_at
 from tests.support.server import wait_until
+from utils.errors import Conflict
 from utils.events import EventLog
-from utils.jobs import INTERRUPTED_MESSAGE, JobBusy, JobCancelled, JobRunner, JobTimings, Report
+from utils.jobs import INTERRUPTED_MESSAGE, JobBusy, JobCancelled, JobHandler, JobRunner, JobTimings, Report
 
 FAST = JobTimings(poll_s=0.05, heartbeat_s=0.05, stale_s=30.0, max_attempts=3)
 Sessions = sessionmaker[Session]
@@ -150,6 +152,97 @@ class Clock:
         return self.now
 
 
+# 2001-09-09: far from the machine's time, so a row stamped by the machine's clock cannot pass.
+T0 = 1_000_000_000_000
+
+
+def _finishing_at(clock: Clock, then: int, outcome: Callable[[], dict[str, Any]]) -> JobHandler:
+    def work(_params: dict[str, Any], _report: Report) -> dict[str, Any]:
+        clock.now = then  # the job took until then
+        return outcome()
+
+    return work
+
+
+def _fail() -> dict[str, Any]:
+    raise Conflict("the data is not there", code="no_data")
+
+
+def _crash() -> dict[str, Any]:
+    raise RuntimeError("a bug")
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status"),
+    [(lambda: {"ok": True}, "done"), (_fail, "failed"), (_crash, "failed")],
+    ids=["done", "failed", "crashed"],
+)
+def test_a_jobs_created_started_and_finished_times_are_its_runners_clock(
+    sessions: Sessions, runners: Callable[..., JobRunner], outcome: Callable[[], dict[str, Any]], status: str
+) -> None:
+    clock = Clock(T0)
+    runner = runners(sessions, clock=clock)
+    runner.register("sync", _finishing_at(clock, T0 + 2_000, outcome))
+    job = runner.submit("sync", {})
+    clock.now = T0 + 1_000  # claimed a second after it was queued
+    runner.start()
+    ended = runner.wait(job.id, timeout=30)
+    assert ended.status == status
+    assert (ended.created_at, ended.started_at, ended.finished_at) == (
+        utc_at(T0),
+        utc_at(T0 + 1_000),
+        utc_at(T0 + 2_000),
+    )
+
+
+def test_a_cancelled_jobs_end_is_its_runners_clock(
+    sessions: Sessions, runners: Callable[..., JobRunner]
+) -> None:
+    clock = Clock(T0)
+    started = threading.Event()
+    runner = runners(sessions, clock=clock)
+    runner.register("train", _until_cancelled(started))
+    queued = runner.submit("train", {"n": 1})
+    clock.now = T0 + 500
+    ended_queued = runner.cancel(queued.id)
+    assert ended_queued is not None and (ended_queued.started_at, ended_queued.finished_at) == (
+        None,
+        utc_at(T0 + 500),
+    )
+    job = runner.submit("train", {"n": 2})
+    runner.start()
+    assert started.wait(30)
+    clock.now = T0 + 3_000
+    runner.cancel(job.id)
+    ended = runner.wait(job.id, timeout=30)
+    assert (ended.status, ended.created_at, ended.started_at, ended.finished_at) == (
+        "cancelled",
+        utc_at(T0 + 500),
+        utc_at(T0 + 500),
+        utc_at(T0 + 3_000),
+    )
+
+
+def test_a_job_run_here_is_stamped_by_its_runners_clock(
+    sessions: Sessions, runners: Callable[..., JobRunner]
+) -> None:
+    clock = Clock(T0)
+    runner = runners(sessions, clock=clock)
+
+    def work(_report: Report) -> dict[str, Any]:
+        clock.now = T0 + 4_000
+        return {"v": 1}
+
+    runner.run_here("train", {"symbol": "BTCUSDT"}, work)
+    (row,), _ = storage.list_jobs(sessions, 10, 0)
+    assert (row.created_at, row.started_at, row.finished_at, row.heartbeat_at) == (
+        utc_at(T0),
+        utc_at(T0),
+        utc_at(T0 + 4_000),
+        T0,
+    )
+
+
 def _running_elsewhere(sessions: Sessions, job_id: str, owner: str, beat: int, attempts: int = 1) -> None:
     storage.update_job(
         sessions, job_id, status="running", owner=owner, heartbeat_at=beat, attempts=attempts, progress=0.6
@@ -184,6 +277,7 @@ def test_a_job_whose_owner_went_silent_is_queued_again_then_failed_after_too_man
     assert len(ran) == runs
     if status == "failed":
         assert "3 times" in ended.message and ended.owner is None
+        assert ended.finished_at == utc_at(clock.now), "ended at the clock's time, not the machine's"
     else:
         assert (ended.owner, ended.attempts) == (survivor.owner, attempts + 1)
 
@@ -198,7 +292,8 @@ def test_a_silent_owner_that_was_asked_to_cancel_ends_cancelled_not_retried(
     _running_elsewhere(sessions, job.id, "other-host:1:feedf00d", beat=clock.now - 60_000)
     storage.update_job(sessions, job.id, cancel_requested=True)
     survivor.start()
-    assert survivor.wait(job.id, timeout=30).status == "cancelled"
+    ended = survivor.wait(job.id, timeout=30)
+    assert (ended.status, ended.finished_at) == ("cancelled", utc_at(clock.now))
 
 
 def test_at_start_jobs_of_a_dead_process_of_this_host_are_queued_again_at_once(
