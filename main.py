@@ -229,7 +229,7 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
     )
     agents = AgentService(sessions, market, jobs, settings.agents.models_dir, clock, compute)
     strategies = StrategyStore(sessions, settings.storage.strategies_dir)
-    trade_log = TradeLog.from_settings(settings.storage, settings.secret_values())
+    trade_log = TradeLog.from_settings(settings.storage, settings.secret_values(), clock=clock)
     locks = WriteLocks(engine=engine)  # write locks on the database, shared by every writer of this process
     kill_switch = KillSwitch(sessions, locks, events, clock=clock)
     api_key = ensure_api_key(settings)

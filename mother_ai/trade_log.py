@@ -1,6 +1,7 @@
 """Trade and decision logs: size-rotated JSON lines under TRADE_LOG_DIR, and CSV exports of orders.
 
 Each event is one line ``{"ts": ISO-8601 UTC, "kind": kind, "data": payload}`` in ``<kind>s.jsonl``
+(``ts`` read from the app's clock, as the orders' and decisions' own times are)
 (``trades.jsonl``, ``decisions.jsonl``, ...). When a write would take a file past ``max_bytes`` the
 file is rotated first (``trades.jsonl`` -> ``trades.jsonl.1`` -> ... -> ``.<backups>``, the oldest
 dropped), so a line is never split across files. Writers sharing one TradeLog are serialised per file;
@@ -19,7 +20,7 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -29,7 +30,8 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import TRADING_MODES, TradeOrder, utcnow
+from db.models import TRADING_MODES, TradeOrder, utc_at, utcnow
+from utils.binance_api import wall_clock_ms
 from utils.errors import InvalidInput
 from utils.files import file_lock, write_atomic_with
 from utils.jsonsafe import fixed_point, json_default
@@ -80,6 +82,7 @@ class TradeLog:
     max_bytes: int = 10 * 1024 * 1024
     backups: int = 5
     secrets: Iterable[str] = field(default_factory=tuple)
+    clock: Callable[[], int] = wall_clock_ms  # epoch ms; create_app passes the app's (injectable) clock
     # One lock per log file, so this log's writers never rotate a file under each other; create_app
     # builds one TradeLog and shares it, since two objects on one directory would not share these.
     _locks: dict[str, threading.Lock] = field(default_factory=dict, init=False, repr=False)
@@ -93,13 +96,16 @@ class TradeLog:
         self.secrets = tuple(sorted({s for s in self.secrets if len(s) >= 4}, key=len, reverse=True))
 
     @classmethod
-    def from_settings(cls, storage: StorageSettings, secrets: Iterable[str]) -> TradeLog:
+    def from_settings(
+        cls, storage: StorageSettings, secrets: Iterable[str], *, clock: Callable[[], int] = wall_clock_ms
+    ) -> TradeLog:
         """TRADE_LOG_DIR and its rotation; `secrets` are scrubbed from every line."""
         return cls(
             storage.trade_log_dir,
             max_bytes=storage.trade_log_max_bytes,
             backups=storage.trade_log_backups,
             secrets=secrets,
+            clock=clock,
         )
 
     def path_for(self, kind: str) -> Path:
@@ -112,7 +118,11 @@ class TradeLog:
     def append_event(self, kind: str, payload: Mapping[str, Any]) -> Path:
         """Append one event (e.g. kind "decision") to ``<kind>s.jsonl``; returns that file's path."""
         path = self.path_for(kind)
-        record = {"ts": utcnow().isoformat(timespec="milliseconds"), "kind": kind, "data": _scrub(payload)}
+        record = {
+            "ts": utc_at(self.clock()).isoformat(timespec="milliseconds"),
+            "kind": kind,
+            "data": _scrub(payload),
+        }
         line = redact(json.dumps(record, default=json_default, ensure_ascii=False), self.secrets)
         data = (line.replace("\n", " ") + "\n").encode("utf-8")
         with self._file_lock(kind):

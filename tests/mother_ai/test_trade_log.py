@@ -47,6 +47,17 @@ def test_events_are_json_lines_per_kind(tmp_path: Path) -> None:
     assert trade["data"] == {"client_order_id": "abc", "price": "30000.01000000"}, "decimals stay exact"
 
 
+def test_a_line_is_stamped_by_the_logs_clock(tmp_path: Path) -> None:
+    readings = iter([1_000_000_000_123, 1_000_000_060_000])  # 2001-09-09: not the machine's time
+    log = TradeLog(tmp_path, clock=lambda: next(readings))
+    log.append_event("decision", {"n": 1})
+    log.append_event("decision", {"n": 2})
+    assert [line["ts"] for line in read_lines(tmp_path / "decisions.jsonl")] == [
+        "2001-09-09T01:46:40.123+00:00",
+        "2001-09-09T01:47:40.000+00:00",
+    ]
+
+
 @pytest.mark.parametrize("kind", ["", "Trade", "../etc", "a" * 40, "trade.x"])
 def test_a_kind_is_a_plain_name_never_a_path(tmp_path: Path, kind: str) -> None:
     with pytest.raises(InvalidInput):

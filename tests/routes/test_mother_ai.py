@@ -3,6 +3,7 @@ resolution when new candles arrive, concurrency, idempotency and live-mode refus
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import threading
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from db.models import utc_at
 from main import create_app
 from mother_ai.trade_log import CSV_COLUMNS
 from tests.fakes.fake_binance import FakeBinance
@@ -207,6 +209,12 @@ def test_the_same_client_order_id_concurrently_fills_once(
     assert (fill["client_order_id"], fill["decision_id"]) == ("same-id-1", decision_id)
     assert (fill["symbol"], fill["side"], fill["status"]) == (probe["symbol"], "BUY", "FILLED")
     assert decision["order_id"] == fill["id"]
+    # Its one trade-log line is stamped by the app's clock (the fake's), as the order is.
+    lines = (ctx_of(trader).trade_log.directory / "trades.jsonl").read_text().splitlines()
+    (logged,) = [json.loads(line) for line in lines]
+    assert logged["data"]["client_order_id"] == "same-id-1"
+    assert logged["ts"] == utc_at(fill["created_at"]).isoformat(timespec="milliseconds")
+    assert fill["created_at"] == fake_binance.now_ms
     # The other three answer with the first decision and its order. (A request whose first look came
     # while the first one was between storing its decision and its order would see the decision
     # still PENDING and no order; it can never see another order.)

@@ -142,7 +142,7 @@ def build_world(tmp_path: Path, closes: dict[str, list[float]] | None = None, **
     market = MarketData(store, None, sessions, clock, settings.data_dir)
     storage.upsert_symbols(sessions, symbol_rows(SAMPLE_FILTERS))
     kill_switch = KillSwitch(sessions, clock=clock)
-    trade_log = TradeLog.from_settings(settings.storage, settings.secret_values())
+    trade_log = TradeLog.from_settings(settings.storage, settings.secret_values(), clock=clock)
     executor = PaperExecutor(
         settings.paper, sessions, market, trade_log=trade_log, kill_switch=kill_switch, clock=clock
     )
