@@ -9,6 +9,7 @@ stops and position size.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from backtester.optimize import service as optimize_service
-from backtester.optimize.search import Recipe
+from backtester.optimize.search import AnyTunable, Recipe
 from backtester.optimize.service import Prepared
-from backtester.strategies import BUILTINS
+from backtester.strategies import BUILTINS, BuiltinStrategy
 from strategy_engine import strategy_parser
-from strategy_engine.spec import StrategySpec, validate_spec
+from strategy_engine.spec import ChoiceTunable, StrategySpec, validate_spec
 from strategy_engine.store import StrategyStore
 from utils.errors import InvalidInput, NotFound
 from utils.market_data.candles import Candles
@@ -142,6 +143,46 @@ def _from_spec(spec: StrategySpec, kind: str, name: str | None = None) -> Resolv
     return ResolvedStrategy(name or spec.name, kind, {}, strategy_parser.warmup(spec), spec, signals)
 
 
+def _check_space_ends(
+    builtin: BuiltinStrategy, fixed: Mapping[str, Any], space: Mapping[str, AnyTunable]
+) -> None:
+    """422 naming the end of a range (or the choices) no trial could use: each end of each parameter's
+    range (each of its choices) must be valid with some value of the others (their ends and defaults;
+    a built-in's rules, like fast < slow, bind pairs). Without this a space the strategy refuses
+    throughout runs every trial into a refusal and ends "done" with no winner."""
+    for name, tunable in space.items():
+        others = [n for n in space if n != name]
+        tried = [_values_to_try(space[n]) for n in others]
+        ends = (
+            [("choices", v) for v in tunable.grid()]
+            if isinstance(tunable, ChoiceTunable)
+            else list(zip(("low", "high"), tunable.extremes(), strict=True))
+        )
+        for end, value in ends:
+            error: str | None = None
+            for combination in itertools.product(*tried):
+                try:
+                    builtin.make_params({**fixed, **dict(zip(others, combination, strict=True)), name: value})
+                except (TypeError, ValueError) as exc:
+                    error = error or str(exc)
+                    continue
+                error = None
+                break
+            if error is not None:
+                field = f"space.{name}.{end}"
+                raise InvalidInput(
+                    f"{field}: {name} = {value:g} is refused by {builtin.name} whatever the other "
+                    f"parameters are: {error}",
+                    details={"field": field},
+                )
+
+
+def _values_to_try(tunable: AnyTunable) -> list[float]:
+    if isinstance(tunable, ChoiceTunable):
+        return list(tunable.grid())
+    return sorted({*tunable.extremes(), tunable.initial()})
+
+
 def recipe_for(
     ref: StrategyRef,
     params: Mapping[str, Any] | None,
@@ -165,6 +206,7 @@ def recipe_for(
                 f"{clash[0]} is both fixed in params and tuned in space; choose one.",
                 details={"field": f"params.{clash[0]}"},
             )
+        _check_space_ends(builtin, fixed, tunable)
         try:
             builtin.make_params({**fixed, **{n: t.initial() for n, t in tunable.items()}})
         except (TypeError, ValueError) as exc:
@@ -177,7 +219,19 @@ def recipe_for(
             '"parameters" and refers to them as {"param": name}.',
             details={"field": field},
         )
-    resolved = resolve(ref, None, store)
+    try:
+        resolved = resolve(ref, None, store)
+    except InvalidInput as exc:
+        details = exc.details if isinstance(exc.details, dict) else {}
+        if "path" not in details or "field" in details:
+            raise
+        # The spec's own error names its node (path); the request names it as a field of its body.
+        path = details["path"]
+        raise InvalidInput(
+            exc.message,
+            details={**details, "field": f"strategy.{path}" if path else "strategy"},
+            code=exc.code,
+        ) from None
     assert resolved.spec is not None
     spec = resolved.spec
     return Prepared(

@@ -25,8 +25,9 @@ Every part of the backend speaks this format (the dashboard's blocks are convert
   "size": {"type": "choice", "choices": [0.5, 1.0]}}`` declares them (at most ``MAX_TUNABLES``), and
   ``{"param": "fast"}`` stands for a number where one is allowed: a number operand, an indicator
   parameter, or stop_loss / take_profit / trailing_stop / position_size. Every declared parameter must be
-  used and every reference declared; a range must hold more than one value (``low < high``), and its
-  ``default`` (else ``low``, or the first choice) must lie on it. The spec is checked with the defaults
+  used and every reference declared; a range must hold more than one value (``low < high``), a step must
+  reach ``high`` from ``low`` in whole steps (at most ``MAX_VALUES`` values), and its ``default`` (else
+  ``low``, or the first choice) must lie on it. The spec is checked with the defaults
   and with each parameter's extreme values, so no value an optimiser may pick is invalid where it is
   used; a backtest of the spec itself uses the defaults, and ``spec.bind(values)`` gives the concrete
   spec for chosen values. ``to_dict()`` keeps the references.
@@ -77,6 +78,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_OFFSET",
     "MAX_TUNABLES",
+    "MAX_VALUES",
     "OPERATORS",
     "PRICE_FIELDS",
     "AllCondition",
@@ -94,6 +96,7 @@ __all__ = [
     "iter_comparisons",
     "json_schema",
     "spec_comparisons",
+    "tunable_problem",
     "validate_spec",
 ]
 
@@ -102,6 +105,8 @@ MAX_COMPARISONS = 256
 MAX_OFFSET = 100_000  # same bound as an indicator period: further back than any history we hold
 MAX_TUNABLES = 8  # an optimiser's search space grows as the product of the ranges: keep it searchable
 MAX_CHOICES = 64
+# Values on one parameter's grid (int, or float with a step): more is no range an optimiser can cover.
+MAX_VALUES = 1_000_000
 PARAM_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 STOP_PARAM_FIELDS: tuple[str, ...] = ("stop_loss", "take_profit", "trailing_stop", "position_size")
 PRICE_FIELDS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
@@ -336,7 +341,9 @@ class FloatTunable(_Model):
 
     def extremes(self) -> tuple[float, float]:
         count = self.count()
-        return self.low, self.low if count is None else round(self.low + (count - 1) * (self.step or 0), 12)
+        if count is None:  # continuous: the range's own ends
+            return self.low, self.high
+        return self.low, round(self.low + (count - 1) * (self.step or 0), 12)
 
     def grid(self) -> list[float] | None:
         count = self.count()
@@ -616,30 +623,52 @@ def _with_parameters(raw: Mapping[str, Any], refs: dict[str, str]) -> StrategySp
 
 
 def _check_range(name: str, tunable: IntTunable | FloatTunable | ChoiceTunable) -> None:
-    path = f"parameters.{name}"
+    problem = tunable_problem(tunable)
+    if problem is not None:
+        raise _fail(f"parameters.{name}.{problem[0]}", problem[1])
+
+
+def tunable_problem(tunable: IntTunable | FloatTunable | ChoiceTunable) -> tuple[str, str] | None:
+    """What is wrong with one tunable parameter's own range, as (its field, the message), or None: shared
+    by the spec's parameters and a built-in strategy's search space, which name the field each in its
+    own way. A range holds at least two values, its step (if any) reaches ``high`` from ``low`` in whole
+    steps, and at most ``MAX_VALUES``; the default lies on it."""
     if isinstance(tunable, ChoiceTunable):
         if len(set(tunable.choices)) != len(tunable.choices):
-            raise _fail(f"{path}.choices", "choices must be different numbers")
+            return "choices", "choices must be different numbers"
         if tunable.default is not None and tunable.default not in tunable.choices:
-            raise _fail(f"{path}.default", f"default {tunable.default:g} is not one of the choices")
-        return
-    if tunable.low >= tunable.high:
-        raise _fail(
-            f"{path}.high",
-            f"the range is empty or inverted (low {tunable.low:g}, high {tunable.high:g}): low must be "
-            "below high",
-        )
-    if tunable.default is not None:
-        if not tunable.low <= tunable.default <= tunable.high:
-            raise _fail(
-                f"{path}.default",
-                f"default {tunable.default:g} is outside [{tunable.low:g}, {tunable.high:g}]",
+            return "default", f"default {tunable.default:g} is not one of the choices"
+        return None
+    low, high, step = tunable.low, tunable.high, tunable.step
+    if low >= high:
+        return "high", f"the range is empty or inverted (low {low:g}, high {high:g}): low must be below high"
+    span = high - low
+    if not math.isfinite(span):
+        return "high", f"the range from {low:g} to {high:g} is too wide to search"
+    if step is not None:
+        steps = span / step
+        if not math.isfinite(steps) or steps > MAX_VALUES - 1:
+            return "step", (
+                f"a step of {step:g} puts more than {MAX_VALUES:,} values between {low:g} and {high:g}; "
+                "use a larger step"
             )
-        offset = (tunable.default - tunable.low) / (tunable.step or 1)
-        if tunable.step is not None and not math.isclose(offset, round(offset), abs_tol=1e-9):
-            raise _fail(
-                f"{path}.default", f"default {tunable.default:g} is not on the grid of step {tunable.step:g}"
+        if steps < 1 - 1e-9:
+            return "step", f"a step of {step:g} is wider than the range from {low:g} to {high:g}"
+        whole = round(steps)
+        if not math.isclose(steps, whole, rel_tol=1e-9, abs_tol=1e-9):
+            below, above = low + math.floor(steps) * step, low + math.ceil(steps) * step
+            return "high", (
+                f"high {high:g} is not on the grid of step {step:g} from low {low:g}; the nearest values on "
+                f"it are {below:g} and {above:g}"
             )
+    default = tunable.default
+    if default is not None:
+        if not low <= default <= high:
+            return "default", f"default {default:g} is outside [{low:g}, {high:g}]"
+        offset = (default - low) / (step or 1)
+        if step is not None and not math.isclose(offset, round(offset), abs_tol=1e-9):
+            return "default", f"default {default:g} is not on the grid of step {step:g}"
+    return None
 
 
 def _fail(path: str, message: str) -> InvalidInput:

@@ -24,7 +24,7 @@ from backtester.runner import BacktestConfig
 from backtester.service import RANK_METRICS, RankMetric, downsample
 from db.models import Job, OptimizationRun
 from db.storage import transaction
-from strategy_engine.spec import ChoiceTunable
+from strategy_engine.spec import Tunable, tunable_problem
 from utils.compute import ComputeCancelled
 from utils.errors import InvalidInput, NotFound
 from utils.jobs import JobCancelled, JobHandler, JobRunner, Report
@@ -542,8 +542,6 @@ def space_from(raw: Mapping[str, Any] | None, known: Sequence[str]) -> dict[str,
     """A built-in's search space from the request (the spec's tunable format); 422 naming the field."""
     from pydantic import TypeAdapter, ValidationError
 
-    from strategy_engine.spec import Tunable
-
     if not raw:
         raise _bad("space", "space is required for a built-in strategy: name -> {type, low, high, step}")
     unknown = sorted(set(raw) - set(known))
@@ -558,10 +556,7 @@ def space_from(raw: Mapping[str, Any] | None, known: Sequence[str]) -> dict[str,
         )
         raise _bad(path, f"{path}: {first['msg']}") from None
     for name, tunable in space.items():
-        if isinstance(tunable, ChoiceTunable):
-            continue
-        if tunable.low >= tunable.high:
-            raise _bad(
-                f"space.{name}.high", f"the range of {name} is empty or inverted: low must be below high"
-            )
+        problem = tunable_problem(tunable)
+        if problem is not None:
+            raise _bad(f"space.{name}.{problem[0]}", f"space.{name}.{problem[0]}: {problem[1]}")
     return space

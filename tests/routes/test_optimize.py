@@ -54,6 +54,12 @@ def tunable_spec() -> dict[str, Any]:
     }
 
 
+def _with_parameter(name: str, tunable: dict[str, Any]) -> dict[str, Any]:
+    spec = tunable_spec()
+    spec["parameters"][name] = tunable
+    return spec
+
+
 def optimise(client: TestClient, **changes: Any) -> dict[str, Any]:
     started = client.post("/api/optimize", json={**BUILTIN, **changes}, headers=AUTH)
     assert started.status_code == 202, started.text
@@ -134,12 +140,50 @@ def test_a_json_strategy_is_optimised_walk_forward_over_its_own_parameters(clien
         ({"space": {"fast": {"type": "int", "low": 40, "high": 5}}}, "space.fast.high"),
         ({"space": {"speed": {"type": "int", "low": 1, "high": 5}}}, "space.speed"),
         ({"space": None}, "space"),
-        ({"space": {"fast": {"type": "float", "low": 5.0, "high": 40.0}}, "sampler": "grid"}, "sampler"),
+        ({"space": {"fast": {"type": "float", "low": 5.0, "high": 15.0}}, "sampler": "grid"}, "sampler"),
         ({"walk_forward": {"windows": 51}}, "walk_forward.windows"),
         ({"walk_forward": {"windows": 3, "out_of_sample": 0.9}}, "walk_forward"),
         ({"constraints": {"max_drawdown": 2}}, "constraints.max_drawdown"),
         ({"params": {"fast": 10}}, "params.fast"),
         ({"strategy": tunable_spec(), "space": SMA_SPACE}, "space"),
+        ({"space": {"fast": {"type": "int", "low": 5, "high": 40, "step": 7}}}, "space.fast.high"),
+        ({"space": {"fast": {"type": "int", "low": 5, "high": 40, "step": 100}}}, "space.fast.step"),
+        (
+            {"space": {"fast": {"type": "int", "low": 5, "high": 40, "step": 5, "default": 7}}},
+            "space.fast.default",
+        ),
+        ({"space": {"fast": {"type": "choice", "choices": [10, 10, 20]}}}, "space.fast.choices"),
+        (
+            {"space": {"fast": {"type": "float", "low": 5, "high": 1e300, "step": 1e-10}}, "sampler": "grid"},
+            "space.fast.step",
+        ),
+        ({"space": {"fast": {"type": "float", "low": 5, "high": 1e300, "step": 1e-10}}}, "space.fast.step"),
+        # No trial could run: fast must stay below slow (60 to 160), and a period is at least 1.
+        (
+            {"space": {**SMA_SPACE, "fast": {"type": "int", "low": 200, "high": 400, "step": 100}}},
+            "space.fast.low",
+        ),
+        (
+            {"space": {**SMA_SPACE, "fast": {"type": "int", "low": 5, "high": 1000, "step": 5}}},
+            "space.fast.high",
+        ),
+        (
+            {"space": {**SMA_SPACE, "fast": {"type": "int", "low": -5, "high": 40, "step": 5}}},
+            "space.fast.low",
+        ),
+        (
+            {
+                "space": None,
+                "strategy": _with_parameter(
+                    "low", {"type": "float", "low": -1.7e308, "high": 1.7e308, "step": 1}
+                ),
+            },
+            "strategy.parameters.low.high",
+        ),
+        (
+            {"space": None, "strategy": _with_parameter("spare", {"type": "int", "low": 1, "high": 5})},
+            "strategy.parameters.spare",
+        ),
     ],
 )
 def test_bad_requests_are_a_422_naming_the_field(
@@ -155,6 +199,15 @@ def test_bad_requests_are_a_422_naming_the_field(
     assert field in named, error
     jobs = client.get("/api/jobs", headers=AUTH, params={"kind": "optimize"}).json()
     assert jobs["total"] == 0, "a refused optimisation queues nothing"
+
+
+def test_a_continuous_float_parameter_is_searched_over_its_whole_range(client: TestClient) -> None:
+    spec = _with_parameter("low", {"type": "float", "low": 20.0, "high": 40.0})
+    body = optimise(client, strategy=spec, space=None, n_trials=8, constraints={"min_trades": 0})
+    levels = [t["values"]["low"] for t in body["trials"]]
+    assert len(levels) == 8 and all(20.0 <= v <= 40.0 for v in levels)
+    assert len(set(levels)) > 1 and max(levels) > 21.0, "not pinned to the low end"
+    assert body["statistics"]["deflated_sharpe"]["n_trials"] == 8
 
 
 def test_a_tunable_parameter_the_spec_never_uses_is_refused(client: TestClient) -> None:

@@ -114,10 +114,26 @@ def _drop(path: list[Any]) -> Callable[[dict[str, Any]], None]:
         (_set(["parameters", "stop", "choices"], [0.02]), "parameters.stop.choices", "at least 2"),
         (_set(["parameters", "fast", "type"], "text"), "parameters.fast", "int"),
         (_set(["parameters", "fast", "step"], 0), "parameters.fast.step", "greater than or equal to 1"),
+        (_set(["parameters", "fast", "high"], 200_000), "parameters.fast", "not valid where it is used"),
         (
-            _set(["parameters", "fast", "high"], 2_000_000_000),
-            "parameters.fast",
-            "not valid where it is used",
+            _set(["parameters", "fast", "high"], 48),
+            "parameters.fast.high",
+            "nearest values on it are 45 and 50",
+        ),
+        (_set(["parameters", "level", "step"], 3), "parameters.level.high", "not on the grid of step 3"),
+        (_set(["parameters", "fast", "step"], 100), "parameters.fast.step", "wider than the range"),
+        (_set(["parameters", "level", "step"], 1e-10), "parameters.level.step", "more than 1,000,000"),
+        (_set(["parameters", "fast", "high"], 10**12), "parameters.fast.step", "more than 1,000,000"),
+        (
+            _set(["parameters", "level"], {"type": "float", "low": -1.7e308, "high": 1.7e308, "step": 1}),
+            "parameters.level.high",
+            "too wide",
+        ),
+        (
+            # Continuous: its upper end is checked where it is used as well as its lower one.
+            _set(["parameters", "stop"], {"type": "float", "low": 0.01, "high": 5.0}),
+            "parameters.stop",
+            "value 5 of 'stop'",
         ),
         (
             _set(["parameters", "stop", "choices"], [0.02, 1.5]),
