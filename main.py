@@ -13,7 +13,7 @@ import secrets
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -390,6 +390,17 @@ def _error(
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
+# pydantic's names for the member of a union a value was tried against (``int``, ``constrained-str``,
+# ``function-after[...]``): part of its error location, not of the client's field.
+_UNION_MEMBER = re.compile(r"(int|float|str|bool|none|constrained-[a-z]+|[a-z-]+\[.*\])")
+
+
+def _field_of(loc: Sequence[Any]) -> str:
+    return ".".join(
+        str(part) for part in loc if not (isinstance(part, str) and _UNION_MEMBER.fullmatch(part))
+    )
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
@@ -399,13 +410,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {
-                "field": ".".join(str(part) for part in err.get("loc", ())),
-                "message": err.get("msg", "invalid"),
-            }
-            for err in exc.errors()
-        ]
+        problems: list[dict[str, str]] = []
+        for err in exc.errors():
+            problem = {"field": _field_of(err.get("loc", ())), "message": str(err.get("msg", "invalid"))}
+            if problem not in problems:  # one per field and reason, not one per member of a union
+                problems.append(problem)
         first = problems[0] if problems else {"field": "request", "message": "invalid"}
         message = f"Invalid {first['field']}: {first['message']}."
         return _error(422, "validation_error", message, {"field": first["field"], "errors": problems})

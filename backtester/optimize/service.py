@@ -160,7 +160,7 @@ def _check_windows(request: OptimizeRequest, n_bars: int) -> None:
     if not 1 <= wf.windows <= MAX_WINDOWS:
         raise _bad("walk_forward.windows", f"windows must be from 1 to {MAX_WINDOWS}")
     try:
-        walk_forward_windows(
+        windows = walk_forward_windows(
             n_bars,
             wf.windows,
             mode=wf.mode,
@@ -169,7 +169,17 @@ def _check_windows(request: OptimizeRequest, n_bars: int) -> None:
             gap=wf.gap,
         )
     except ValueError as exc:
-        raise _bad("walk_forward", f"walk_forward: {exc}") from None
+        # A message about one length names it; one about the lengths together names them all.
+        named = next((n for n in ("in_sample", "out_of_sample", "gap") if str(exc).startswith(n)), None)
+        field = "walk_forward" if named is None else f"walk_forward.{named}"
+        raise _bad(field, f"walk_forward: {exc}") from None
+    shortest = min(w.is_bars for w in windows)
+    if shortest < MIN_BARS:
+        raise _bad(
+            "walk_forward.in_sample",
+            f"walk_forward: an in-sample window of {shortest} bars is too short to optimise on; each needs "
+            f"at least {MIN_BARS} (as a whole optimisation does)",
+        )
 
 
 def _bad(path: str, message: str) -> InvalidInput:

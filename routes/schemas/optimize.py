@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from backtester.optimize.search import MAX_TRIALS
 from backtester.optimize.service import Objective
@@ -21,7 +21,14 @@ Number = StrictInt | StrictFloat
 VerdictLevel = Literal["credible", "doubtful", "likely_overfit"]
 
 
+# The request's own fields are typed strictly and unknown keys refused: "5" for n_trials or true for a
+# window's length is a mistake, and a misspelt constraint (min_tradez) would silently turn it off.
+_STRICT = ConfigDict(extra="forbid", strict=True)
+
+
 class ConstraintsIn(BaseModel):
+    model_config = _STRICT
+
     min_trades: int = Field(
         default=0, ge=0, le=1_000_000, description="Trials with fewer closed trades are infeasible."
     )
@@ -31,6 +38,8 @@ class ConstraintsIn(BaseModel):
 
 
 class WalkForwardIn(BaseModel):
+    model_config = _STRICT
+
     mode: Literal["rolling", "anchored"] = Field(
         default="rolling", description="rolling: in-sample windows of equal length; anchored: all from bar 0."
     )
@@ -74,8 +83,10 @@ class OptimizeBody(BaseModel):
     fee_rate: float = Field(default=0.001, ge=0, lt=1)
     slippage_bps: float = Field(default=0.0, ge=0, lt=10_000)
 
-    model_config = {
-        "json_schema_extra": {
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
             "examples": [
                 {
                     "symbol": "BTCUSDT",
@@ -91,8 +102,8 @@ class OptimizeBody(BaseModel):
                     "walk_forward": {"mode": "rolling", "windows": 4},
                 }
             ]
-        }
-    }
+        },
+    )
 
 
 class TrialOut(BaseModel):
