@@ -276,7 +276,9 @@ def _build_context(settings: Settings, clock: Clock, sleep: Sleep) -> AppContext
     jobs.register("replay", replay_job(replay_deps))
 
     def prepare(request: optimize_service.OptimizeRequest) -> optimize_service.Prepared:
-        return strategy_registry.recipe_for(request.strategy, request.params, request.space, strategies)
+        return strategy_registry.recipe_for(
+            request.strategy, request.params, request.space, strategies, version=request.strategy_version
+        )
 
     optimize = optimize_service.OptimizeDeps(
         sessions, market, compute, jobs, settings.storage.database_url, prepare

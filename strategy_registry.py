@@ -85,9 +85,14 @@ def list_strategies(store: StrategyStore | None = None) -> list[StrategyInfo]:
 
 
 def resolve(
-    ref: StrategyRef, params: Mapping[str, Any] | None = None, store: StrategyStore | None = None
+    ref: StrategyRef,
+    params: Mapping[str, Any] | None = None,
+    store: StrategyStore | None = None,
+    *,
+    version: int | None = None,
 ) -> ResolvedStrategy:
-    """404 for an unknown name or id, 422 for bad parameters or an invalid inline spec."""
+    """404 for an unknown name or id (or `version` of a saved one; default: its latest), 422 for bad
+    parameters or an invalid inline spec."""
     if isinstance(ref, Mapping):
         if params:
             raise InvalidInput(
@@ -103,7 +108,7 @@ def resolve(
                 "params apply to built-in strategies; save a new version of the spec instead.",
                 details={"field": "params"},
             )
-        saved = store.get(ref)
+        saved = store.get(ref, version)
         resolved = _from_spec(
             validate_spec(saved.spec), "saved", name=f"{saved.name} (id {saved.id} v{saved.version})"
         )
@@ -188,10 +193,13 @@ def recipe_for(
     params: Mapping[str, Any] | None,
     space: Mapping[str, Any] | None,
     store: StrategyStore | None = None,
+    *,
+    version: int | None = None,
 ) -> Prepared:
     """A strategy to optimise: a built-in with a search space over its parameters (`space`, the spec's
-    tunable format; `params` fixes the others), or a JSON strategy (saved or inline) whose own
-    ``parameters`` are the space. 404 for an unknown name or id, 422 naming the field otherwise."""
+    tunable format; `params` fixes the others), or a JSON strategy (saved, at `version` or its latest,
+    or inline) whose own ``parameters`` are the space. 404 for an unknown name or id, 422 naming the
+    field otherwise."""
     if isinstance(ref, str):
         builtin = BUILTINS.get(ref)
         if builtin is None:
@@ -220,7 +228,7 @@ def recipe_for(
             details={"field": field},
         )
     try:
-        resolved = resolve(ref, None, store)
+        resolved = resolve(ref, None, store, version=version)
     except InvalidInput as exc:
         details = exc.details if isinstance(exc.details, dict) else {}
         if "path" not in details or "field" in details:

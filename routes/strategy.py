@@ -367,7 +367,9 @@ def from_optimization(ctx: Ctx, body: FromOptimizationBody) -> SavedOut:
     if winner is None:
         raise Conflict("This optimisation found no trial that met its constraints.", code="conflict")
     request = optimize_service.OptimizeRequest.from_dict(run.request)
-    prepared = strategy_registry.recipe_for(request.strategy, None, None, ctx.strategies)
+    # The version that was optimised (runs from before versions were pinned: the one stored with it).
+    version = request.strategy_version or run.strategy_version
+    prepared = strategy_registry.recipe_for(request.strategy, None, None, ctx.strategies, version=version)
     assert prepared.recipe.spec is not None
     concrete = validate_spec(prepared.recipe.spec).bind(winner["values"]).to_dict()
     concrete["name"] = body.name or f"{concrete['name'][:88]} (optimised)"

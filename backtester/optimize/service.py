@@ -77,6 +77,9 @@ class OptimizeRequest:
     config: BacktestConfig = field(default_factory=BacktestConfig)
     params: dict[str, Any] | None = None  # fixed parameters of a built-in
     space: dict[str, Any] | None = None  # a built-in's tunable parameters (JSON strategies declare theirs)
+    # A saved strategy's version, pinned when the job is queued: a run resumed after a restart, and a
+    # strategy saved from its winner, use the spec that was optimised, not a later edit.
+    strategy_version: int | None = None
 
     @property
     def direction(self) -> S.Direction:
@@ -105,6 +108,7 @@ class OptimizeRequest:
             config=BacktestConfig(**(data.get("config") or {})),
             params=data.get("params"),
             space=data.get("space"),
+            strategy_version=data.get("strategy_version"),
         )
 
 
@@ -128,6 +132,8 @@ def start(deps: OptimizeDeps, request: OptimizeRequest) -> Job:
     check(request, prepared)
     candles = _candles(deps.market, request)
     _check_windows(request, len(candles))
+    if prepared.version is not None:
+        request = replace(request, strategy_version=prepared.version)
     optimization_id = uuid.uuid4().hex
     return deps.jobs.submit("optimize", {"optimization_id": optimization_id, **request.to_dict()})
 

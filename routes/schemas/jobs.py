@@ -153,6 +153,9 @@ class OptimizeParams(BaseModel):
     symbol: str
     interval: Interval
     strategy: str | int = Field(description='A built-in name or a saved id as given; "inline" for a spec.')
+    strategy_version: int | None = Field(
+        default=None, description="The saved strategy's version being optimised (fixed when queued)."
+    )
     objective: str
     n_trials: int
     sampler: Literal["tpe", "grid"]

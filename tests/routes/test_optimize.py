@@ -297,6 +297,26 @@ def test_a_strategy_saved_from_an_optimisation_carries_its_verdict(client: TestC
     assert health["score"] == max(0, plain["score"] - penalty) if plain["score"] else health["score"] == 0
 
 
+def test_the_saved_winner_is_of_the_version_optimised_not_a_later_edit(client: TestClient) -> None:
+    created = client.post("/api/strategies", json=tunable_spec(), headers=AUTH)
+    assert created.status_code == 201, created.text
+    strategy_id = created.json()["id"]
+    body = optimise(client, strategy=strategy_id, space=None, n_trials=4, constraints={"min_trades": 0})
+    jobs = client.get("/api/jobs", headers=AUTH, params={"kind": "optimize"}).json()["jobs"]
+    assert jobs[0]["params"]["strategy_version"] == 1, "the version is pinned when the job is queued"
+    edited = tunable_spec()
+    edited["entry"]["op"] = ">"
+    edited["exit"]["right"] = 85
+    assert client.put(f"/api/strategies/{strategy_id}", json=edited, headers=AUTH).status_code == 200
+    saved = client.post(
+        "/api/strategies/from-optimization", json={"optimization_id": body["id"]}, headers=AUTH
+    )
+    assert saved.status_code == 201, saved.text
+    spec = saved.json()["spec"]
+    assert (spec["entry"]["op"], spec["exit"]["right"]) == ("<", 60), "version 1's logic, as optimised"
+    assert spec["entry"]["right"] == body["winner"]["values"]["low"]
+
+
 def test_only_a_json_strategy_winner_can_be_saved(client: TestClient) -> None:
     body = optimise(client, n_trials=4)
     refused = client.post(
