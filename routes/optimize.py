@@ -43,6 +43,7 @@ def _request(body: OptimizeBody) -> service.OptimizeRequest:
         n_trials=body.n_trials,
         sampler=body.sampler,
         seed=body.seed,
+        trials_per_round=body.trials_per_round,
         constraints=Constraints(body.constraints.min_trades, body.constraints.max_drawdown),
         walk_forward=None
         if wf is None

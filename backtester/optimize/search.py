@@ -34,6 +34,12 @@ from utils.market_data.candles import Candles
 log = logging.getLogger(__name__)
 
 MAX_TRIALS = 2_000
+# Trials asked of a study per round and evaluated together (TPE learns from a round's results before
+# the next). Set by the request, never by the number of workers, so a seed gives the same trials on one
+# local worker as on a cluster of any size: more per round keeps more workers busy, fewer lets each ask
+# learn from more trials told.
+TRIALS_PER_ROUND = 8
+MAX_TRIALS_PER_ROUND = 256
 BUCKETS = 1_000  # per-trial returns are summed into at most this many buckets for PBO (bounded memory)
 PBO_BLOCKS = 16
 Sampler = Literal["tpe", "grid"]
@@ -294,18 +300,21 @@ def search_many(
     constraints: Constraints,
     storage: Any,
     seed: int,
+    trials_per_round: int = TRIALS_PER_ROUND,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[SearchResult]:
     """`n_trials` trials of the recipe on each slice, told to that slice's study in `storage` (resumed
-    when it exists). The searches advance in lockstep: each round asks about twice the workers' worth of
-    trials from every study and evaluates them all in one ``map``, so walk-forward windows share the
-    workers instead of queueing behind one another. Each study sees the same asks and tells, in the same
-    order, as it would searched alone: the results do not depend on how many run together."""
+    when it exists). The searches advance in lockstep: each round asks `trials_per_round` trials of every
+    study and evaluates them all in one ``map``, so walk-forward windows share the workers instead of
+    queueing behind one another. Each study sees the same asks and tells, in the same order, as it would
+    searched alone, on any number of workers: the results depend on neither."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    batch = max(1, 2 * mapper.workers)
+    if not 1 <= trials_per_round <= MAX_TRIALS_PER_ROUND:
+        raise ValueError(f"trials_per_round must be from 1 to {MAX_TRIALS_PER_ROUND}, got {trials_per_round}")
+    batch = trials_per_round
     runs = [
         _steps(
             _open_study(storage, part.study_name, space, sampler, direction, seed),

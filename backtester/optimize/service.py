@@ -72,6 +72,7 @@ class OptimizeRequest:
     n_trials: int = 100
     sampler: S.Sampler = "tpe"
     seed: int = 0
+    trials_per_round: int = S.TRIALS_PER_ROUND
     constraints: S.Constraints = field(default_factory=S.Constraints)
     walk_forward: WalkForward | None = None
     config: BacktestConfig = field(default_factory=BacktestConfig)
@@ -103,6 +104,7 @@ class OptimizeRequest:
             n_trials=int(data.get("n_trials", 100)),
             sampler=cast(S.Sampler, data.get("sampler", "tpe")),
             seed=int(data.get("seed", 0)),
+            trials_per_round=int(data.get("trials_per_round", S.TRIALS_PER_ROUND)),
             constraints=S.Constraints(**(data.get("constraints") or {})),
             walk_forward=WalkForward(**wf) if wf else None,
             config=BacktestConfig(**(data.get("config") or {})),
@@ -254,6 +256,7 @@ def run(deps: OptimizeDeps, optimization_id: str, request: OptimizeRequest, repo
         "constraints": request.constraints,
         "storage": storage,
         "seed": request.seed,
+        "trials_per_round": request.trials_per_round,
         "should_stop": report.cancelled,
     }
     if request.walk_forward is None:

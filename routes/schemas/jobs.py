@@ -160,6 +160,7 @@ class OptimizeParams(BaseModel):
     n_trials: int
     sampler: Literal["tpe", "grid"]
     seed: int
+    trials_per_round: int = Field(default=8, description="Trials asked and run at once per round.")
     start: EpochMs | None
     end: EpochMs | None
 

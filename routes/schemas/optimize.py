@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
-from backtester.optimize.search import MAX_TRIALS
+from backtester.optimize.search import MAX_TRIALS, MAX_TRIALS_PER_ROUND, TRIALS_PER_ROUND
 from backtester.optimize.service import Objective
 from backtester.optimize.windows import MAX_WINDOWS
 from routes.common import MetricsOut, Symbol
@@ -77,6 +77,13 @@ class OptimizeBody(BaseModel):
     n_trials: int = Field(default=100, ge=1, le=MAX_TRIALS, description="Per walk-forward window.")
     sampler: Literal["tpe", "grid"] = "tpe"
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    trials_per_round: int = Field(
+        default=TRIALS_PER_ROUND,
+        ge=1,
+        le=MAX_TRIALS_PER_ROUND,
+        description="Trials asked per round and run at once (TPE learns between rounds). It, not the number "
+        "of workers, decides the trials a seed gives: more keeps more workers busy.",
+    )
     constraints: ConstraintsIn = Field(default_factory=ConstraintsIn)
     walk_forward: WalkForwardIn | None = None
     initial_capital: float = Field(default=10_000.0, gt=0, le=1e12)

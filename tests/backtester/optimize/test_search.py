@@ -54,7 +54,7 @@ def _storage(tmp_path: Path) -> str:
 
 
 def _search(
-    compute: Compute, shared: S.Shared, tmp_path: Path, name: str, **overrides: object
+    compute: S.Mapper, shared: S.Shared, tmp_path: Path, name: str, **overrides: object
 ) -> S.SearchResult:
     options: dict[str, object] = {
         "start": 0,
@@ -187,9 +187,51 @@ def test_searches_run_together_find_what_each_finds_alone(compute: Compute, tmp_
     assert all(len(r.trials) == 12 for r in together)
     # Every round evaluates the three studies' trials in one map: the resumed one's re-scoring first.
     slices_of = [sorted({(item.start, item.end) for item in items}) for items in seen.calls]
-    assert slices_of[0] == sorted(slices) and len(seen.calls[0]) == 2 * 4 + 5
+    assert slices_of[0] == sorted(slices) and len(seen.calls[0]) == 2 * S.TRIALS_PER_ROUND + 5
     assert all(s == sorted(slices) for s in slices_of[:2])
     assert [t.objective for t in alone[0].trials] != [t.objective for t in alone[2].trials], "slices differ"
+
+
+class Serial:
+    """Trials evaluated in this process, one after the other, under any claimed number of workers."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.calls: list[int] = []
+
+    def map(self, fn: Any, items: Sequence[Any], shared: Any, **_options: Any) -> list[Any]:
+        self.calls.append(len(items))
+        return [fn(shared, item) for item in items]
+
+
+@pytest.mark.parametrize("per_round", [S.TRIALS_PER_ROUND, 3])
+def test_a_search_gives_the_same_trials_on_any_number_of_workers(
+    compute: Compute, tmp_path: Path, per_round: int
+) -> None:
+    candles = random_candles(3_000, seed=8)
+    shared = S.Shared(candles, S.Recipe(builtin="sma_crossover"), BacktestConfig(), "sharpe")
+    runs = {}
+    mappers: list[tuple[str, S.Mapper]] = [("pool of 2", compute), ("1", Serial(1)), ("7", Serial(7))]
+    for label, mapper in mappers:
+        (tmp_path / label).mkdir()
+        runs[label] = _search(
+            mapper,
+            shared,
+            tmp_path / label,
+            "same",
+            n_trials=20,
+            trials_per_round=per_round,
+        )
+        if isinstance(mapper, Serial):
+            full, rest = divmod(20, per_round)
+            assert mapper.calls == [per_round] * full + ([rest] if rest else []), (
+                "rounds of the request's size"
+            )
+    first = [(t.values, t.objective) for t in runs["pool of 2"].trials]
+    assert len(first) == 20 and len({str(v) for v, _ in first}) > 1
+    for label in ("1", "7"):
+        assert [(t.values, t.objective) for t in runs[label].trials] == first, label
+        assert runs[label].winner == runs["pool of 2"].winner
 
 
 def test_the_winner_meets_the_constraints(compute: Compute, tmp_path: Path) -> None:
