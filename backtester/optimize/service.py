@@ -154,6 +154,13 @@ def check(request: OptimizeRequest, prepared: Prepared) -> None:
             raise _bad("sampler", "a grid search needs a step (or choices) for every parameter")
         if size > MAX_GRID:
             raise _bad("space", f"the grid has {size} combinations; at most {MAX_GRID} are allowed")
+        if request.n_trials < size:
+            # A grid is tried in order: fewer trials would cover its first rows only, not a sample of it.
+            raise _bad(
+                "n_trials",
+                f"the grid has {size} combinations and n_trials {request.n_trials} would try only the first "
+                f"{request.n_trials}; set n_trials to at least {size} (a grid search runs each once)",
+            )
     if request.constraints.min_trades < 0:
         raise _bad("constraints.min_trades", "min_trades must be >= 0")
     limit = request.constraints.max_drawdown

@@ -151,6 +151,7 @@ def test_a_json_strategy_is_optimised_walk_forward_over_its_own_parameters(clien
         ({"n_trials": True}, "n_trials"),
         ({"n_trials": 5.0}, "n_trials"),
         ({"n_trails": 5}, "n_trails"),
+        ({"sampler": "grid", "n_trials": 12}, "n_trials"),  # SMA_SPACE's grid has 48 combinations
         ({"constraints": {"min_tradez": 5}}, "constraints.min_tradez"),
         ({"constraints": {"max_drawdown": 2}}, "constraints.max_drawdown"),
         ({"params": {"fast": 10}}, "params.fast"),
