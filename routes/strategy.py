@@ -373,9 +373,11 @@ def from_optimization(ctx: Ctx, body: FromOptimizationBody) -> SavedOut:
     assert prepared.recipe.spec is not None
     concrete = validate_spec(prepared.recipe.spec).bind(winner["values"]).to_dict()
     concrete["name"] = body.name or f"{concrete['name'][:88]} (optimised)"
-    # One search's statistics; in walk-forward, the median over the windows (as its verdict used).
+    # One search's statistics; in walk-forward, the median over the windows (as its verdict used), each
+    # window's DSR deflated for that window's trials.
     windows = (run.result.get("walk_forward") or {}).get("windows") or []
-    every = [run.result["statistics"]] if run.result.get("statistics") else [w["statistics"] for w in windows]
+    every = [w["statistics"] for w in windows] if windows else [run.result["statistics"]]
+    n_trials = round(statistics.median(w["trials"] for w in windows)) if windows else run.result["n_trials"]
     dsrs = [
         s["deflated_sharpe"]["dsr"] for s in every if (s.get("deflated_sharpe") or {}).get("dsr") is not None
     ]
@@ -384,7 +386,7 @@ def from_optimization(ctx: Ctx, body: FromOptimizationBody) -> SavedOut:
         run.id,
         run.result["verdict"]["level"],
         tuple(run.result["verdict"]["reasons"]),
-        int(run.result["n_trials"]),
+        int(n_trials),
         statistics.median(dsrs) if dsrs else None,
         statistics.median(pbos) if pbos else None,
     )

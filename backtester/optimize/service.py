@@ -364,11 +364,14 @@ def _walk_forward(
         oos_sharpe = stats.sharpe_stats(S.simple_returns(equity, shared.config.initial_capital)).sharpe
     dsrs = [w.stats.dsr.dsr for w in results if w.stats.dsr is not None and w.stats.dsr.dsr is not None]
     pbos = [w.stats.pbo.pbo for w in results if w.stats.pbo is not None]
+    # Each window's DSR is deflated for that window's trials: the verdict speaks of a window's number.
+    per_window = max(1, round(float(np.median([len(w.search.trials) for w in results])))) if results else 1
     verdict = stats.verdict(
         dsr=float(np.median(dsrs)) if dsrs else None,
         pbo=float(np.median(pbos)) if pbos else None,
-        n_trials=sum(len(w.search.trials) for w in results),
+        n_trials=per_window,
         oos_sharpe=oos_sharpe,
+        windows=len(results),
     )
     curve = None
     if len(equity):
@@ -383,9 +386,10 @@ def _walk_forward(
         "end_time": int(shared.candles.open_time[-1]),
         "data_source": shared.candles.source,
         "direction": request.direction,
+        # The last window's search: its winner is the one to trade from here on.
         "winner": _trial(results[-1].search.winner) if results else None,
-        "trials": [],
-        "statistics": None,
+        "trials": [_trial(t) for t in results[-1].search.trials] if results else [],
+        "statistics": _stats(results[-1].stats) if results else None,
         "verdict": _verdict(verdict),
         "equity_curve": curve,
         "walk_forward": {

@@ -674,6 +674,7 @@ def verdict(
     n_trials: int,
     neighbourhood_shape: Shape | None = None,
     oos_sharpe: float | None = None,
+    windows: int | None = None,
 ) -> Verdict:
     """A plain-words verdict on an optimisation's winner; the level is the worst any evidence gives.
 
@@ -693,22 +694,27 @@ def verdict(
 
     "credible" thus needs a DSR and a PBO that both pass, and nothing else against. ValueError when
     n_trials < 1.
+
+    `windows` (walk-forward): the DSR and PBO given are medians over that many windows, each from a
+    search of `n_trials` trials, and the sentences say so.
     """
     if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
         raise ValueError(f"n_trials must be an integer >= 1, got {n_trials!r}")
     found: list[tuple[Level, str]] = []
+    median = "" if windows is None else f"Median over the {windows} walk-forward windows: "
     if n_trials == 1:
         found.append(("credible", "Only one trial was run, so there was no selection to correct for."))
     else:
+        whose = "The winner is" if windows is None else "Each window's winner is"
         found.append(
             (
                 "credible",
-                f"The winner is the best of {n_trials} trials: the more trials, the higher the Sharpe ratio "
-                "luck alone can reach.",
+                f"{whose} the best of {n_trials} trials: the more trials, the higher the Sharpe ratio luck "
+                "alone can reach.",
             )
         )
-    found.append(_dsr_evidence(dsr, n_trials))
-    found.append(_pbo_evidence(pbo))
+    for level, sentence in (_dsr_evidence(dsr, n_trials), _pbo_evidence(pbo)):
+        found.append((level, median + sentence[0].lower() + sentence[1:] if median else sentence))
     if neighbourhood_shape is not None:
         found.append(_neighbourhood_evidence(neighbourhood_shape))
     if oos_sharpe is not None:

@@ -7,7 +7,8 @@ before its start to compute indicators, and trades only inside the window); the 
 curve is made of those scores alone.
 
 The windows share the workers: their studies advance in lockstep (``search.search_many``), and the
-winners' scoring runs as one ``map``, so no window waits for the one before it.
+winners' scoring runs as one ``map`` (their in-sample neighbours, for each window's heatmap, as
+another), so no window waits for the one before it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from backtester.optimize.search import (
     TrialInput,
     TrialOutcome,
     evaluate_keeping_equity,
+    evaluate_trial,
+    neighbour_values,
     search_many,
     search_stats,
     simple_returns,
@@ -74,14 +77,30 @@ def run_windows(
     by_window: dict[int, list[TrialOutcome]] = {}
     for (index, _item), outcome in zip(scored, runs, strict=True):
         by_window.setdefault(index, []).append(outcome)
+    # Each winner's neighbours one step away that its search did not try, on its own in-sample bars.
+    asked: list[tuple[int, TrialInput]] = []
+    axes = list(space)[:2]
+    for index, (window, found) in enumerate(zip(windows, searches, strict=True)):
+        if found.winner is None:
+            continue
+        known = {tuple(sorted(t.values.items())) for t in found.trials}
+        for values in neighbour_values(found.winner.values, space, axes):
+            if tuple(sorted(values.items())) not in known:
+                asked.append((index, TrialInput(values, window.is_start, window.is_end)))
+    near = mapper.map(evaluate_trial, [item for _, item in asked], shared, should_stop=should_stop)
+    neighbours: dict[int, list[TrialOutcome]] = {}
+    for (index, _item), outcome in zip(asked, near, strict=True):
+        neighbours.setdefault(index, []).append(outcome)
     results = []
+    direction = common.get("direction", "maximize")
     for index, (window, found) in enumerate(zip(windows, searches, strict=True)):
         oos, returns = None, None
         if index in by_window:
             oos, in_sample = by_window[index]
             if in_sample.equity is not None:
                 returns = simple_returns(in_sample.equity, shared.config.initial_capital)
-        results.append(WindowResult(window, found, search_stats(found, returns, [], {}), oos))
+        summary = search_stats(found, returns, neighbours.get(index, []), space, direction=direction)
+        results.append(WindowResult(window, found, summary, oos))
     return results
 
 

@@ -265,9 +265,11 @@ class OptimizationOut(BaseModel):
     start_time: EpochMs
     end_time: EpochMs
     source: DataSource = source_field()
-    winner: WinnerOut | None
-    trials: list[TrialOut]
-    statistics: StatisticsOut | None
+    winner: WinnerOut | None = Field(description="In walk-forward: the last window's winner (to trade now).")
+    trials: list[TrialOut] = Field(description="Every trial; in walk-forward, the last window's.")
+    statistics: StatisticsOut | None = Field(
+        description="The search's; in walk-forward, the last window's (each window has its own)."
+    )
     verdict: VerdictOut
     equity_curve: list[CurvePointOut] | None = Field(
         description="The winner's equity over all bars; in walk-forward, the stitched out-of-sample curve."

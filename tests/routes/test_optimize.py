@@ -129,6 +129,23 @@ def test_a_json_strategy_is_optimised_walk_forward_over_its_own_parameters(clien
     assert wf["oos_metrics"]["final_equity"] == pytest.approx(curve[-1]["equity"])
     assert set(wf["stability"]["parameters"]) == {"period", "low"}
     assert body["n_trials"] == 18
+    # Statistics on every result: each window's, with its heatmap around its own winner, and at the
+    # top the last window's (whose winner is the one to trade).
+    for window in wf["windows"]:
+        assert window["statistics"]["deflated_sharpe"]["n_trials"] == 6
+        if window["winner"] is not None:
+            hood = window["statistics"]["neighbourhood"]
+            assert (hood["x_param"], hood["y_param"]) == ("period", "low")
+            row = hood["y_values"].index(window["winner"]["values"]["low"])
+            column = hood["x_values"].index(window["winner"]["values"]["period"])
+            assert hood["z"][row][column] == pytest.approx(window["winner"]["objective"])
+    assert body["statistics"] == wf["windows"][-1]["statistics"]
+    assert len(body["trials"]) == 6
+    if body["winner"] is not None:
+        feasible = [t["objective"] for t in body["trials"] if t["feasible"]]
+        assert body["winner"]["objective"] == max(feasible), "the last window's best trial"
+    reasons = " ".join(body["verdict"]["reasons"])
+    assert "best of 6 trials" in reasons and "Median over the 3 walk-forward windows" in reasons
 
 
 @pytest.mark.parametrize(
