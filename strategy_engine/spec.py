@@ -446,8 +446,32 @@ _TUNABLES: TypeAdapter[dict[str, IntTunable | FloatTunable | ChoiceTunable]] = T
 
 
 def json_schema() -> dict[str, Any]:
-    """JSON Schema of the spec (what GET /api/strategies/schema serves)."""
-    return StrategySpec.model_json_schema()
+    """JSON Schema of the spec (what GET /api/strategies/schema serves), with ``{"param": name}`` allowed
+    where validation allows it: a number operand, an indicator parameter and the stop fields (the models
+    hold the numbers a reference is bound to, so their own schema has numbers only there)."""
+    schema: dict[str, Any] = StrategySpec.model_json_schema()
+    defs = schema["$defs"]
+    defs["ParamRef"] = {
+        "title": "ParamRef",
+        "description": "A tunable parameter declared under `parameters`, standing for a number here.",
+        "type": "object",
+        "properties": {"param": {"type": "string", "pattern": PARAM_NAME_PATTERN}},
+        "required": ["param"],
+        "additionalProperties": False,
+    }
+    ref = {"$ref": "#/$defs/ParamRef"}
+    for side in ("left", "right"):
+        defs["Comparison"]["properties"][side]["oneOf"].append(ref)
+    params = defs["IndicatorOperand"]["properties"]["params"]
+    params["additionalProperties"] = {"anyOf": [params["additionalProperties"], ref]}
+    for name in STOP_PARAM_FIELDS:
+        field = schema["properties"][name]
+        if "anyOf" in field:
+            field["anyOf"].append(ref)
+        else:
+            kept = {k: field.pop(k) for k in ("default", "title", "description") if k in field}
+            schema["properties"][name] = {"anyOf": [field, ref], **kept}
+    return schema
 
 
 # --------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from strategy_engine.spec import (
     json_schema,
     validate_spec,
 )
+from tests.support.specs import tunable_spec
 from utils.errors import InvalidInput
 
 
@@ -407,3 +408,24 @@ def test_the_schema_accepts_canonical_specs_and_rejects_shape_errors() -> None:
         broken = copy.deepcopy(canonical)
         mutate(broken)
         assert not validator.is_valid(broken)
+
+
+def test_the_schema_accepts_parameter_references_where_validation_does() -> None:
+    jsonschema_rs = pytest.importorskip("jsonschema_rs")
+    validator = jsonschema_rs.validator_for(json_schema())
+    raw = tunable_spec()  # references in an indicator's params, a number operand and stop_loss
+    raw["position_size"] = {"param": "size"}
+    raw["parameters"]["size"] = {"type": "choice", "choices": [0.5, 1.0]}
+    canonical = validate_spec(raw).to_dict()
+    assert validator.is_valid(canonical), list(validator.iter_errors(canonical))
+    for mutate in (
+        lambda s: s.update(name={"param": "fast"}),  # validation refuses a reference there too
+        lambda s: s["entry"].update(op={"param": "fast"}),
+        lambda s: s["exit"].update(right={"param": 3}),
+        lambda s: s["exit"].update(right={"param": "level", "extra": 1}),
+    ):
+        broken = copy.deepcopy(canonical)
+        mutate(broken)
+        assert not validator.is_valid(broken)
+        with pytest.raises(InvalidInput):
+            validate_spec(broken)

@@ -14,32 +14,8 @@ import pytest
 from strategy_engine import strategy_parser
 from strategy_engine.spec import validate_spec
 from tests.support.candles import random_candles
+from tests.support.specs import tunable_spec
 from utils.errors import InvalidInput
-
-
-def tunable_spec() -> dict[str, Any]:
-    return {
-        "name": "Tunable cross",
-        "symbol": "BTCUSDT",
-        "interval": "1h",
-        "entry": {
-            "left": {"indicator": "sma", "params": {"period": {"param": "fast"}}},
-            "op": "crosses_above",
-            "right": {"indicator": "sma", "params": {"period": {"param": "slow"}}},
-        },
-        "exit": {
-            "left": {"indicator": "rsi", "params": {"period": 14}},
-            "op": ">",
-            "right": {"param": "level"},
-        },
-        "stop_loss": {"param": "stop"},
-        "parameters": {
-            "fast": {"type": "int", "low": 5, "high": 50, "step": 5, "default": 10},
-            "slow": {"type": "int", "low": 60, "high": 200, "step": 20},
-            "level": {"type": "float", "low": 60, "high": 80, "step": 2.5, "default": 70},
-            "stop": {"type": "choice", "choices": [0.02, 0.05]},
-        },
-    }
 
 
 def test_references_are_kept_and_the_fields_hold_the_defaults() -> None:
