@@ -67,9 +67,25 @@ def save_blocks(store: StrategyStore, market: MarketData, graph: Mapping[str, An
 def update(
     store: StrategyStore, market: MarketData, strategy_id: int, raw: Mapping[str, Any]
 ) -> tuple[SavedStrategy, Checked]:
-    store.get(strategy_id)  # 404 before spending time on the health check
+    previous = store.get(strategy_id)  # 404 before spending time on the health check
     checked = check_spec(market, raw)
-    return store.update(strategy_id, checked.spec, checked.health), checked
+    health = checked.health
+    note = (previous.health or {}).get("optimisation")
+    if note and _trades_alike(previous.spec, checked.spec.to_dict()):
+        # Renamed or redescribed only: what the optimisation said still holds for the same trading logic.
+        health = strategy_health.with_optimisation(health, strategy_health.OptimisationNote.from_dict(note))
+        checked = Checked(checked.spec, health, checked.data_source)
+    return store.update(strategy_id, checked.spec, health), checked
+
+
+_DESCRIPTIVE = ("name", "description")  # spec fields that change no trade
+
+
+def _trades_alike(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    def logic(spec: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in spec.items() if k not in _DESCRIPTIVE}
+
+    return logic(validate_spec(before).to_dict()) == logic(after)
 
 
 def _health(

@@ -516,6 +516,18 @@ class OptimisationNote:
     dsr: float | None
     pbo: float | None
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OptimisationNote:
+        """The note as ``to_dict`` stored it in a version's health."""
+        return cls(
+            str(data["optimization_id"]),
+            str(data["verdict"]),
+            tuple(str(r) for r in data.get("reasons") or ()),
+            int(data["n_trials"]),
+            None if data.get("dsr") is None else float(data["dsr"]),
+            None if data.get("pbo") is None else float(data["pbo"]),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "optimization_id": self.optimization_id,

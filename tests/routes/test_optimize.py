@@ -313,6 +313,13 @@ def test_a_strategy_saved_from_an_optimisation_carries_its_verdict(client: TestC
     plain = client.post("/api/strategies/validate", json=spec, headers=AUTH).json()["health"]
     penalty = VERDICT_PENALTIES[body["verdict"]["level"]]
     assert health["score"] == max(0, plain["score"] - penalty) if plain["score"] else health["score"] == 0
+    # A new version that only renames or redescribes it keeps the verdict; one that trades otherwise drops it.
+    url = f"/api/strategies/{strategy['id']}"
+    described = client.put(url, json={**spec, "description": "the optimised one"}, headers=AUTH).json()
+    assert described["version"] == 2 and described["health"]["optimisation"] == health["optimisation"]
+    assert "optimisation_verdict" in [f["code"] for f in described["health"]["findings"]]
+    changed = client.put(url, json={**spec, "position_size": 0.5}, headers=AUTH).json()
+    assert changed["version"] == 3 and changed["health"].get("optimisation") is None
 
 
 def test_the_saved_winner_is_of_the_version_optimised_not_a_later_edit(client: TestClient) -> None:
