@@ -543,11 +543,14 @@ def search_stats(
     """Spread, deflated Sharpe ratio of the winner given every trial, PBO by CSCV over the feasible
     trials, the winner's neighbourhood, and the verdict."""
     spread = stats.trial_spread([t.objective for t in result.trials])
+    # A sampler may ask the same values again (TPE on a stepped grid often does): the repeat backtests
+    # the same, so it is no further selection. The DSR's N and PBO's columns count each values once.
+    distinct = distinct_trials(result.trials)
     dsr = None
     if result.winner is not None and winner_returns is not None and len(winner_returns) >= 2:
-        dsr = stats.deflated_sharpe_ratio(winner_returns, [t.sharpe for t in result.trials])
+        dsr = stats.deflated_sharpe_ratio(winner_returns, [t.sharpe for t in distinct])
     pbo, pbo_error = None, None
-    columns = [result.buckets[n] for n in sorted(result.buckets)]
+    columns = [result.buckets[t.number] for t in distinct if t.number in result.buckets]
     if len(columns) >= 2:
         rows = min(len(c) for c in columns)
         blocks = PBO_BLOCKS if rows >= PBO_BLOCKS * 2 else max(2, (rows // 2) // 2 * 2)
@@ -571,11 +574,23 @@ def search_stats(
     verdict = stats.verdict(
         dsr=None if dsr is None else dsr.dsr,
         pbo=None if pbo is None else pbo.pbo,
-        n_trials=len(result.trials),
+        n_trials=max(1, len(distinct)),
         neighbourhood_shape=None if hood is None else hood.shape,
         oos_sharpe=oos_sharpe,
     )
     return SearchStats(spread, dsr, pbo, pbo_error, hood, verdict)
+
+
+def distinct_trials(trials: Sequence[Trial]) -> list[Trial]:
+    """The first trial of each set of parameter values, in order."""
+    seen: set[tuple[tuple[str, float], ...]] = set()
+    out = []
+    for trial in trials:
+        key = tuple(sorted(trial.values.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(trial)
+    return out
 
 
 def _signed(value: float | None, sign: float) -> float | None:

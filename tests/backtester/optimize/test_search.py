@@ -234,6 +234,41 @@ def test_a_search_gives_the_same_trials_on_any_number_of_workers(
         assert runs[label].winner == runs["pool of 2"].winner
 
 
+def test_a_repeated_trial_counts_once_in_the_deflated_sharpe_ratio_and_pbo() -> None:
+    rng = np.random.default_rng(3)
+    returns = {n: rng.normal(0.0005 * n, 0.01, 400) for n in range(4)}
+
+    def trial(number: int, fast: int) -> S.Trial:
+        r = returns[fast]
+        return S.Trial(
+            number, {"fast": fast}, float(r.mean() / r.std()), {}, True, float(r.mean() / r.std()), None
+        )
+
+    once = [trial(n, n) for n in range(4)]
+    again = [*once, trial(4, 3), trial(5, 3), trial(6, 1)]  # TPE asking known values again
+    space = {"fast": IntTunable(type="int", low=0, high=3)}
+    summaries = [
+        S.search_stats(
+            S.SearchResult(
+                trials, trials[3], {t.number: np.log1p(returns[int(t.values["fast"])]) for t in trials}
+            ),
+            returns[3],
+            [],
+            space,
+        )
+        for trials in (once, again)
+    ]
+    first, repeated = summaries
+    assert (
+        first.dsr is not None
+        and repeated.dsr is not None
+        and first.dsr.n_trials == repeated.dsr.n_trials == 4
+    )
+    assert repeated.dsr.dsr == first.dsr.dsr and repeated.pbo == first.pbo
+    assert repeated.spread.count == 7, "the spread still describes every trial run"
+    assert "best of 4 trials" in " ".join(repeated.verdict.reasons)
+
+
 def test_the_winner_meets_the_constraints(compute: Compute, tmp_path: Path) -> None:
     candles = random_candles(3_000, seed=4)
     shared = S.Shared(candles, S.Recipe(builtin="sma_crossover"), BacktestConfig(), "total_return")
