@@ -295,6 +295,23 @@ def test_the_same_optimisation_on_a_dask_cluster_gives_the_same_result(
     assert remote["statistics"] == local["statistics"]
 
 
+def test_an_optimisation_keeps_its_studies_in_postgresql(pg_url: str, tmp_path: Path) -> None:
+    import optuna
+
+    with TestClient(create_app(make_settings(tmp_path, database_url=pg_url))) as on_pg:
+        search = optimise(on_pg, n_trials=6)
+        walked = optimise(on_pg, n_trials=4, walk_forward={"mode": "rolling", "windows": 2})
+    storage = service._storage(pg_url)
+    study = optuna.load_study(study_name=search["id"], storage=storage)
+    assert [t.params for t in study.trials] == [t["values"] for t in search["trials"]]
+    for index in range(2):
+        window = optuna.load_study(study_name=f"{walked['id']}-w{index}", storage=storage)
+        assert len(window.trials) == walked["walk_forward"]["windows"][index]["trials"] == 4
+    assert [t["values"] for t in walked["trials"]] == [
+        t.params for t in optuna.load_study(study_name=f"{walked['id']}-w1", storage=storage).trials
+    ], "the top-level trials are the last window's"
+
+
 def test_a_strategy_saved_from_an_optimisation_carries_its_verdict(client: TestClient) -> None:
     from strategy_engine.strategy_health import VERDICT_PENALTIES
 
