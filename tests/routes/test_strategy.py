@@ -239,7 +239,7 @@ def test_backtests_accept_saved_ids_and_inline_specs_with_their_stops(client: Te
 
 
 def test_a_tunable_spec_is_answered_with_its_references_where_they_stood(client: TestClient) -> None:
-    from tests.strategy_engine.test_spec_parameters import tunable_spec
+    from tests.support.specs import tunable_spec
 
     raw = tunable_spec()  # references in an indicator's params, a number operand and stop_loss
     checked = client.post("/api/strategies/validate", json=raw, headers=AUTH)
