@@ -565,12 +565,15 @@ def search_stats(
     hood = None
     if result.winner is not None and space:
         axes = list(space)[:2]
-        # The heatmap reads "higher is better": a minimised objective is negated (its ratios are then
-        # undetermined, the winner's value being negative or zero).
-        sign = 1.0 if direction == "maximize" else -1.0
-        points = [(t.values, _signed(t.objective, sign)) for t in result.trials if t.feasible]
-        points += [(o.values, _signed(o.objective, sign)) for o in neighbours]
-        hood = stats.neighbourhood(points, space_steps(space), axes=axes, winner=result.winner.values)
+        points = [(t.values, t.objective) for t in result.trials if t.feasible]
+        points += [(o.values, o.objective) for o in neighbours]
+        hood = stats.neighbourhood(
+            points,
+            space_steps(space),
+            axes=axes,
+            winner=result.winner.values,
+            lower_is_better=direction == "minimize",
+        )
     verdict = stats.verdict(
         dsr=None if dsr is None else dsr.dsr,
         pbo=None if pbo is None else pbo.pbo,
@@ -591,7 +594,3 @@ def distinct_trials(trials: Sequence[Trial]) -> list[Trial]:
             seen.add(key)
             out.append(trial)
     return out
-
-
-def _signed(value: float | None, sign: float) -> float | None:
-    return None if value is None else sign * value

@@ -487,6 +487,7 @@ def neighbourhood(
     axes: Sequence[str] | None = None,
     k: int = 1,
     winner: Mapping[str, Any] | None = None,
+    lower_is_better: bool = False,
 ) -> Neighbourhood:
     """The winner's neighbourhood over two parameters (``axes``, default the first two of ``space``).
 
@@ -497,6 +498,10 @@ def neighbourhood(
     Why: a real edge degrades gracefully when a parameter moves one step; a lone peak among poor
     neighbours is what fitting noise produces. ValueError on unusable input (no defined trial, an axis
     not in ``space``, the winner's value not on its grid, k < 1).
+
+    ``lower_is_better`` (a minimised metric, e.g. max drawdown): the winner is the lowest, and the ratios
+    are the winner's metric over the neighbours' mean and maximum (1: as good; 0.5: twice as bad), None
+    when the winner's metric is <= 0; z holds the metric itself either way.
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
@@ -510,7 +515,8 @@ def neighbourhood(
     if not defined:
         raise ValueError("no trial has a defined metric: there is no winner")
     if winner is None:
-        w_params, w_metric = max(defined, key=lambda t: t[1])  # max keeps the first of ties
+        best = min if lower_is_better else max  # both keep the first of ties
+        w_params, w_metric = best(defined, key=lambda t: t[1])
     else:
         # The search's own winner (chosen under its constraints): the grid centres on it even when a
         # neighbour scores higher, which is itself worth seeing.
@@ -538,8 +544,11 @@ def neighbourhood(
     ]
     mean_ratio = min_ratio = None
     if neighbours and w_metric > 0.0:
-        mean_ratio = sum(neighbours) / len(neighbours) / w_metric
-        min_ratio = min(neighbours) / w_metric
+        mean = sum(neighbours) / len(neighbours)
+        if not lower_is_better:
+            mean_ratio, min_ratio = mean / w_metric, min(neighbours) / w_metric
+        elif mean > 0.0:  # then the worst (largest) neighbour is > 0 too
+            mean_ratio, min_ratio = w_metric / mean, w_metric / max(neighbours)
     shape: Shape = "undetermined"
     if mean_ratio is not None and min_ratio is not None and len(neighbours) >= MIN_NEIGHBOURS:
         shape = "plateau" if mean_ratio >= PLATEAU_MEAN_RATIO and min_ratio > 0.0 else "spike"

@@ -111,6 +111,23 @@ def test_a_built_in_optimisation_carries_its_statistics(client: TestClient) -> N
     assert listed["total"] == 1 and listed["optimizations"][0]["id"] == body["id"]
 
 
+def test_a_minimised_objective_has_its_own_values_in_the_heatmap(client: TestClient) -> None:
+    body = optimise(client, objective="max_drawdown", n_trials=8)
+    assert body["direction"] == "minimize"
+    winner, hood = body["winner"], body["statistics"]["neighbourhood"]
+    feasible = [t["objective"] for t in body["trials"] if t["feasible"]]
+    assert winner["objective"] == min(feasible) > 0, "the shallowest drawdown wins"
+    row = hood["y_values"].index(winner["values"]["slow"])
+    column = hood["x_values"].index(winner["values"]["fast"])
+    assert hood["z"][row][column] == pytest.approx(winner["objective"]), "not negated"
+    cells = [v for line in hood["z"] for v in line if v is not None]
+    assert min(cells) >= 0 and hood["winner_metric"] == pytest.approx(winner["objective"])
+    if hood["mean_ratio"] is not None:
+        assert hood["mean_ratio"] == pytest.approx(
+            winner["objective"] / ((sum(cells) - winner["objective"]) / (len(cells) - 1))
+        )
+
+
 def test_a_json_strategy_is_optimised_walk_forward_over_its_own_parameters(client: TestClient) -> None:
     body = optimise(
         client,

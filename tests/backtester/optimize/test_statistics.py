@@ -499,6 +499,26 @@ def test_one_losing_neighbour_makes_a_spike_even_with_a_high_mean() -> None:
     assert nb.shape == "spike"
 
 
+@pytest.mark.parametrize(
+    ("around", "shape", "mean_ratio", "min_ratio"),
+    [(0.12, "plateau", 0.1 / 0.12, 0.1 / 0.12), (0.4, "spike", 0.25, 0.25)],
+    ids=["plateau", "spike"],
+)
+def test_a_lower_is_better_metric_has_its_winner_at_the_lowest_and_ratios_the_other_way(
+    around: float, shape: str, mean_ratio: float, min_ratio: float
+) -> None:
+    def drawdown(f, s, x):
+        return 0.1 if (f, s, x) == (10, 100, 0.02) else around
+
+    nb = neighbourhood(_grid_trials(drawdown), GRID, lower_is_better=True)
+    assert (nb.x_values[nb.winner_x], nb.y_values[nb.winner_y], nb.winner_metric) == (10, 100, 0.1)
+    assert nb.z[nb.winner_y][nb.winner_x] == 0.1 and nb.z[0][0] == around, "z holds the metric itself"
+    assert nb.mean_ratio == pytest.approx(mean_ratio) and nb.min_ratio == pytest.approx(min_ratio)
+    assert nb.shape == shape
+    higher = neighbourhood(_grid_trials(drawdown), GRID)
+    assert higher.winner_metric == around, "read as higher-is-better, the worst drawdown would win"
+
+
 def test_neighbourhood_missing_cells_edges_and_other_parameters() -> None:
     trials = [
         ({"fast": 5, "slow": 50, "stop": 0.02}, 1.0),  # the winner, at both grids' start
